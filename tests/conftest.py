@@ -1,0 +1,88 @@
+"""Shared fixtures: a lab of real sshd servers, brought up once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from remoteops.lab import Lab, find_sshd, lab_down, lab_up
+
+LAB_HOSTS = int(os.environ.get("REMOTEOPS_TEST_LAB_HOSTS", "6"))
+
+
+def _free_port() -> int:
+    """A port free on 127.66.0.1 and its neighbours (the lab binds port and port+1)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port < 65000:
+            return port
+    raise RuntimeError("no free port found")
+
+
+def _require_sshd() -> None:
+    if find_sshd() is None:
+        if os.environ.get("CI"):
+            pytest.fail("sshd is missing in CI: .ci/run must install openssh-server")
+        pytest.skip("OpenSSH's sshd is not installed (apt-get install openssh-server)")
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root; the lab needs namespaces")
+        pytest.skip("the test lab needs root for its namespaces")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A lab of LAB_HOSTS isolated hosts, torn down at the end of the session."""
+    _require_sshd()
+    lab_dir = tmp_path_factory.mktemp("lab")
+    report = lab_up(lab_dir, hosts=LAB_HOSTS, port=_free_port())
+    try:
+        yield report.lab
+    finally:
+        lab_down(lab_dir)
+
+
+@pytest.fixture
+def remote_dir(lab: Lab) -> Iterator[str]:
+    """A fresh directory /tmp/t-<id> on every lab host, owned by the lab user."""
+    import pwd
+
+    entry = pwd.getpwnam(lab.user)
+    name = f"/tmp/t-{uuid.uuid4().hex[:10]}"
+    local_dirs = []
+    for host in lab.hosts:
+        local = lab.host_path(host.name, name)
+        local.mkdir()
+        os.chown(local, entry.pw_uid, entry.pw_gid)
+        local_dirs.append(local)
+    try:
+        yield name
+    finally:
+        for local in local_dirs:
+            shutil.rmtree(local, ignore_errors=True)
+
+
+@pytest.fixture
+def lab_factory(tmp_path: Path) -> Iterator[list[Path]]:
+    """Directories of extra labs a test starts; all torn down after the test."""
+    _require_sshd()
+    dirs: list[Path] = []
+    try:
+        yield dirs
+    finally:
+        for lab_dir in dirs:
+            if (lab_dir / "lab.json").exists():
+                lab_down(lab_dir)
+
+
+def free_port() -> int:
+    """Public helper for tests that start their own lab."""
+    return _free_port()

@@ -1,0 +1,177 @@
+"""The lab: real sshd servers that look like distinct hosts to OpenSSH's own client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from remoteops.lab import Lab, _alive, _descendants, lab_down, lab_up
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def ssh(lab: Lab, host: str, command: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` on a lab host with OpenSSH's client and strict host key checking."""
+    return subprocess.run(
+        ["ssh", "-F", str(lab.ssh_config), "-o", "StrictHostKeyChecking=yes", host, command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "remoteops", "--no-log-file", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_every_host_answers_openssh_with_its_own_hostname(lab: Lab) -> None:
+    names = []
+    for host in lab.hosts:
+        result = ssh(lab, host.name, "hostname")
+        assert result.returncode == 0, result.stderr
+        names.append(result.stdout.strip())
+    assert names == [h.name for h in lab.hosts]
+    assert len(set(names)) == len(lab.hosts)
+
+
+def test_hosts_have_distinct_addresses_and_host_keys(lab: Lab) -> None:
+    assert len({h.address for h in lab.hosts}) == len(lab.hosts)
+    lines = lab.known_hosts.read_text().splitlines()
+    keys = {line.split()[2] for line in lines}
+    assert len(lines) == len(lab.hosts)
+    assert len(keys) == len(lab.hosts)
+
+
+def test_file_systems_are_private_per_host(lab: Lab, remote_dir: str) -> None:
+    first, second = lab.hosts[0].name, lab.hosts[1].name
+    for area in ("/srv", remote_dir, "~"):
+        path = f"{area}/only-on-first-{os.getpid()}"
+        assert ssh(lab, first, f"echo hello > {path}").returncode == 0
+        assert ssh(lab, first, f"cat {path}").stdout == "hello\n"
+        assert ssh(lab, second, f"test -e {path}").returncode == 1
+        ssh(lab, first, f"rm -f {path}")
+
+
+def test_login_user_is_unprivileged_and_sudo_takes_the_password(lab: Lab) -> None:
+    host = lab.hosts[0].name
+    assert ssh(lab, host, "id -u").stdout.strip() != "0"
+    password = lab.become_password_file.read_text()
+    result = ssh(lab, host, "sudo -S -p '' id -u", input=password)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+    wrong = ssh(lab, host, "sudo -S -p '' id -u", input="not-the-password\n")
+    assert wrong.returncode != 0
+
+
+def test_inventory_lists_every_host_with_groups(lab: Lab) -> None:
+    import yaml
+
+    inventory = yaml.safe_load(lab.inventory.read_text())
+    children = inventory["all"]["children"]
+    web = set(children["web"]["hosts"])
+    db = set(children["db"]["hosts"])
+    eu = set(children["eu"]["hosts"])
+    us = set(children["us"]["hosts"])
+    names = {h.name for h in lab.hosts}
+    assert web | db == names
+    assert eu | us == names
+    assert not (web & db)
+    assert not (eu & us)
+    for host in lab.hosts:
+        group = "web" if host.name in web else "db"
+        entry = children[group]["hosts"][host.name]
+        assert (entry["ansible_host"], entry["ansible_port"]) == (host.address, host.port)
+
+
+def test_status_json_reports_files_and_hosts(lab: Lab) -> None:
+    result = cli("lab", "status", "--dir", str(lab.dir), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["dir"] == str(lab.dir)
+    assert Path(data["inventory"]).is_file()
+    assert Path(data["known_hosts"]).is_file()
+    assert Path(data["client_key"]).is_file()
+    assert [h["name"] for h in data["hosts"]] == [h.name for h in lab.hosts]
+    assert all(h["answers"] for h in data["hosts"])
+
+
+def test_up_on_a_running_lab_says_so(lab: Lab) -> None:
+    same = cli("lab", "up", "--dir", str(lab.dir), "--hosts", str(len(lab.hosts)))
+    assert same.returncode == 0
+    assert "already running" in same.stderr
+    other = cli("lab", "up", "--dir", str(lab.dir), "--hosts", str(len(lab.hosts) + 1))
+    assert other.returncode == 2
+    assert "lab down" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
+def test_fifty_hosts_then_down_leaves_nothing(lab_factory: list[Path], tmp_path: Path) -> None:
+    lab_dir = tmp_path / "big"
+    lab_factory.append(lab_dir)
+    big = lab_up(lab_dir, hosts=50, port=free_port()).lab
+    hostnames = set()
+    for host in big.hosts:
+        result = ssh(big, host.name, "hostname")
+        assert result.returncode == 0, result.stderr
+        hostnames.add(result.stdout.strip())
+    assert len(hostnames) == 50
+    assert ssh(big, "web01", "touch /srv/marker").returncode == 0
+    assert ssh(big, "db25", "test -e /srv/marker").returncode == 1
+
+    # A session still open at `lab down` time must go too.
+    session = subprocess.Popen(
+        ["ssh", "-F", str(big.ssh_config), "web02", "sleep 300"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _descendants([big.hosts[1].pid]):
+            time.sleep(0.05)
+        family = [*big.pids(), *_descendants(big.pids())]
+        assert len(family) > 50
+        lab_down(lab_dir)
+        assert not [pid for pid in family if _alive(pid)]
+        assert not lab_dir.exists()
+    finally:
+        session.kill()
+        session.wait()
+
+
+def test_latency_proxy_delays_every_round_trip(lab_factory: list[Path], tmp_path: Path) -> None:
+    lab_dir = tmp_path / "slow"
+    lab_factory.append(lab_dir)
+    slow = lab_up(lab_dir, hosts=1, port=free_port(), latency_ms=100).lab
+    host = slow.hosts[0]
+    transport = paramiko.Transport((host.address, host.port))
+    try:
+        transport.start_client(timeout=10)
+        transport.auth_publickey(
+            slow.user, paramiko.Ed25519Key.from_private_key_file(str(slow.client_key))
+        )
+        rtts = []
+        for _ in range(3):
+            start = time.monotonic()
+            transport.global_request("keepalive@openssh.com", wait=True)
+            rtts.append(time.monotonic() - start)
+    finally:
+        transport.close()
+    # A lower bound only: the proxy must add at least the requested delay.
+    assert min(rtts) >= 0.100

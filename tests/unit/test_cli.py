@@ -1,0 +1,63 @@
+"""The command line skeleton: help, version, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cryptography
+import paramiko
+import pytest
+
+import remoteops
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "remoteops", "--no-log-file", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def test_version_names_every_component() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert f"remoteops {remoteops.__version__}" in result.stdout
+    assert f"paramiko {paramiko.__version__}" in result.stdout
+    assert f"cryptography {cryptography.__version__}" in result.stdout
+    assert "Python 3." in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["lab"], ["lab", "up"], ["lab", "status"], ["lab", "down"]],
+)
+def test_help_has_an_example(command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0
+    assert "Example" in result.stdout
+
+
+def test_usage_error_exits_2_without_traceback() -> None:
+    result = run_cli("lab", "up", "--no-such-option")
+    assert result.returncode == 2
+    assert "No such option" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_library_error_is_one_line_and_exit_2(tmp_path: object) -> None:
+    result = run_cli("lab", "status", "--dir", "/nonexistent/remoteops-lab")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("remoteops: error: /nonexistent/remoteops-lab: no lab here")
+
+
+def test_no_arguments_shows_help_and_exits_2() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "Usage" in result.stdout + result.stderr

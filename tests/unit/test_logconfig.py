@@ -1,0 +1,55 @@
+"""Logging: one rotating log file, written safely by several processes at once."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from pathlib import Path
+
+from remoteops.logconfig import LogSettings, default_log_path, setup_logging
+
+
+def _writer(log_file: str, tag: str, count: int) -> None:
+    setup_logging(LogSettings(log_file=Path(log_file), max_bytes=20_000, backup_count=50))
+    log = logging.getLogger("remoteops.test")
+    for i in range(count):
+        log.info("writer %s line %04d %s", tag, i, "x" * 60)
+
+
+def test_default_path_follows_xdg_state_home(tmp_path: Path) -> None:
+    assert default_log_path({"XDG_STATE_HOME": str(tmp_path)}) == (
+        tmp_path / "remoteops" / "remoteops.log"
+    )
+
+
+def test_several_processes_share_one_rotating_log(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "remoteops.log"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(log_file), f"p{n}", 300)) for n in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    lines: list[str] = []
+    for path in sorted(log_file.parent.glob("remoteops.log*")):
+        if path.suffix == ".lock" or path.name.endswith(".lock"):
+            continue
+        lines += path.read_text().splitlines()
+    records = [line for line in lines if " writer " in line]
+    # Every line arrives whole, exactly once, across the rotated files.
+    assert len(records) == 900
+    assert len(set(records)) == 900
+    for n in range(3):
+        mine = [r for r in records if f"writer p{n} " in r]
+        assert len(mine) == 300
+        assert all(r.endswith("x" * 60) for r in mine)
+    assert len(list(log_file.parent.glob("remoteops.log.*"))) >= 2  # it did rotate
+
+
+def test_paramiko_stays_at_warning_unless_debug(tmp_path: Path) -> None:
+    setup_logging(LogSettings(log_file=None))
+    assert logging.getLogger("paramiko").level == logging.WARNING
+    setup_logging(LogSettings(log_file=None, debug=True))
+    assert logging.getLogger("paramiko").level == logging.DEBUG
+    setup_logging(LogSettings(log_file=None))
