@@ -1,0 +1,297 @@
+"""Ansible host patterns: ``web:&prod:!db``, ``~regex``, ``web*``, ``group[0:2]``, ``@file``.
+
+The evaluation follows ansible-core's ``InventoryManager`` (2.19): the pattern is split
+on ``,`` (or ``:`` when it is not an address), plain terms are applied first, then the
+``&`` intersections, then the ``!`` exclusions, and the result keeps inventory order.
+A term may also be a ClusterShell node set (``web[01-03]``, ``db[1-3,7]``): brackets
+holding ``-`` or ``,`` make a node set unless the term is ``GROUP[x-y]``, which Ansible
+reads as a (legacy) subscript of that group.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from remoteops import nodeset
+from remoteops.errors import InventoryError
+
+__all__ = [
+    "is_address",
+    "parse_address",
+    "select_hosts",
+    "split_pattern",
+    "split_subscript",
+]
+
+logger = logging.getLogger(__name__)
+
+# --- addresses (host keys and pattern splitting) --------------------------------------
+
+_RANGE = r"\[(?:[a-zA-Z]:[a-zA-Z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+_NUM_RANGE = r"\[[0-9]+:[0-9]+(?::[0-9]+)?\]"
+_LABEL = rf"(?:\w|{_RANGE})(?:[\w-]|{_RANGE})*(?<![_-])"
+_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$", re.UNICODE)
+_IPV4_PART = rf"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]{{1,2}}|{_NUM_RANGE})"
+_IPV4 = re.compile(rf"^(?:{_IPV4_PART}\.){{3}}{_IPV4_PART}$")
+_IPV6 = re.compile(r"^[0-9a-fA-F:.]*:[0-9a-fA-F:.]*$")
+_BRACKETED_PORT = re.compile(r"^\[(.+)\]:([0-9]+)$")
+_HOST_PORT = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+
+    if not _IPV6.match(text):
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_address(address: str, *, allow_ranges: bool = False) -> tuple[str, int | None]:
+    """Split ``host[:port]`` or ``[v6]:port`` into ``(host, port)``.
+
+    The host must be a hostname, IPv4 or IPv6 address; with ``allow_ranges`` it may
+    hold Ansible ranges such as ``web[01:20]``.  Raises ``ValueError`` otherwise.
+    """
+    port: int | None = None
+    for regex in (_BRACKETED_PORT, _HOST_PORT):
+        match = regex.match(address)
+        if match:
+            address, port = match.group(1), int(match.group(2))
+    if not (_IPV4.match(address) or _is_ipv6(address) or _HOSTNAME.match(address)):
+        raise ValueError(f"not a valid network host name: {address}")
+    if not allow_ranges and "[" in address:
+        raise ValueError(f"range in host name where none is allowed: {address}")
+    return address, port
+
+
+def is_address(text: str) -> bool:
+    """True when *text* parses as ``host[:port]`` (ranges allowed)."""
+    try:
+        parse_address(text, allow_ranges=True)
+    except ValueError:
+        return False
+    return True
+
+
+# --- splitting ------------------------------------------------------------------------
+
+_COLON_TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
+_NODESET_BRACKET = re.compile(r"\[[0-9,/\- ]*[-,][0-9,/\- ]*\]")
+
+
+def _split_commas(pattern: str) -> list[str]:
+    """Split on commas outside brackets so that node sets such as ``web[1-3,5]`` survive."""
+    parts: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for char in pattern:
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth <= 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def split_pattern(pattern: str | Sequence[str]) -> list[str]:
+    """Split a pattern into terms like Ansible's ``split_host_pattern``.
+
+    ``'a,b[1], c[2:3] , d'`` gives ``['a', 'b[1]', 'c[2:3]', 'd']``; without commas,
+    ``web:&db:!x`` splits on ``:`` unless the whole text is an address
+    (``host:22``, ``web[1:3]``).
+    """
+    if not isinstance(pattern, str):
+        return [term for item in pattern for term in split_pattern(item)]
+    if "," in pattern:
+        terms = _split_commas(pattern)
+    elif is_address(pattern):
+        terms = [pattern]
+    else:
+        terms = _COLON_TERMS.findall(pattern)
+    return [term.strip() for term in terms if term.strip()]
+
+
+def split_subscript(term: str) -> tuple[str, tuple[int, int | None] | None]:
+    """Split ``web[0:2]`` into ``('web', (0, 2))``; ``web[-1]`` gives ``('web', (-1, None))``.
+
+    ``web[1:]`` gives ``(1, -1)`` (to the end).  Regex terms (``~...``) have no subscript.
+    """
+    if term.startswith("~"):
+        return term, None
+    match = _SUBSCRIPT.match(term)
+    if not match:
+        return term, None
+    expr, index, start, sep, end = match.groups()
+    if index:
+        return expr, (int(index), None)
+    if sep == "-":
+        logger.warning("Pattern %r: use [x:y] inclusive subscripts instead of [x-y]", term)
+    return expr, (int(start), int(end) if end else -1)
+
+
+def _apply_subscript(
+    hosts: list[str], subscript: tuple[int, int | None] | None, term: str
+) -> list[str]:
+    if not hosts or not subscript:
+        return hosts
+    start, end = subscript
+    if end:
+        if end == -1:
+            end = len(hosts) - 1
+        return hosts[start : end + 1]
+    try:
+        return [hosts[start]]
+    except IndexError:
+        raise InventoryError(
+            f"no hosts matched the subscripted pattern {term!r}: index out of range"
+        ) from None
+
+
+def _read_pattern_file(term: str) -> list[str]:
+    path = Path(term[1:])
+    if not path.exists():
+        raise InventoryError(f"pattern file {str(path)!r} not found; check the path after '@'")
+    if not path.is_file():
+        raise InventoryError(f"pattern {term!r}: {str(path)!r} must be a file, not a directory")
+    return [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
+
+
+def _expand_files(terms: list[str]) -> list[str]:
+    out: list[str] = []
+    for term in terms:
+        if term.startswith("@"):
+            out.extend(_read_pattern_file(term))
+        else:
+            out.append(term)
+    return out
+
+
+def _order(terms: list[str]) -> list[str]:
+    regular = [t for t in terms if t and t[0] not in "!&"]
+    intersections = [t for t in terms if t and t[0] == "&"]
+    exclusions = [t for t in terms if t and t[0] == "!"]
+    return (regular or ["all"]) + intersections + exclusions
+
+
+class _Matcher:
+    """Evaluates terms against one inventory's names (cached per term)."""
+
+    def __init__(
+        self,
+        host_names: Sequence[str],
+        group_names: Sequence[str],
+        hosts_of_group: Callable[[str], Sequence[str]],
+    ) -> None:
+        self.host_names = list(host_names)
+        self.host_set = set(host_names)
+        self.group_names = list(group_names)
+        self.group_set = set(group_names)
+        self.hosts_of_group = hosts_of_group
+        self.cache: dict[str, list[str]] = {}
+
+    def _match_list(self, items: list[str], expr: str) -> list[str]:
+        try:
+            regex = re.compile(expr[1:] if expr.startswith("~") else fnmatch.translate(expr))
+        except re.error as exc:
+            raise InventoryError(f"invalid host pattern {expr!r}: {exc}") from None
+        return [item for item in items if regex.match(item)]
+
+    def _nodeset_names(self, expr: str) -> list[str] | None:
+        if expr.startswith("~") or not _NODESET_BRACKET.search(expr):
+            return None
+        match = _SUBSCRIPT.match(expr)
+        if match and match.group(1) in self.group_set:
+            return None  # Ansible's legacy group[x-y] subscript
+        return nodeset.expand(expr)
+
+    def _enumerate(self, expr: str) -> list[str]:
+        results: list[str] = []
+        groups = self._match_list(self.group_names, expr)
+        for group in groups:
+            results.extend(self.hosts_of_group(group))
+        specials = (".", "?", "*", "[")
+        if not groups or expr.startswith("~") or any(s in expr for s in specials):
+            results.extend(self._match_list(self.host_names, expr))
+        if not results and not groups and expr != "all":
+            logger.warning("Could not match supplied host pattern, ignoring: %s", expr)
+        return results
+
+    def match_one(self, term: str) -> list[str]:
+        if term[0] in "&!":
+            term = term[1:]
+        if term not in self.cache:
+            names = self._nodeset_names(term)
+            if names is not None:
+                hosts = [n for n in names if n in self.host_set]
+                missing = [n for n in names if n not in self.host_set]
+                if missing:
+                    logger.warning(
+                        "Node set %r: %d name(s) not in the inventory, ignoring: %s",
+                        term,
+                        len(missing),
+                        nodeset.fold(missing),
+                    )
+            else:
+                expr, subscript = split_subscript(term)
+                hosts = _apply_subscript(self._enumerate(expr), subscript, term)
+            self.cache[term] = hosts
+        return self.cache[term]
+
+    def evaluate(self, terms: list[str]) -> list[str]:
+        hosts: list[str] = []
+        for term in _order(terms):
+            if term in self.host_set:
+                hosts.append(term)
+                continue
+            that = self.match_one(term)
+            if term[0] == "!":
+                drop = set(that)
+                hosts = [h for h in hosts if h not in drop]
+            elif term[0] == "&":
+                keep = set(that)
+                hosts = [h for h in hosts if h in keep]
+            else:
+                existing = set(hosts)
+                hosts.extend(h for h in that if h not in existing)
+        return hosts
+
+
+def select_hosts(
+    pattern: str | Sequence[str],
+    *,
+    host_names: Sequence[str],
+    group_names: Sequence[str],
+    hosts_of_group: Callable[[str], Sequence[str]],
+    limit: str | Sequence[str] | None = None,
+) -> list[str]:
+    """Names of the hosts that *pattern* (and *limit*, as ``--limit``) selects.
+
+    *host_names* and *group_names* are in inventory order; *hosts_of_group* gives
+    every host of a group and its descendants, in Ansible's order.  Terms that match
+    nothing are logged as warnings; an empty result is returned as an empty list.
+    Raises ``InventoryError`` for a bad regex, a missing ``@file`` or a malformed
+    node set.
+    """
+    matcher = _Matcher(host_names, group_names, hosts_of_group)
+    hosts = matcher.evaluate(_expand_files(split_pattern(pattern)))
+    if limit is not None:
+        subset = set(matcher.evaluate(_expand_files(split_pattern(limit))))
+        hosts = [h for h in hosts if h in subset]
+    seen: set[str] = set()
+    unique: list[str] = []
+    for host in hosts:
+        if host not in seen:
+            seen.add(host)
+            unique.append(host)
+    return unique
