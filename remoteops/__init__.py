@@ -6,6 +6,9 @@ import the same pieces.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from remoteops.errors import (
     AnalysisError,
     AuthenticationError,
@@ -24,19 +27,59 @@ from remoteops.errors import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from remoteops.execution import CommandSpec, Executor, Limits, Timeouts
+    from remoteops.inventory import Inventory, load_inventory
+    from remoteops.results import HostResult, RunResult
+    from remoteops.target import ConnectOverrides, Target, resolve_targets
+
+# The engine pulls in paramiko; load it only when a script asks for it.
+_LAZY = {
+    "CommandSpec": "remoteops.execution",
+    "Executor": "remoteops.execution",
+    "Limits": "remoteops.execution",
+    "Timeouts": "remoteops.execution",
+    "Inventory": "remoteops.inventory",
+    "load_inventory": "remoteops.inventory",
+    "HostResult": "remoteops.results",
+    "RunResult": "remoteops.results",
+    "ConnectOverrides": "remoteops.target",
+    "Target": "remoteops.target",
+    "resolve_targets": "remoteops.target",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'remoteops' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "AnalysisError",
     "AuthenticationError",
+    "CommandSpec",
     "CommandTimeoutError",
     "ConnectError",
+    "ConnectOverrides",
+    "Executor",
     "HostError",
     "HostKeyError",
+    "HostResult",
+    "Inventory",
     "InventoryError",
     "LabError",
+    "Limits",
     "RemoteOpsError",
     "RunFailedError",
+    "RunResult",
+    "Target",
+    "Timeouts",
     "TransferError",
     "UnknownHostError",
     "UsageError",
     "__version__",
+    "load_inventory",
+    "resolve_targets",
 ]

@@ -67,8 +67,8 @@ app = typer.Typer(
 lab_app = typer.Typer(
     help=(
         "A local fleet of real OpenSSH servers to try remoteops on.\n\n"
-        'Example: remoteops lab up --hosts 20 && remoteops -i "$(remoteops lab status '
-        '--inventory-path)" run all -- hostname'
+        'Example: remoteops lab up --hosts 20 && remoteops run all -i "$(remoteops lab status '
+        '--inventory-path)" -- hostname'
     ),
     no_args_is_help=True,
     context_settings=_CONTEXT,
@@ -197,7 +197,7 @@ def lab_up_cmd(
         stderr.print(f"not isolated without root: {what}")
     stderr.print(f"inventory:   {lab.inventory}")
     stderr.print(f"known_hosts: {lab.known_hosts}")
-    stderr.print(f"try:         remoteops -i {lab.inventory} run all -- hostname")
+    stderr.print(f"try:         remoteops run all -i {lab.inventory} -- hostname")
 
 
 @lab_app.command("status")
@@ -270,6 +270,621 @@ def lab_down_cmd(lab_dir: _LabDir = None) -> None:
 
     lab = lab_down(_lab_dir(lab_dir))
     stderr.print(f"Lab in {lab.dir} is down ({len(lab.hosts)} hosts stopped).")
+
+
+# --------------------------------------------------------------------------- targeting
+
+_Inventory = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-i",
+        "--inventory",
+        help=(
+            "Inventory: Ansible YAML file or directory, a host list, ansible-inventory "
+            "--list JSON, or 'a,b,c'. Repeatable. Default $REMOTEOPS_INVENTORY, else "
+            "./inventories/hosts.yml."
+        ),
+    ),
+]
+_Limit = Annotated[
+    str | None, typer.Option("-l", "--limit", help="Further limit hosts (Ansible pattern).")
+]
+_Forks = Annotated[
+    int | None,
+    typer.Option(
+        "-f",
+        "--forks",
+        help=(
+            "Most hosts worked on at once. Default: all hosts, at most 256 and 3/8 of "
+            "the open-file limit."
+        ),
+    ),
+]
+_User = Annotated[str | None, typer.Option("-u", "--user", help="Login user (beats inventory).")]
+_Key = Annotated[
+    list[Path] | None, typer.Option("--key", help="Private key file (repeatable; beats inventory).")
+]
+_Port = Annotated[int | None, typer.Option("--port", help="SSH port (beats inventory).")]
+_SshConfig = Annotated[
+    Path | None,
+    typer.Option("-F", "--ssh-config", help="ssh_config to honour (default ~/.ssh/config)."),
+]
+_NoSshConfig = Annotated[
+    bool, typer.Option("--no-ssh-config", help="Ignore every ssh_config file.")
+]
+_KnownHosts = Annotated[
+    Path | None,
+    typer.Option("--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)."),
+]
+_Policy = Annotated[
+    str,
+    typer.Option(
+        "--host-key-policy",
+        help=(
+            "strict: refuse unknown keys; accept-new: record them. A changed key is always refused."
+        ),
+    ),
+]
+_ConnectTimeout = Annotated[
+    float | None, typer.Option("--connect-timeout", help="Per-host connect deadline, seconds (10).")
+]
+_Timeout = Annotated[
+    float | None, typer.Option("-t", "--timeout", help="Per-host command deadline, seconds.")
+]
+_Json = Annotated[bool, typer.Option("--json", help="JSON Lines on stdout (see CONTRACT.md).")]
+_Quiet = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="Nothing for hosts that succeeded; failures still print."),
+]
+_Retries = Annotated[
+    int, typer.Option("--retries", help="Retry connection failures (never auth or host keys).")
+]
+_PassphraseFile = Annotated[
+    Path | None,
+    typer.Option("--key-passphrase-file", help="File holding the passphrase of encrypted keys."),
+]
+_AskPass = Annotated[
+    bool, typer.Option("--ask-pass", "-k", help="Prompt once for an SSH password (terminal only).")
+]
+
+
+@dataclass(slots=True)
+class _Targeting:
+    inventory: list[str] | None
+    limit: str | None
+    forks: int | None
+    user: str | None
+    key: list[Path] | None
+    port: int | None
+    ssh_config: Path | None
+    no_ssh_config: bool
+    known_hosts: Path | None
+    host_key_policy: str
+    connect_timeout: float | None
+    retries: int
+    key_passphrase_file: Path | None
+    ask_pass: bool
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\n")
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror}; check the path") from None
+
+
+def _prompt_secret(prompt: str, what: str) -> str:
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what} needs a terminal to prompt on; none is attached")
+    import getpass
+
+    return getpass.getpass(prompt)
+
+
+def _resolve(
+    pattern: str, opts: _Targeting, *, command_timeout: float | None = None
+) -> tuple[list[Any], Any]:
+    """Load inventories and ssh_config, select hosts, build targets and an Executor."""
+    from remoteops.execution import Executor, Limits, Timeouts
+    from remoteops.inventory import default_inventory_sources, load_inventory
+    from remoteops.session import Credentials, SessionSettings
+    from remoteops.sshconfig import SSHConfig
+    from remoteops.target import ConnectOverrides, resolve_targets
+
+    if opts.host_key_policy not in ("strict", "accept-new"):
+        raise UsageError(f"--host-key-policy {opts.host_key_policy!r}: use strict or accept-new")
+    if opts.forks is not None and opts.forks < 1:
+        raise UsageError("--forks must be 1 or more")
+    if opts.retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    sources = opts.inventory or default_inventory_sources()
+    inventory = load_inventory(sources)
+    hosts = inventory.select(pattern, limit=opts.limit)
+    if not hosts:
+        shown = pattern + (f" --limit {opts.limit}" if opts.limit else "")
+        raise UsageError(
+            f"no host matches {shown!r} in {', '.join(map(str, sources))}; "
+            "see `remoteops inventory list`"
+        )
+    if opts.no_ssh_config:
+        ssh_config = SSHConfig.empty()
+    elif opts.ssh_config is not None:
+        ssh_config = SSHConfig.from_file(opts.ssh_config, system_path=None)
+    else:
+        ssh_config = SSHConfig.from_default()
+    overrides = ConnectOverrides(
+        user=opts.user,
+        port=opts.port,
+        key_files=tuple(str(k) for k in opts.key or ()),
+        known_hosts=str(opts.known_hosts) if opts.known_hosts else None,
+        connect_timeout=opts.connect_timeout,
+    )
+    targets = resolve_targets(
+        inventory, [h.name for h in hosts], ssh_config=ssh_config, overrides=overrides
+    )
+    passphrase = (
+        _read_secret_file(opts.key_passphrase_file, "--key-passphrase-file")
+        if opts.key_passphrase_file
+        else None
+    )
+    password = _prompt_secret("SSH password: ", "--ask-pass") if opts.ask_pass else None
+    executor = Executor(
+        targets,
+        credentials=Credentials(passphrase=passphrase, password=password),
+        settings=SessionSettings(
+            host_key_policy=opts.host_key_policy, connect_timeout=opts.connect_timeout
+        ),
+        timeouts=Timeouts(connect=opts.connect_timeout, command=command_timeout),
+        limits=Limits(max_workers=opts.forks, retries=opts.retries),
+    )
+    return targets, executor
+
+
+class _Interrupts:
+    """First SIGINT/SIGTERM: cancel the run; a second SIGINT: exit at once."""
+
+    def __init__(self, cancel: Any) -> None:
+        self._cancel = cancel
+        self.code: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        import signal
+
+        def handler(signum: int, frame: object) -> None:
+            if self.code is not None and signum == signal.SIGINT:
+                os._exit(EXIT_SIGINT)
+            self.code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+            stderr.print(
+                "remoteops: interrupted; stopping remote commands (Ctrl-C again to quit now)"
+            )
+            self._cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def _write_retry_file(path: Path, hosts: list[str]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(f"{h}\n" for h in hosts), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _finish(run: Any, *, as_json: bool, json_writer: Any, retry_file: Path | None) -> NoReturn:
+    from remoteops.report import render_summary
+
+    if as_json:
+        json_writer.summary(run)
+    if retry_file is not None:
+        _write_retry_file(retry_file, sorted(run.failed_hosts))
+    if run.failed or run.interrupted_by or not as_json:
+        sys.stderr.write(render_summary(run))
+        sys.stderr.flush()
+    raise typer.Exit(run.exit_code)
+
+
+def _parse_env(values: list[str] | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+            raise UsageError(f"--env {item!r}: write it as NAME=VALUE")
+        env[name] = value
+    return env
+
+
+@app.command("run")
+def run_cmd(
+    pattern: Annotated[str, typer.Argument(help="Host pattern, e.g. web:&eu or 'db*'.")],
+    command: Annotated[list[str], typer.Argument(help="The command (after --).")],
+    inventory: _Inventory = None,
+    limit: _Limit = None,
+    forks: _Forks = None,
+    user: _User = None,
+    key: _Key = None,
+    port: _Port = None,
+    ssh_config: _SshConfig = None,
+    no_ssh_config: _NoSshConfig = False,
+    known_hosts: _KnownHosts = None,
+    host_key_policy: _Policy = "strict",
+    connect_timeout: _ConnectTimeout = None,
+    timeout: _Timeout = None,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+    retries: _Retries = 0,
+    key_passphrase_file: _PassphraseFile = None,
+    ask_pass: _AskPass = False,
+    gather_output: Annotated[
+        bool,
+        typer.Option("-g", "--gather", help="Fold hosts with identical output into one block."),
+    ] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir", help="Write DIR/<host>.out, .err and .exit with the exact bytes."
+        ),
+    ] = None,
+    retry_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."
+        ),
+    ] = None,
+    become: Annotated[
+        bool, typer.Option("--become", "-b", help="Run the command with sudo.")
+    ] = False,
+    become_user: Annotated[
+        str | None, typer.Option("--become-user", help="sudo to this user (default root).")
+    ] = None,
+    become_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--become-password-file", help="File holding the sudo password (sent on stdin)."
+        ),
+    ] = None,
+    pty: Annotated[
+        bool, typer.Option("--pty", help="Run the command on a pseudo-terminal.")
+    ] = False,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", help="NAME=VALUE for the remote command (repeatable)."),
+    ] = None,
+    stdin_file: Annotated[
+        Path | None, typer.Option("--stdin", help="Send this file to every host's stdin.")
+    ] = None,
+    max_output: Annotated[
+        int, typer.Option("--max-output", help="Bytes of each stream kept per host (1 MiB).")
+    ] = 1024 * 1024,
+) -> None:
+    """Run COMMAND on every host PATTERN matches, all at once (up to --forks).
+
+    Output lines are prefixed by host as they arrive; --gather folds identical
+    outputs; --json prints JSON Lines. The exit code says what happened
+    (0 ok, 3 timeout, 4 unreachable or host key, 5 command failed).
+
+    Example: remoteops -i inventories/hosts.yml run 'web:&eu' -- uptime
+    """
+    from remoteops.execution import CommandSpec
+    from remoteops.report import JsonLinesWriter, LivePrinter, render_gathered, use_color
+    from remoteops.results import RunResult
+
+    if not command:
+        raise UsageError("no command given: remoteops run PATTERN -- COMMAND")
+    if max_output < 0:
+        raise UsageError("--max-output must be 0 or more")
+    opts = _Targeting(
+        inventory,
+        limit,
+        forks,
+        user,
+        key,
+        port,
+        ssh_config,
+        no_ssh_config,
+        known_hosts,
+        host_key_policy,
+        connect_timeout,
+        retries,
+        key_passphrase_file,
+        ask_pass,
+    )
+    spec = CommandSpec(
+        command=" ".join(command),
+        pty=pty,
+        env=_parse_env(env),
+        stdin=stdin_file.read_bytes() if stdin_file else None,
+        become=become,
+        become_user=become_user,
+        become_password=(
+            _read_secret_file(become_password_file, "--become-password-file")
+            if become_password_file
+            else None
+        ),
+        max_output=max_output,
+    )
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    width = max(len(t.name) for t in targets)
+    live = not as_json and not gather_output
+    printer = LivePrinter(
+        sys.stdout.buffer,
+        sys.stdout.buffer,
+        color=use_color(sys.stdout),
+        width=width,
+        quiet=quiet,
+    )
+    json_writer = JsonLinesWriter(sys.stdout)
+    run = RunResult()
+    import time
+
+    start = time.monotonic()
+    with _Interrupts(executor.cancel) as interrupts:
+        for result in executor.run_command(
+            spec, on_line=printer.line if live else None, out_dir=out_dir
+        ):
+            run.add(result)
+            if as_json:
+                json_writer.host(result)
+            elif live:
+                printer.host_done(result)
+                if not result.is_ok and (
+                    quiet or not (result.stdout or result.stderr) or result.error
+                ):
+                    sys.stderr.write(f"{result.host}: {result.status}: {result.error}\n")
+                    sys.stderr.flush()
+    run.duration_s = time.monotonic() - start
+    run.interrupted_by = interrupts.code
+    if gather_output and not as_json:
+        shown = [r for r in run.values() if not (quiet and r.is_ok)]
+        sys.stdout.write(render_gathered(shown, color=use_color(sys.stdout)))
+        sys.stdout.flush()
+    _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
+
+
+@app.command("ping")
+def ping_cmd(
+    pattern: Annotated[str, typer.Argument(help="Host pattern.")] = "all",
+    inventory: _Inventory = None,
+    limit: _Limit = None,
+    forks: _Forks = None,
+    user: _User = None,
+    key: _Key = None,
+    port: _Port = None,
+    ssh_config: _SshConfig = None,
+    no_ssh_config: _NoSshConfig = False,
+    known_hosts: _KnownHosts = None,
+    host_key_policy: _Policy = "strict",
+    connect_timeout: _ConnectTimeout = None,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+    retries: _Retries = 0,
+    key_passphrase_file: _PassphraseFile = None,
+    ask_pass: _AskPass = False,
+    retry_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."
+        ),
+    ] = None,
+) -> None:
+    """Connect and authenticate to every matched host; report round-trip time and server version.
+
+    Example: remoteops ping all --json
+    """
+    from remoteops.report import JsonLinesWriter
+    from remoteops.results import RunResult
+
+    opts = _Targeting(
+        inventory,
+        limit,
+        forks,
+        user,
+        key,
+        port,
+        ssh_config,
+        no_ssh_config,
+        known_hosts,
+        host_key_policy,
+        connect_timeout,
+        retries,
+        key_passphrase_file,
+        ask_pass,
+    )
+    targets, executor = _resolve(pattern, opts)
+    width = max(len(t.name) for t in targets)
+    json_writer = JsonLinesWriter(sys.stdout)
+    run = RunResult()
+    import time
+
+    start = time.monotonic()
+    with _Interrupts(executor.cancel) as interrupts:
+        for result in executor.ping():
+            run.add(result)
+            if as_json:
+                json_writer.host(result)
+            elif result.is_ok:
+                if not quiet:
+                    sys.stdout.write(
+                        f"{result.host.ljust(width)}: ok  rtt {result.extra['rtt_ms']:.1f} ms  "
+                        f"connect {result.extra['connect_ms']:.0f} ms  "
+                        f"{result.extra['server_version']}\n"
+                    )
+                    sys.stdout.flush()
+            else:
+                sys.stderr.write(f"{result.host.ljust(width)}: {result.status}: {result.error}\n")
+                sys.stderr.flush()
+    run.duration_s = time.monotonic() - start
+    run.interrupted_by = interrupts.code
+    _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
+
+
+# --------------------------------------------------------------------------- inventory
+
+inventory_app = typer.Typer(
+    help=(
+        "Show what inventories resolve to: hosts, groups, variables, connections.\n\n"
+        "Example: remoteops inventory list 'web:&eu' -i inventories/hosts.yml"
+    ),
+    no_args_is_help=True,
+    context_settings=_CONTEXT,
+    rich_markup_mode=None,
+)
+app.add_typer(inventory_app, name="inventory")
+
+
+def _load(inventory: list[str] | None) -> Any:
+    from remoteops.inventory import default_inventory_sources, load_inventory
+
+    return load_inventory(inventory or default_inventory_sources())
+
+
+@inventory_app.command("list")
+def inventory_list_cmd(
+    pattern: Annotated[str, typer.Argument(help="Host pattern.")] = "all",
+    inventory: _Inventory = None,
+    limit: _Limit = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The JSON `ansible-inventory --list` prints.")
+    ] = False,
+) -> None:
+    """List the hosts PATTERN matches (or the whole inventory as JSON).
+
+    Example: remoteops inventory list 'web:!db' --json
+    """
+    from remoteops.nodeset import fold
+
+    inv = _load(inventory)
+    hosts = inv.select(pattern, limit=limit)
+    if not hosts:
+        raise UsageError(f"no host matches {pattern!r}; see `remoteops inventory graph`")
+    if as_json:
+        data = inv.to_ansible_list()
+        if pattern != "all" or limit:
+            keep = {h.name for h in hosts}
+            data["_meta"]["hostvars"] = {
+                k: v for k, v in data["_meta"]["hostvars"].items() if k in keep
+            }
+            for name, group in list(data.items()):
+                if name != "_meta" and isinstance(group, dict) and "hosts" in group:
+                    group["hosts"] = [h for h in group["hosts"] if h in keep]
+        sys.stdout.write(json.dumps(data, indent=4, sort_keys=True) + "\n")
+        return
+    sys.stdout.write(f"  hosts ({len(hosts)}): {fold(h.name for h in hosts)}\n")
+    for host in hosts:
+        sys.stdout.write(f"    {host.name}\n")
+
+
+@inventory_app.command("graph")
+def inventory_graph_cmd(
+    group: Annotated[str, typer.Argument(help="Group at the top of the tree.")] = "all",
+    inventory: _Inventory = None,
+    show_vars: Annotated[bool, typer.Option("--vars", help="Show variables too.")] = False,
+) -> None:
+    """Print the group tree, as `ansible-inventory --graph` does.
+
+    Example: remoteops inventory graph web
+    """
+    inv = _load(inventory)
+    sys.stdout.write(inv.graph(group, show_vars=show_vars).rstrip("\n") + "\n")
+
+
+@inventory_app.command("host")
+def inventory_host_cmd(
+    name: Annotated[str, typer.Argument(help="Inventory host name.")],
+    inventory: _Inventory = None,
+    user: _User = None,
+    key: _Key = None,
+    port: _Port = None,
+    ssh_config: _SshConfig = None,
+    no_ssh_config: _NoSshConfig = False,
+    known_hosts: _KnownHosts = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Show a host's merged variables and the connection remoteops would make, with sources.
+
+    Example: remoteops inventory host web01
+    """
+    from remoteops.sshconfig import SSHConfig
+    from remoteops.target import ConnectOverrides, resolve_targets
+
+    inv = _load(inventory)
+    inv.get_host(name)
+    if no_ssh_config:
+        config = SSHConfig.empty()
+    elif ssh_config is not None:
+        config = SSHConfig.from_file(ssh_config, system_path=None)
+    else:
+        config = SSHConfig.from_default()
+    overrides = ConnectOverrides(
+        user=user,
+        port=port,
+        key_files=tuple(str(k) for k in key or ()),
+        known_hosts=str(known_hosts) if known_hosts else None,
+    )
+    (target,) = resolve_targets(inv, [name], ssh_config=config, overrides=overrides)
+    secret = {
+        "ansible_password",
+        "ansible_ssh_pass",
+        "ansible_ssh_password",
+        "ansible_become_password",
+        "ansible_become_pass",
+        "ansible_sudo_pass",
+    }
+    variables = {k: ("(hidden)" if k in secret else v) for k, v in inv.host_vars(name).items()}
+    connection = {
+        "address": target.address,
+        "port": target.port,
+        "user": target.user,
+        "identity_files": list(target.identity_files),
+        "identities_only": target.identities_only,
+        "proxy_jump": [str(h) for h in target.proxy_jump],
+        "proxy_command": target.proxy_command,
+        "known_hosts_files": list(target.known_hosts_files),
+        "host_key_alias": target.host_key_alias,
+        "connect_timeout": target.connect_timeout,
+        "become": target.become,
+        "become_user": target.become_user,
+    }
+    source_keys = {
+        "address": "hostname",
+        "port": "port",
+        "user": "user",
+        "identity_files": "identityfile",
+        "proxy_jump": "proxyjump",
+        "proxy_command": "proxycommand",
+        "known_hosts_files": "userknownhostsfile",
+        "connect_timeout": "connecttimeout",
+    }
+    sources = {k: target.sources.get(v, "default") for k, v in source_keys.items()}
+    if as_json:
+        data = {
+            "host": name,
+            "groups": inv.groups_of(name),
+            "vars": variables,
+            "connection": connection,
+            "sources": sources,
+        }
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    sys.stdout.write(f"{name}  (groups: {', '.join(inv.groups_of(name)) or '-'})\n")
+    sys.stdout.write("connection:\n")
+    for key_name, value in connection.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        where = f"   [{sources[key_name]}]" if key_name in sources else ""
+        sys.stdout.write(f"  {key_name:18} {shown}{where}\n")
+    sys.stdout.write("variables:\n")
+    for key_name, value in sorted(variables.items()):
+        sys.stdout.write(f"  {key_name}: {json.dumps(value, default=str)}\n")
 
 
 # --------------------------------------------------------------------------- entry point

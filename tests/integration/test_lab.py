@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from remoteops.lab import Lab, _alive, _descendants, lab_down, lab_up
 from tests.conftest import free_port
+from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +27,6 @@ def ssh(lab: Lab, host: str, command: str, **kwargs: object) -> subprocess.Compl
         timeout=30,
         check=False,
         **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "remoteops", "--no-log-file", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
 
 

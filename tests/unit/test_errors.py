@@ -59,6 +59,17 @@ def test_public_names_are_pinned() -> None:
     assert sorted(remoteops.__all__) == sorted(
         [
             "AnalysisError",
+            "CommandSpec",
+            "ConnectOverrides",
+            "Executor",
+            "HostResult",
+            "Inventory",
+            "Limits",
+            "RunResult",
+            "Target",
+            "Timeouts",
+            "load_inventory",
+            "resolve_targets",
             "AuthenticationError",
             "CommandTimeoutError",
             "ConnectError",

@@ -1,0 +1,424 @@
+"""The engine: a bounded thread pool fanning work out to hosts, results streamed back.
+
+``Executor.run_command()`` and ``Executor.ping()`` yield each ``HostResult`` as
+soon as its host finishes, so later stages (the report, the analysis process
+pool) work while slow hosts are still answering. A failing host produces a
+failed result; it never stops the run. Talking to hosts is I/O-bound: threads
+spend their time waiting on sockets, and the GIL is released meanwhile.
+
+Cancellation: ``cancel()`` (the CLI calls it on the first Ctrl-C or SIGTERM)
+stops hosts from starting (``skipped``) and stops running commands
+(``interrupted``), which end their remote processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import resource
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from remoteops.errors import (
+    CommandTimeoutError,
+    ConnectError,
+    HostError,
+)
+from remoteops.hostkeys import HostKeyStore
+from remoteops.results import HostResult, RunResult
+from remoteops.session import (
+    DEFAULT_MAX_OUTPUT,
+    Credentials,
+    LineSink,
+    Session,
+    SessionSettings,
+    Watchdog,
+    connect,
+)
+from remoteops.target import Target
+
+__all__ = [
+    "CommandSpec",
+    "Executor",
+    "Limits",
+    "Timeouts",
+    "default_forks",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_DEFAULT_FORKS = 256
+
+
+def default_forks(host_count: int, *, nofile: int | None = None) -> int:
+    """The default ``--forks``: every host at once, up to 256 and the open-file limit.
+
+    Each host in flight holds about 2 file descriptors (its socket and a pipe
+    for paramiko's thread); a quarter of the soft ``RLIMIT_NOFILE`` is kept for
+    everything else.
+    """
+    if nofile is None:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    by_files = max(1, (nofile * 3 // 4) // 2)
+    return max(1, min(host_count, MAX_DEFAULT_FORKS, by_files))
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-host deadlines in seconds (None: no deadline)."""
+
+    connect: float | None = None
+    command: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much work runs at once, and retries."""
+
+    max_workers: int | None = None
+    retries: int = 0
+    retry_backoff: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """What to run on each host."""
+
+    command: str
+    pty: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: bytes | None = None
+    become: bool = False
+    become_user: str | None = None
+    become_password: str | None = field(default=None, repr=False)
+    max_output: int = DEFAULT_MAX_OUTPUT
+
+    def remote_command(self, target: Target) -> tuple[str, bytes | None]:
+        """The command line sent to the host and the bytes for its stdin.
+
+        With become, sudo reads the password from the first line of stdin
+        (``-S``) and prints no prompt (``-p ''``); the password never appears on
+        a command line. Without a password sudo must not ask (``-n``).
+        """
+        become = self.become or target.become
+        if not become:
+            return self.command, self.stdin
+        user = self.become_user or target.become_user or "root"
+        password = self.become_password or target.become_password
+        inner = shlex.quote(self.command)
+        if password:
+            line = f"sudo -S -p '' -u {shlex.quote(user)} -- sh -c {inner}"
+            data = password.encode() + b"\n" + (self.stdin or b"")
+            return line, data
+        return f"sudo -n -u {shlex.quote(user)} -- sh -c {inner}", self.stdin
+
+
+class Executor:
+    """Run work on many targets from a bounded thread pool; one session per host."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        *,
+        store: HostKeyStore | Callable[[Target], HostKeyStore] | None = None,
+        credentials: Credentials | None = None,
+        settings: SessionSettings | None = None,
+        timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.targets = list(targets)
+        self._store = store
+        self.credentials = credentials or Credentials()
+        self.timeouts = timeouts or Timeouts()
+        self.settings = settings or SessionSettings(connect_timeout=self.timeouts.connect)
+        self.limits = limits or Limits()
+        self.cancel_event = threading.Event()
+        self.watchdog = Watchdog()
+        self._stores: dict[tuple[str, ...], HostKeyStore] = {}
+        self._stores_lock = threading.Lock()
+        self._jumps: dict[str, Session] = {}
+        self._jump_locks: dict[str, threading.Lock] = {}
+        self._jumps_lock = threading.Lock()
+
+    @property
+    def forks(self) -> int:
+        """How many hosts are worked on at once."""
+        return self.limits.max_workers or default_forks(len(self.targets))
+
+    def cancel(self) -> None:
+        """Stop starting hosts and stop running commands."""
+        self.cancel_event.set()
+
+    def _store_for(self, target: Target) -> HostKeyStore:
+        """The known_hosts files of this target (built once per distinct list of files)."""
+        if isinstance(self._store, HostKeyStore):
+            return self._store
+        if self._store is not None:
+            return self._store(target)
+        files = tuple(target.known_hosts_files)
+        with self._stores_lock:
+            store = self._stores.get(files)
+            if store is None:
+                store = self._stores[files] = HostKeyStore(list(files))
+            return store
+
+    # ------------------------------------------------------------------ connect
+
+    def _jump_session(self, target: Target) -> Session | None:
+        """The shared connection through the target's ProxyJump chain (None: direct)."""
+        if not target.proxy_jump:
+            return None
+        previous: Session | None = None
+        for index, hop in enumerate(target.proxy_jump):
+            key = ",".join(str(h) for h in target.proxy_jump[: index + 1])
+            with self._jumps_lock:
+                lock = self._jump_locks.setdefault(key, threading.Lock())
+            with lock:
+                session = self._jumps.get(key)
+                if session is None or not session.transport.is_active():
+                    hop_target = Target(
+                        name=f"{target.name} (jump {hop})",
+                        address=hop.host,
+                        port=hop.port or 22,
+                        user=hop.user or target.user,
+                        identity_files=target.identity_files,
+                        identities_only=target.identities_only,
+                        known_hosts_files=target.known_hosts_files,
+                        connect_timeout=target.connect_timeout,
+                    )
+                    session = connect(
+                        hop_target,
+                        store=self._store_for(target),
+                        credentials=self.credentials,
+                        settings=self.settings,
+                        watchdog=self.watchdog,
+                        jump=previous,
+                    )
+                    self._jumps[key] = session
+            previous = session
+        return previous
+
+    def _connect(self, target: Target) -> Session:
+        attempts = self.limits.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                jump = self._jump_session(target)
+                return connect(
+                    target,
+                    store=self._store_for(target),
+                    credentials=self.credentials,
+                    settings=self.settings,
+                    watchdog=self.watchdog,
+                    jump=jump,
+                )
+            except (ConnectError, CommandTimeoutError) as exc:
+                # Only connection failures are retried: never auth or host keys.
+                if attempt >= attempts or self.cancel_event.is_set():
+                    raise
+                delay = self.limits.retry_backoff * (2 ** (attempt - 1))
+                delay *= 0.5 + random.random()
+                logger.info(
+                    "Host %r: %s; retry %d/%d in %.1fs",
+                    target.name,
+                    exc,
+                    attempt,
+                    self.limits.retries,
+                    delay,
+                )
+                if self.cancel_event.wait(delay):
+                    raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ fan-out
+
+    def _fan_out(self, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
+        """Run ``work`` for every target, yielding results as they complete."""
+        if not self.targets:
+            return
+        pool = ThreadPoolExecutor(max_workers=self.forks, thread_name_prefix="host")
+        futures: dict[Future[HostResult], Target] = {}
+
+        def guarded(target: Target) -> HostResult:
+            if self.cancel_event.is_set():
+                return _result(target, "skipped", error="not started: the run was interrupted")
+            try:
+                return work(target)
+            except HostError as exc:
+                return _result(target, exc.status, error=str(exc))
+            except Exception as exc:
+                logger.debug("Host %r: unexpected error", target.name, exc_info=True)
+                logger.error("Host %r: internal error %r (--debug shows where)", target.name, exc)
+                return _result(target, "failed", error=f"internal error: {exc!r}")
+
+        try:
+            for target in self.targets:
+                futures[pool.submit(guarded, target)] = target
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=False)
+            self.close()
+
+    def close(self) -> None:
+        """Close jump host sessions and the watchdog."""
+        for session in list(self._jumps.values()):
+            session.close()
+        self._jumps.clear()
+        self.watchdog.stop()
+        self.credentials.close()
+
+    def run_command(
+        self,
+        spec: CommandSpec,
+        *,
+        on_line: LineSink | None = None,
+        out_dir: Path | None = None,
+    ) -> Iterator[HostResult]:
+        """Run ``spec`` on every target; yield each host's result as it finishes."""
+
+        def work(target: Target) -> HostResult:
+            start = time.monotonic()
+            session = self._connect(target)
+            try:
+                command, stdin = spec.remote_command(target)
+                sink = _OutDirSink(out_dir, target.name) if out_dir else None
+                try:
+                    result = session.exec(
+                        command,
+                        timeout=self.timeouts.command,
+                        pty=spec.pty,
+                        env=spec.env,
+                        stdin=stdin,
+                        max_output=spec.max_output,
+                        on_line=on_line,
+                        on_bytes=sink.write if sink else None,
+                        cancel=self.cancel_event,
+                    )
+                finally:
+                    if sink:
+                        sink.close()
+            finally:
+                session.close()
+            duration = time.monotonic() - start
+            if result.timed_out:
+                status, error = (
+                    "timeout",
+                    (
+                        f"command did not finish within {self.timeouts.command:g}s "
+                        "(--timeout); it was stopped on the host"
+                    ),
+                )
+            elif result.interrupted:
+                status, error = "interrupted", "interrupted; the command was stopped on the host"
+            elif result.exit_code is None:
+                status, error = "failed", "the command was killed by a signal"
+            elif result.exit_code != 0:
+                status, error = "failed", f"exit code {result.exit_code}"
+            else:
+                status, error = "ok", None
+            if out_dir:
+                _write_exit(out_dir, target.name, result.exit_code, status)
+            return HostResult(
+                host=target.name,
+                address=target.address,
+                port=target.port,
+                status=status,  # type: ignore[arg-type]
+                exit_code=result.exit_code,
+                stdout=result.stdout,
+                stderr=result.stderr,
+                duration_s=duration,
+                error=error,
+                stdout_truncated=result.stdout_truncated,
+                stderr_truncated=result.stderr_truncated,
+                signal=result.signal,
+            )
+
+        return self._fan_out(work)
+
+    def ping(self) -> Iterator[HostResult]:
+        """Connect and authenticate only; report round-trip time and server version."""
+
+        def work(target: Target) -> HostResult:
+            start = time.monotonic()
+            session = self._connect(target)
+            try:
+                connected = time.monotonic() - start
+                rtt_start = time.monotonic()
+                session.transport.global_request("keepalive@openssh.com", wait=True)
+                rtt = time.monotonic() - rtt_start
+                version = session.server_version
+            finally:
+                session.close()
+            return HostResult(
+                host=target.name,
+                address=target.address,
+                port=target.port,
+                status="ok",
+                duration_s=time.monotonic() - start,
+                extra={
+                    "rtt_ms": round(rtt * 1000, 2),
+                    "connect_ms": round(connected * 1000, 1),
+                    "server_version": version,
+                },
+            )
+
+        return self._fan_out(work)
+
+    def run(self, spec: CommandSpec) -> RunResult:
+        """Run ``spec`` everywhere and return the whole RunResult."""
+        start = time.monotonic()
+        result = RunResult()
+        for host_result in self.run_command(spec):
+            result.add(host_result)
+        result.duration_s = time.monotonic() - start
+        return result
+
+
+def _result(target: Target, status: str, *, error: str) -> HostResult:
+    return HostResult(
+        host=target.name,
+        address=target.address,
+        port=target.port,
+        status=status,  # type: ignore[arg-type]
+        error=error,
+    )
+
+
+class _OutDirSink:
+    """Writes a host's exact output bytes to DIR/<host>.out and .err as they arrive.
+
+    Written under temporary names and renamed when the command ends, so a
+    failed run never leaves half-written files under the final names.
+    """
+
+    def __init__(self, out_dir: Path, host: str) -> None:
+        self._final = {
+            s: out_dir / f"{host}.{ext}" for s, ext in (("stdout", "out"), ("stderr", "err"))
+        }
+        self._tmp = {s: p.with_name(f".{p.name}.part") for s, p in self._final.items()}
+        self._files = {s: open(p, "wb") for s, p in self._tmp.items()}  # noqa: SIM115
+        self._lock = threading.Lock()
+
+    def write(self, stream: str, data: bytes) -> None:
+        with self._lock:
+            self._files[stream].write(data)
+
+    def close(self) -> None:
+        for stream, fh in self._files.items():
+            fh.close()
+            self._tmp[stream].replace(self._final[stream])
+
+
+def _write_exit(out_dir: Path, host: str, exit_code: int | None, status: str) -> None:
+    path = out_dir / f"{host}.exit"
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(f"{exit_code if exit_code is not None else status}\n", encoding="utf-8")
+    tmp.replace(path)

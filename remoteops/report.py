@@ -1,0 +1,153 @@
+"""Renderers: live host-prefixed lines, gathered blocks, JSON Lines and the failure summary.
+
+Report only renders: it receives results and writes to the streams it is
+given. Every write of a line happens under one lock, so a line is never torn
+between hosts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+from remoteops.nodeset import fold
+from remoteops.results import HostResult, RunResult
+
+__all__ = ["JsonLinesWriter", "LivePrinter", "gather", "render_gathered", "render_summary"]
+
+_COLORS = (36, 32, 33, 35, 34, 96, 92, 93, 95, 94)
+
+
+def use_color(stream: IO[Any]) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class LivePrinter:
+    """Prints each output line as ``host: line`` the moment it arrives."""
+
+    def __init__(
+        self,
+        out: IO[bytes],
+        err: IO[bytes],
+        *,
+        color: bool = False,
+        width: int = 0,
+        quiet: bool = False,
+    ) -> None:
+        self._out, self._err = out, err
+        self._color = color
+        self._width = width
+        self._quiet = quiet
+        self._lock = threading.Lock()
+        self._buffered: dict[str, list[tuple[str, bytes]]] = {}
+
+    def _prefix(self, host: str) -> bytes:
+        label = host.ljust(self._width)
+        if not self._color:
+            return f"{label}: ".encode()
+        code = _COLORS[int(hashlib.md5(host.encode(), usedforsecurity=False).hexdigest(), 16) % 10]
+        return f"\x1b[{code}m{label}\x1b[0m: ".encode()
+
+    def line(self, host: str, stream: str, data: bytes) -> None:
+        """Print one complete line (called from worker threads)."""
+        if self._quiet:
+            # Held back until we know whether the host failed.
+            with self._lock:
+                self._buffered.setdefault(host, []).append((stream, data))
+            return
+        self._write(host, stream, data)
+
+    def _write(self, host: str, stream: str, data: bytes) -> None:
+        target = self._out if stream == "stdout" else self._err
+        payload = self._prefix(host) + data.rstrip(b"\r") + b"\n"
+        with self._lock:
+            target.write(payload)
+            target.flush()
+
+    def host_done(self, result: HostResult) -> None:
+        """In quiet mode, show a failed host's held-back output."""
+        if not self._quiet:
+            return
+        with self._lock:
+            lines = self._buffered.pop(result.host, [])
+        if not result.is_ok:
+            for stream, data in lines:
+                self._write(result.host, stream, data)
+
+
+class JsonLinesWriter:
+    """CONTRACT.md's JSON Lines: one object per host as it finishes, then a summary."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def host(self, result: HostResult) -> None:
+        """Write one host line and flush it."""
+        self._emit(result.to_json())
+
+    def summary(self, run: RunResult) -> None:
+        """Write the summary line."""
+        self._emit(run.summary_json())
+
+    def _emit(self, obj: dict[str, Any]) -> None:
+        line = json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
+        with self._lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+
+def gather(results: Iterable[HostResult]) -> list[tuple[list[str], HostResult]]:
+    """Group hosts with identical stdout, stderr, exit code and status, largest group first."""
+    groups: dict[tuple[bytes, bytes, int | None, str], list[HostResult]] = {}
+    for r in results:
+        groups.setdefault((r.stdout, r.stderr, r.exit_code, r.status), []).append(r)
+    ordered = sorted(groups.values(), key=lambda rs: (-len(rs), rs[0].host))
+    return [([r.host for r in rs], rs[0]) for rs in ordered]
+
+
+def render_gathered(results: Sequence[HostResult], *, color: bool = False) -> str:
+    """Text blocks like ``clush -b``: a folded node set header, then the shared output."""
+    blocks = []
+    for hosts, sample in gather(results):
+        title = f"{fold(hosts)} ({len(hosts)})"
+        rule = "-" * min(max(len(title), 15), 78)
+        head = f"\x1b[1m{title}\x1b[0m" if color else title
+        body = sample.stdout.decode("utf-8", errors="replace")
+        if sample.stderr:
+            body += sample.stderr.decode("utf-8", errors="replace")
+        if sample.status != "ok":
+            body += f"[{sample.status}: {sample.error}]\n"
+        if body and not body.endswith("\n"):
+            body += "\n"
+        blocks.append(f"{rule}\n{head}\n{rule}\n{body}")
+    return "".join(blocks)
+
+
+def render_summary(run: RunResult, *, verb: str = "ran") -> str:
+    """The failure summary for stderr: counts, then each failed host and why."""
+    counts = run.counts()
+    parts = [f"{counts['ok']} ok"]
+    for status in ("failed", "unreachable", "hostkey", "timeout", "interrupted", "skipped"):
+        if counts[status]:
+            parts.append(f"{counts[status]} {status}")
+    lines = [f"{len(run)} hosts: {', '.join(parts)} ({run.duration_s:.1f}s)"]
+    failed = run.failed_hosts
+    if failed:
+        by_reason: dict[tuple[str, str], list[str]] = {}
+        for name, r in failed.items():
+            by_reason.setdefault((r.status, r.error or r.status), []).append(name)
+        for (status, reason), hosts in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+            if len(hosts) == 1:
+                lines.append(f"  {hosts[0]}: {status}: {reason}")
+            else:
+                lines.append(f"  {fold(hosts)} ({len(hosts)}): {status}: {reason}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,713 @@
+"""SSH sessions: one paramiko transport per host, leased by one worker at a time.
+
+This is the only module that imports paramiko's errors: ``map_errors`` turns
+them, and socket errors, into remoteops' ``HostError`` classes.
+
+Connect order, as OpenSSH: TCP (or ProxyJump channel, or ProxyCommand), key
+exchange, **host key verification**, then authentication. The host key is
+checked before any credential is offered, so a strict refusal leaks nothing.
+
+Per-host deadlines are enforced by a ``Watchdog``: one thread that closes the
+socket of any host whose deadline passed, which unblocks paramiko wherever it
+waits (a server that never sends a banner, drips one byte at a time, or
+freezes mid-command).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
+from paramiko.message import Message
+
+from remoteops.errors import (
+    AuthenticationError,
+    CommandTimeoutError,
+    ConnectError,
+    HostError,
+    HostKeyError,
+    RemoteOpsError,
+)
+from remoteops.hostkeys import HostKeyStore, verify_host_key
+from remoteops.target import Target
+
+__all__ = [
+    "CommandOutput",
+    "Credentials",
+    "ExecResult",
+    "Session",
+    "SessionSettings",
+    "Watchdog",
+    "connect",
+    "map_errors",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+_READ = 32768
+
+
+# --------------------------------------------------------------------------- watchdog
+
+
+class Watchdog:
+    """One thread that runs callbacks when deadlines pass (no thread per host)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._cond = threading.Condition()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
+            self._thread.start()
+
+    def schedule(self, deadline: float, callback: Callable[[], None]) -> int:
+        """Run ``callback`` at ``deadline`` (time.monotonic()) unless cancelled first."""
+        with self._cond:
+            token = next(self._ids)
+            heapq.heappush(self._heap, (deadline, token, callback))
+            self._ensure_thread()
+            self._cond.notify()
+            return token
+
+    def cancel(self, token: int) -> None:
+        """Forget a scheduled callback."""
+        with self._cond:
+            self._cancelled.add(token)
+
+    def stop(self) -> None:
+        """End the watchdog thread."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    now = time.monotonic()
+                    while self._heap and self._heap[0][1] in self._cancelled:
+                        self._cancelled.discard(heapq.heappop(self._heap)[1])
+                    if self._heap and self._heap[0][0] <= now:
+                        _, _token, callback = heapq.heappop(self._heap)
+                        break
+                    timeout = (self._heap[0][0] - now) if self._heap else None
+                    self._cond.wait(timeout)
+                else:
+                    return
+            try:
+                callback()
+            except Exception:  # a watchdog callback must never kill the watchdog
+                logger.debug("watchdog callback failed", exc_info=True)
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float | None, callback: Callable[[], None]) -> Iterator[None]:
+        """Within the block, run ``callback`` if ``seconds`` pass."""
+        if seconds is None:
+            yield
+            return
+        token = self.schedule(time.monotonic() + seconds, callback)
+        try:
+            yield
+        finally:
+            self.cancel(token)
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+class Credentials:
+    """Keys, passphrases and passwords of one run, loaded once and shared by all hosts.
+
+    Parsing a private key costs milliseconds; a fleet of 1,000 hosts sharing one
+    key file must not pay it 1,000 times.
+    """
+
+    def __init__(
+        self,
+        *,
+        passphrase: str | None = None,
+        password: str | None = None,
+        use_agent: bool = True,
+    ) -> None:
+        self._passphrase = passphrase
+        self._password = password
+        self._use_agent = use_agent
+        self._keys: dict[str, paramiko.PKey | None] = {}
+        self._errors: dict[str, str] = {}
+        self._agent_keys: tuple[paramiko.AgentKey, ...] | None = None
+        self._agent: paramiko.Agent | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show secrets
+        return f"Credentials(keys={sorted(self._keys)!r})"
+
+    @property
+    def password(self) -> str | None:
+        """The password for password authentication (``--ask-pass``), if any."""
+        return self._password
+
+    def key(self, path: str) -> paramiko.PKey | None:
+        """The private key at ``path``, parsed once; None if missing or unreadable."""
+        with self._lock:
+            if path in self._keys:
+                return self._keys[path]
+            key: paramiko.PKey | None = None
+            try:
+                key = paramiko.PKey.from_path(path, password=self._passphrase)
+            except FileNotFoundError:
+                key = None
+            except paramiko.PasswordRequiredException:
+                self._errors[path] = (
+                    f"{path} is encrypted; give its passphrase with --key-passphrase-file"
+                )
+            except (paramiko.SSHException, OSError, ValueError) as exc:
+                self._errors[path] = f"{path}: {exc}"
+            self._keys[path] = key
+            return key
+
+    def key_error(self, path: str) -> str | None:
+        """Why ``path`` could not be used, if it could not."""
+        return self._errors.get(path)
+
+    def agent_keys(self) -> tuple[paramiko.AgentKey, ...]:
+        """Keys offered by ssh-agent (``$SSH_AUTH_SOCK``), asked once per run."""
+        if not self._use_agent or not os.environ.get("SSH_AUTH_SOCK"):
+            return ()
+        with self._lock:
+            if self._agent_keys is None:
+                try:
+                    self._agent = paramiko.Agent()
+                    self._agent_keys = tuple(self._agent.get_keys())
+                except (paramiko.SSHException, OSError):
+                    self._agent_keys = ()
+            return self._agent_keys
+
+    def close(self) -> None:
+        """Close the agent connection."""
+        if self._agent is not None:
+            self._agent.close()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """Run-wide connection settings shared by every session."""
+
+    host_key_policy: str = "strict"
+    connect_timeout: float | None = None
+    keepalive_interval: int = 0
+    keepalive_count_max: int = 3
+    disabled_algorithms: Mapping[str, list[str]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@contextlib.contextmanager
+def map_errors(
+    target: Target, *, phase: str, deadline_passed: Callable[[], bool]
+) -> Iterator[None]:
+    """Turn paramiko and socket errors into HostError subclasses naming the host."""
+    where = f"{target.address}:{target.port}"
+    try:
+        yield
+    except HostError:
+        raise
+    except RemoteOpsError:
+        raise
+    except paramiko.BadHostKeyException as exc:
+        raise HostKeyError(target.name, f"{where}: host key changed ({exc})") from exc
+    except paramiko.AuthenticationException as exc:
+        raise AuthenticationError(
+            target.name,
+            f"authentication as {target.user!r} on {where} failed ({exc}); check the user "
+            "and key (-u, --key) or ansible_user/ansible_ssh_private_key_file",
+        ) from exc
+    except TimeoutError as exc:
+        raise CommandTimeoutError(
+            target.name, f"{phase} to {where} timed out; raise --connect-timeout if it is slow"
+        ) from exc
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        if deadline_passed():
+            raise CommandTimeoutError(
+                target.name,
+                f"{phase} to {where} did not finish within the deadline; "
+                "raise --connect-timeout if the host is slow",
+            ) from exc
+        if isinstance(exc, socket.gaierror):
+            message = f"cannot resolve {target.address!r}: {exc.strerror}; check ansible_host"
+        elif isinstance(exc, ConnectionRefusedError):
+            message = f"connection to {where} refused; is sshd running on that port?"
+        elif isinstance(exc, OSError) and exc.strerror:
+            message = f"{phase} to {where} failed: {exc.strerror}"
+        else:
+            text = str(exc) or type(exc).__name__
+            message = f"{phase} to {where} failed: {text}"
+        raise ConnectError(target.name, message) from exc
+
+
+# --------------------------------------------------------------------------- session
+
+
+@dataclass(slots=True)
+class CommandOutput:
+    """A captured stream, capped at ``limit`` bytes with a count of what was cut."""
+
+    limit: int
+    data: bytearray = field(default_factory=bytearray)
+    truncated: int = 0
+
+    def add(self, chunk: bytes) -> None:
+        """Keep what fits under the cap; count the rest."""
+        room = self.limit - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+        if len(chunk) > room:
+            self.truncated += len(chunk) - max(room, 0)
+
+    def value(self) -> bytes:
+        """The captured bytes, with a visible marker when output was cut."""
+        if not self.truncated:
+            return bytes(self.data)
+        return bytes(self.data) + f"\n[remoteops: {self.truncated} more bytes not kept]\n".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """The outcome of one command on one host."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: int = 0
+    stderr_truncated: int = 0
+    signal: str | None = None
+    timed_out: bool = False
+    interrupted: bool = False
+
+
+LineSink = Callable[[str, str, bytes], None]
+"""Called with (host, "stdout"|"stderr", one complete line without its newline)."""
+
+
+class _LineSplitter:
+    def __init__(self, host: str, stream: str, sink: LineSink) -> None:
+        self._host, self._stream, self._sink = host, stream, sink
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._pending + chunk
+        *lines, self._pending = data.split(b"\n")
+        if len(self._pending) > 65536:  # a huge line without newline: flush it in pieces
+            lines.append(self._pending)
+            self._pending = b""
+        for line in lines:
+            self._sink(self._host, self._stream, line)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._sink(self._host, self._stream, self._pending)
+            self._pending = b""
+
+
+def _private(obj: object) -> Any:
+    """paramiko objects seen untyped, for the few private calls it offers no public form of.
+
+    ``_send_user_message`` sends a request paramiko has no method for (the
+    "signal" request; "env" with want-reply); ``_event_pending``/``_wait_for_event``
+    wait for its answer the way paramiko's own ``exec_command`` does.
+    """
+    return obj
+
+
+class Session:
+    """A live, authenticated connection to one host, used by one worker at a time."""
+
+    def __init__(
+        self,
+        target: Target,
+        transport: paramiko.Transport,
+        sock: Any,
+        watchdog: Watchdog,
+        jump: Session | None = None,
+    ) -> None:
+        self.target = target
+        self.transport = transport
+        self._sock = sock
+        self._watchdog = watchdog
+        self._jump = jump
+        self.server_version = transport.remote_version
+
+    def close(self) -> None:
+        """Close the transport (and its socket)."""
+        with contextlib.suppress(Exception):
+            self.transport.close()
+        with contextlib.suppress(Exception):
+            self._sock.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send_signal(self, channel: paramiko.Channel, name: str) -> None:
+        # RFC 4254 6.9 "signal": OpenSSH's sshd delivers it to the command's
+        # process group. paramiko has no public call for it.
+        message = Message()
+        message.add_byte(cMSG_CHANNEL_REQUEST)
+        message.add_int(channel.remote_chanid)
+        message.add_string("signal")
+        message.add_boolean(False)
+        message.add_string(name)
+        with contextlib.suppress(Exception):
+            _private(self.transport)._send_user_message(message)
+
+    def _set_env(self, channel: paramiko.Channel, env: Mapping[str, str]) -> None:
+        """Send each variable with want-reply so a refusal is seen, never dropped."""
+        for name, value in env.items():
+            message = Message()
+            message.add_byte(cMSG_CHANNEL_REQUEST)
+            message.add_int(channel.remote_chanid)
+            message.add_string("env")
+            message.add_boolean(True)
+            message.add_string(name)
+            message.add_string(value)
+            _private(channel)._event_pending()
+            _private(self.transport)._send_user_message(message)
+            try:
+                _private(channel)._wait_for_event()
+            except paramiko.SSHException:
+                raise HostError(
+                    self.target.name,
+                    f"the server refused --env {name} (sshd's AcceptEnv does not list it); "
+                    f"add it to AcceptEnv or set it in the command: {name}=... COMMAND",
+                ) from None
+
+    def exec(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        pty: bool = False,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+        on_line: LineSink | None = None,
+        on_bytes: Callable[[str, bytes], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ExecResult:
+        """Run ``command`` and wait for it, at most ``timeout`` seconds.
+
+        On timeout or cancel the remote command's process group gets SIGTERM,
+        then SIGKILL a second later, and the channel is closed (with ``pty`` the
+        closed terminal also sends SIGHUP). Output is capped at ``max_output``
+        bytes per stream; ``on_bytes`` sees every byte (for ``--out-dir``).
+        """
+        host = self.target.name
+        channel = self.transport.open_session(timeout=self.target.connect_timeout)
+        try:
+            if env:
+                self._set_env(channel, env)
+            if pty:
+                channel.get_pty(term="dumb", width=200, height=50)
+            channel.exec_command(command)
+            if stdin is not None:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            return self._collect(
+                channel,
+                timeout=timeout,
+                max_output=max_output,
+                on_line=on_line,
+                on_bytes=on_bytes,
+                cancel=cancel,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+            del host
+
+    def _collect(
+        self,
+        channel: paramiko.Channel,
+        *,
+        timeout: float | None,
+        max_output: int,
+        on_line: LineSink | None,
+        on_bytes: Callable[[str, bytes], None] | None,
+        cancel: threading.Event | None,
+    ) -> ExecResult:
+        out, err = CommandOutput(max_output), CommandOutput(max_output)
+        splitters = (
+            (
+                _LineSplitter(self.target.name, "stdout", on_line),
+                _LineSplitter(self.target.name, "stderr", on_line),
+            )
+            if on_line
+            else None
+        )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stop_reason: str | None = None
+        channel.setblocking(False)
+        streams = (
+            ("stdout", channel.recv_ready, channel.recv, out),
+            ("stderr", channel.recv_stderr_ready, channel.recv_stderr, err),
+        )
+        while True:
+            got = False
+            for index, (name, ready, recv, captured) in enumerate(streams):
+                while ready():
+                    chunk = recv(_READ)
+                    if not chunk:
+                        break
+                    got = True
+                    captured.add(chunk)
+                    if on_bytes:
+                        on_bytes(name, chunk)
+                    if splitters:
+                        splitters[index].feed(chunk)
+            if (
+                channel.exit_status_ready()
+                and not channel.recv_ready()
+                and not channel.recv_stderr_ready()
+                and (channel.eof_received or channel.closed)
+            ):
+                break
+            if not self.transport.is_active():
+                break
+            if cancel is not None and cancel.is_set():
+                stop_reason = "interrupted"
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                stop_reason = "timeout"
+                break
+            if not got:
+                # select() on a paramiko channel wakes when data or EOF arrives.
+                wait = 0.2
+                if deadline is not None:
+                    wait = max(0.0, min(wait, deadline - time.monotonic()))
+                select.select([channel], [], [], wait)
+        if splitters:
+            splitters[0].flush()
+            splitters[1].flush()
+        if stop_reason is not None:
+            self._stop_command(channel)
+            return ExecResult(
+                exit_code=None,
+                stdout=out.value(),
+                stderr=err.value(),
+                stdout_truncated=out.truncated,
+                stderr_truncated=err.truncated,
+                timed_out=stop_reason == "timeout",
+                interrupted=stop_reason == "interrupted",
+            )
+        if not channel.exit_status_ready():
+            raise ConnectError(
+                self.target.name,
+                f"connection to {self.target.address}:{self.target.port} was lost mid-command",
+            )
+        status = channel.recv_exit_status()
+        signal_name = None
+        exit_signal = getattr(channel, "_remoteops_exit_signal", None)
+        if exit_signal:
+            signal_name = str(exit_signal)
+        if status == -1:
+            signal_name = signal_name or "unknown"
+        return ExecResult(
+            exit_code=None if status == -1 else status,
+            stdout=out.value(),
+            stderr=err.value(),
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+            signal=signal_name,
+        )
+
+    def _stop_command(self, channel: paramiko.Channel) -> None:
+        self._send_signal(channel, "TERM")
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end and not channel.exit_status_ready():
+            select.select([channel], [], [], 0.1)
+            with contextlib.suppress(Exception):
+                while channel.recv_ready():
+                    channel.recv(_READ)
+                while channel.recv_stderr_ready():
+                    channel.recv_stderr(_READ)
+        if not channel.exit_status_ready():
+            self._send_signal(channel, "KILL")
+        with contextlib.suppress(Exception):
+            channel.close()
+
+
+# --------------------------------------------------------------------------- connect
+
+
+def _open_socket(target: Target, timeout: float, jump: Session | None) -> Any:
+    if jump is not None:
+        return jump.transport.open_channel(
+            "direct-tcpip", (target.address, target.port), ("127.0.0.1", 0), timeout=timeout
+        )
+    if target.proxy_command:
+        command = (
+            target.proxy_command.replace("%h", shlex.quote(target.address))
+            .replace("%p", str(target.port))
+            .replace("%r", shlex.quote(target.user))
+            .replace("%n", shlex.quote(target.name))
+            .replace("%%", "%")
+        )
+        return paramiko.ProxyCommand(command)
+    sock = socket.create_connection((target.address, target.port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _preferred_key_types(transport: paramiko.Transport, known: list[str]) -> None:
+    """Ask first for host key types known_hosts holds for this host, as OpenSSH does."""
+    if not known:
+        return
+    options = transport.get_security_options()
+    current = list(options.key_types)
+    wanted: list[str] = []
+    for key_type in known:
+        aliases = [key_type]
+        if key_type == "ssh-rsa":
+            aliases = ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        wanted += [a for a in aliases if a in current and a not in wanted]
+    if wanted:
+        options.key_types = tuple(wanted + [t for t in current if t not in wanted])
+
+
+def connect(
+    target: Target,
+    *,
+    store: HostKeyStore,
+    credentials: Credentials,
+    settings: SessionSettings,
+    watchdog: Watchdog,
+    jump: Session | None = None,
+) -> Session:
+    """Connect, verify the host key, authenticate; raise a HostError subclass on failure.
+
+    The whole sequence must finish within the target's connect timeout; the
+    watchdog closes the socket when it passes, whatever paramiko is waiting for.
+    """
+    timeout = settings.connect_timeout or target.connect_timeout
+    start = time.monotonic()
+    expired = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def on_deadline() -> None:
+        expired.set()
+        for obj in (holder.get("transport"), holder.get("sock")):
+            if obj is not None:
+                with contextlib.suppress(Exception):
+                    obj.close()
+
+    with (
+        watchdog.deadline(timeout, on_deadline),
+        map_errors(target, phase="connection", deadline_passed=expired.is_set),
+    ):
+        sock = _open_socket(target, timeout, jump)
+        holder["sock"] = sock
+        transport = paramiko.Transport(
+            sock, disabled_algorithms=dict(settings.disabled_algorithms) or None
+        )
+        holder["transport"] = transport
+        remaining = max(0.1, timeout - (time.monotonic() - start))
+        transport.banner_timeout = remaining
+        transport.handshake_timeout = remaining
+        transport.auth_timeout = remaining
+        _preferred_key_types(
+            transport,
+            store.known_key_types(target.address, target.port, alias=target.host_key_alias),
+        )
+        try:
+            transport.start_client(timeout=remaining)
+            if expired.is_set():
+                raise TimeoutError
+            key = transport.get_remote_server_key()
+            verify_host_key(
+                store,
+                target.address,
+                target.port,
+                key,
+                settings.host_key_policy,  # type: ignore[arg-type]
+                alias=target.host_key_alias,
+            )
+            _authenticate(transport, target, credentials)
+            if expired.is_set():
+                raise TimeoutError
+        except BaseException:
+            transport.close()
+            with contextlib.suppress(Exception):
+                sock.close()
+            raise
+    interval = settings.keepalive_interval or target.server_alive_interval
+    if interval:
+        transport.set_keepalive(interval)
+    return Session(target, transport, sock, watchdog, jump)
+
+
+def _authenticate(transport: paramiko.Transport, target: Target, credentials: Credentials) -> None:
+    """Try agent keys and identity files, then a password, as OpenSSH orders them."""
+    user = target.user
+    tried: list[str] = []
+    problems: list[str] = []
+    file_keys: list[tuple[str, paramiko.PKey]] = []
+    for path in target.identity_files:
+        key = credentials.key(path)
+        if key is not None:
+            file_keys.append((path, key))
+        elif credentials.key_error(path):
+            problems.append(credentials.key_error(path) or path)
+    offered: list[tuple[str, paramiko.PKey]] = []
+    agent = credentials.agent_keys()
+    if target.identities_only:
+        blobs = {key.asbytes() for _, key in file_keys}
+        offered += [("agent", k) for k in agent if k.asbytes() in blobs]
+    else:
+        offered += [("agent", k) for k in agent]
+    seen = {key.asbytes() for _, key in offered}
+    offered += [(p, k) for p, k in file_keys if k.asbytes() not in seen]
+    for label, key in offered:
+        tried.append(label)
+        try:
+            transport.auth_publickey(user, key)
+        except paramiko.AuthenticationException:
+            continue
+        if transport.is_authenticated():
+            return
+    password = target.password or credentials.password
+    if password:
+        tried.append("password")
+        with contextlib.suppress(paramiko.AuthenticationException):
+            transport.auth_password(user, password)
+        if transport.is_authenticated():
+            return
+    detail = f"tried {', '.join(tried)}" if tried else "no key or password to offer"
+    if problems:
+        detail += "; " + "; ".join(problems)
+    raise AuthenticationError(
+        target.name,
+        f"authentication as {user!r} on {target.address}:{target.port} failed ({detail}); "
+        "check -u/--key or ansible_user/ansible_ssh_private_key_file",
+    )
