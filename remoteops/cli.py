@@ -728,6 +728,66 @@ def ping_cmd(
     _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
 
 
+# --------------------------------------------------------------------------- not built yet
+
+
+def _not_built(command: str, issue: int) -> NoReturn:
+    raise UsageError(
+        f"`remoteops {command}` is not built yet (issue #{issue}); nothing was contacted"
+    )
+
+
+@app.command("put")
+def put_cmd(
+    pattern: Annotated[str, typer.Argument(help="Host pattern.")],
+    paths: Annotated[list[str], typer.Argument(help="SRC... DEST")],
+    inventory: _Inventory = None,
+) -> None:
+    """Upload files and directories to every matched host (atomic, verified).
+
+    Example: remoteops put web ./site /srv/www
+    """
+    _not_built("put", 5)
+
+
+@app.command("get")
+def get_cmd(
+    pattern: Annotated[str, typer.Argument(help="Host pattern.")],
+    paths: Annotated[list[str], typer.Argument(help="REMOTE... LOCAL_DIR")],
+    inventory: _Inventory = None,
+) -> None:
+    """Download remote files into LOCAL_DIR/<host>/... from every matched host.
+
+    Example: remoteops get all /var/log/syslog ./logs
+    """
+    _not_built("get", 5)
+
+
+@app.command("play")
+def play_cmd(
+    playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
+    check: Annotated[bool, typer.Option("--check", help="Show what would run.")] = False,
+    inventory: _Inventory = None,
+) -> None:
+    """Run a playbook: ordered steps over the inventory, with rolling batches.
+
+    Example: remoteops play playbooks/rolling-update.yml --check
+    """
+    _not_built("play", 7)
+
+
+@app.command("analyze")
+def analyze_cmd(
+    analyzer: Annotated[str, typer.Argument(help="ANALYZER[:ARGS]")],
+    sources: Annotated[list[Path], typer.Argument(help="JSON Lines runs, --out-dir or get dirs.")],
+) -> None:
+    """Analyse saved results locally in a process pool (group, grep, drift, logscan, ...).
+
+    Example: remoteops analyze group run.jsonl
+    """
+    _not_built("analyze", 6)
+
+
 # --------------------------------------------------------------------------- inventory
 
 inventory_app = typer.Typer(
@@ -895,6 +955,15 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def _flush_stdout_quietly() -> None:
+    """Flush stdout; if its reader is gone (`| head`), send the rest to /dev/null."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the command line and exit with CONTRACT.md's exit codes."""
     args = sys.argv[1:] if argv is None else argv
@@ -903,6 +972,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         result = app(args=args, prog_name="remoteops", standalone_mode=False)
     except typer.Exit as exc:
+        _flush_stdout_quietly()
         raise SystemExit(exc.exit_code) from None
     except typer.TyperException as exc:
         # Usage errors: Typer prints the usage line and the message itself.
@@ -912,6 +982,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         else:
             _fail(exc.format_message(), EXIT_USAGE)
         raise SystemExit(EXIT_USAGE) from None
+    except BrokenPipeError:
+        _flush_stdout_quietly()
+        raise SystemExit(EXIT_OK) from None
     except (typer.Abort, KeyboardInterrupt):
         stderr.print("remoteops: interrupted")
         raise SystemExit(EXIT_SIGINT) from None

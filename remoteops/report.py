@@ -48,6 +48,7 @@ class LivePrinter:
         self._quiet = quiet
         self._lock = threading.Lock()
         self._buffered: dict[str, list[tuple[str, bytes]]] = {}
+        self._closed: set[IO[bytes]] = set()
 
     def _prefix(self, host: str) -> bytes:
         label = host.ljust(self._width)
@@ -69,8 +70,14 @@ class LivePrinter:
         target = self._out if stream == "stdout" else self._err
         payload = self._prefix(host) + data.rstrip(b"\r") + b"\n"
         with self._lock:
-            target.write(payload)
-            target.flush()
+            if target in self._closed:
+                return
+            try:
+                target.write(payload)
+                target.flush()
+            except BrokenPipeError:
+                # The reader went away (`| head`): stop writing there, keep running.
+                self._closed.add(target)
 
     def host_done(self, result: HostResult) -> None:
         """In quiet mode, show a failed host's held-back output."""
@@ -89,6 +96,7 @@ class JsonLinesWriter:
     def __init__(self, out: IO[str]) -> None:
         self._out = out
         self._lock = threading.Lock()
+        self._closed = False
 
     def host(self, result: HostResult) -> None:
         """Write one host line and flush it."""
@@ -101,8 +109,13 @@ class JsonLinesWriter:
     def _emit(self, obj: dict[str, Any]) -> None:
         line = json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
         with self._lock:
-            self._out.write(line + "\n")
-            self._out.flush()
+            if self._closed:
+                return
+            try:
+                self._out.write(line + "\n")
+                self._out.flush()
+            except BrokenPipeError:
+                self._closed = True
 
 
 def gather(results: Iterable[HostResult]) -> list[tuple[list[str], HostResult]]:

@@ -165,3 +165,21 @@ def test_latency_proxy_delays_every_round_trip(lab_factory: list[Path], tmp_path
         transport.close()
     # A lower bound only: the proxy must add at least the requested delay.
     assert min(rtts) >= 0.100
+
+
+def test_fallback_without_namespaces_still_serves_every_host(
+    lab_factory: list[Path], tmp_path: Path
+) -> None:
+    """The non-root lab: distinct addresses and keys, shared hostname and files."""
+    lab_dir = tmp_path / "plain"
+    lab_factory.append(lab_dir)
+    report = lab_up(lab_dir, hosts=3, port=free_port(), isolate=False)
+    plain = report.lab
+    assert not plain.is_root_mode
+    assert any("hostname" in what for what in report.not_isolated)
+    assert any("file system" in what for what in report.not_isolated)
+    names = {ssh(plain, h.name, "hostname").stdout for h in plain.hosts}
+    assert len(names) == 1  # the machine's own name: not isolated, as reported
+    marker = tmp_path / "shared-marker"
+    assert ssh(plain, plain.hosts[0].name, f"touch {marker}").returncode == 0
+    assert ssh(plain, plain.hosts[1].name, f"test -e {marker}").returncode == 0

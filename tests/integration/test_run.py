@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -354,3 +355,17 @@ def test_python_api_streams_results(lab: Lab) -> None:
         run.add(r)
     assert run.exit_code == 0
     run.raise_on_error()
+
+
+def test_closed_stdout_does_not_fail_hosts(lab: Lab) -> None:
+    command = (
+        f"{sys.executable} -m remoteops --no-log-file run all -i {lab.inventory} "
+        "-- 'seq 1 20000' | head -1; exit ${PIPESTATUS[0]}"
+    )
+    result = subprocess.run(
+        command, shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert "failed" not in result.stderr
+    assert "Traceback" not in result.stderr

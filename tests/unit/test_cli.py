@@ -21,7 +21,23 @@ def test_version_names_every_component() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["lab"], ["lab", "up"], ["lab", "status"], ["lab", "down"]],
+    [
+        [],
+        ["lab"],
+        ["lab", "up"],
+        ["lab", "status"],
+        ["lab", "down"],
+        ["run"],
+        ["ping"],
+        ["put"],
+        ["get"],
+        ["play"],
+        ["analyze"],
+        ["inventory"],
+        ["inventory", "list"],
+        ["inventory", "graph"],
+        ["inventory", "host"],
+    ],
 )
 def test_help_has_an_example(command: list[str]) -> None:
     result = run_cli(*command, "--help")
@@ -48,3 +64,19 @@ def test_no_arguments_shows_help_and_exits_2() -> None:
     result = run_cli()
     assert result.returncode == 2
     assert "Usage" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "issue"),
+    [
+        (["put", "all", "a", "/tmp"], "#5"),
+        (["get", "all", "/etc/hostname", "out"], "#5"),
+        (["play", "x.yml"], "#7"),
+        (["analyze", "group", "run.jsonl"], "#6"),
+    ],
+)
+def test_commands_not_built_yet_say_so(args: list[str], issue: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert issue in result.stderr
+    assert "nothing was contacted" in result.stderr
