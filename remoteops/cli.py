@@ -382,7 +382,12 @@ def _prompt_secret(prompt: str, what: str) -> str:
 
 
 def _resolve(
-    pattern: str, opts: _Targeting, *, command_timeout: float | None = None
+    pattern: str,
+    opts: _Targeting,
+    *,
+    command_timeout: float | None = None,
+    keepalive_interval: float | None = None,
+    keepalive_count: int | None = None,
 ) -> tuple[list[Any], Any]:
     """Load inventories and ssh_config, select hosts, build targets and an Executor."""
     from remoteops.execution import Executor, Limits, Timeouts
@@ -409,9 +414,9 @@ def _resolve(
     if opts.no_ssh_config:
         ssh_config = SSHConfig.empty()
     elif opts.ssh_config is not None:
-        ssh_config = SSHConfig.from_file(opts.ssh_config, system_path=None)
+        ssh_config = SSHConfig.from_file(opts.ssh_config, system_path=None, allow_exec=True)
     else:
-        ssh_config = SSHConfig.from_default()
+        ssh_config = SSHConfig.from_default(allow_exec=True)
     overrides = ConnectOverrides(
         user=opts.user,
         port=opts.port,
@@ -432,7 +437,10 @@ def _resolve(
         targets,
         credentials=Credentials(passphrase=passphrase, password=password),
         settings=SessionSettings(
-            host_key_policy=opts.host_key_policy, connect_timeout=opts.connect_timeout
+            host_key_policy=opts.host_key_policy,
+            connect_timeout=opts.connect_timeout,
+            keepalive_interval=keepalive_interval,
+            keepalive_count_max=keepalive_count,
         ),
         timeouts=Timeouts(connect=opts.connect_timeout, command=command_timeout),
         limits=Limits(max_workers=opts.forks, retries=opts.retries),
@@ -469,6 +477,46 @@ class _Interrupts:
 
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
+
+
+class _HostProgress:
+    """A progress bar on stderr, only when stderr is a terminal (never in cron or pipes)."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._enabled = enabled and stderr.is_terminal
+        self._total = total
+        self._done = 0
+        self._failed = 0
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _HostProgress:
+        if self._enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._progress = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("hosts", total=self._total)
+        return self
+
+    def advance(self, is_ok: bool) -> None:
+        """Count one finished host."""
+        self._done += 1
+        self._failed += 0 if is_ok else 1
+        if self._progress is not None:
+            label = f"hosts ({self._failed} failed)" if self._failed else "hosts"
+            self._progress.update(self._task, advance=1, description=label)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
 
 
 def _write_retry_file(path: Path, hosts: list[str]) -> None:
@@ -562,6 +610,21 @@ def run_cmd(
     max_output: Annotated[
         int, typer.Option("--max-output", help="Bytes of each stream kept per host (1 MiB).")
     ] = 1024 * 1024,
+    keepalive_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--keepalive-interval",
+            help="Probe a silent host after this many seconds (ssh_config ServerAliveInterval, "
+            "else 15; 0 turns probing off).",
+        ),
+    ] = None,
+    keepalive_count: Annotated[
+        int | None,
+        typer.Option(
+            "--keepalive-count",
+            help="Unanswered probes before the host counts as frozen (ServerAliveCountMax, 3).",
+        ),
+    ] = None,
 ) -> None:
     """Run COMMAND on every host PATTERN matches, all at once (up to --forks).
 
@@ -611,7 +674,17 @@ def run_cmd(
     )
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")
-    targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    if keepalive_interval is not None and keepalive_interval < 0:
+        raise UsageError("--keepalive-interval must be 0 or more seconds")
+    if keepalive_count is not None and keepalive_count < 1:
+        raise UsageError("--keepalive-count must be 1 or more")
+    targets, executor = _resolve(
+        pattern,
+        opts,
+        command_timeout=timeout,
+        keepalive_interval=keepalive_interval,
+        keepalive_count=keepalive_count,
+    )
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     width = max(len(t.name) for t in targets)
@@ -628,11 +701,17 @@ def run_cmd(
     import time
 
     start = time.monotonic()
-    with _Interrupts(executor.cancel) as interrupts:
+    # Live lines on a terminal are progress enough; a bar would be torn by them.
+    show_bar = not quiet and not (live and sys.stdout.isatty())
+    with (
+        _Interrupts(executor.cancel) as interrupts,
+        _HostProgress(len(targets), enabled=show_bar) as progress,
+    ):
         for result in executor.run_command(
             spec, on_line=printer.line if live else None, out_dir=out_dir
         ):
             run.add(result)
+            progress.advance(result.is_ok)
             if as_json:
                 json_writer.host(result)
             elif live:
@@ -882,9 +961,9 @@ def inventory_host_cmd(
     if no_ssh_config:
         config = SSHConfig.empty()
     elif ssh_config is not None:
-        config = SSHConfig.from_file(ssh_config, system_path=None)
+        config = SSHConfig.from_file(ssh_config, system_path=None, allow_exec=True)
     else:
-        config = SSHConfig.from_default()
+        config = SSHConfig.from_default(allow_exec=True)
     overrides = ConnectOverrides(
         user=user,
         port=port,

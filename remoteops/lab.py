@@ -269,7 +269,10 @@ def default_lab_dir() -> Path:
 
 
 def find_sshd() -> str | None:
-    """Return the path of OpenSSH's ``sshd``, or None."""
+    """Return the path of OpenSSH's ``sshd`` (``$REMOTEOPS_SSHD`` if set), or None."""
+    override = os.environ.get("REMOTEOPS_SSHD")
+    if override is not None:
+        return override if os.access(override, os.X_OK) else None
     found = shutil.which("sshd")
     if found:
         return found

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_REQUEST
+from paramiko.common import cMSG_CHANNEL_REQUEST, cMSG_DISCONNECT, cMSG_GLOBAL_REQUEST
 from paramiko.message import Message
 
 from remoteops.errors import (
@@ -58,6 +58,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT = 1024 * 1024
+DEFAULT_KEEPALIVE_INTERVAL = 15.0
+_DISCONNECT_BY_APPLICATION = 11
+DEFAULT_KEEPALIVE_COUNT = 3
 _READ = 32768
 
 
@@ -214,8 +217,8 @@ class SessionSettings:
 
     host_key_policy: str = "strict"
     connect_timeout: float | None = None
-    keepalive_interval: int = 0
-    keepalive_count_max: int = 3
+    keepalive_interval: float | None = None
+    keepalive_count_max: int | None = None
     disabled_algorithms: Mapping[str, list[str]] = field(default_factory=dict)
 
 
@@ -339,6 +342,52 @@ def _private(obj: object) -> Any:
     return obj
 
 
+class _Liveness:
+    """OpenSSH's ServerAlive check: probe a quiet server, give up after N unanswered probes.
+
+    Any bytes from the server count as an answer; a probe is a global request
+    with want-reply (OpenSSH replies REQUEST_FAILURE), sent only after
+    ``interval`` seconds without traffic.
+    """
+
+    def __init__(self, transport: paramiko.Transport, interval: float, count_max: int) -> None:
+        self._transport = transport
+        self._interval = interval
+        self._count_max = max(1, count_max)
+        self._packetizer = _private(transport.packetizer)
+        self._seen = self._received()
+        self._last = time.monotonic()
+        self._probes = 0
+
+    def _received(self) -> int:
+        # paramiko counts received bytes (for rekeying) but offers no public getter.
+        return int(getattr(self._packetizer, "_Packetizer__received_bytes", 0)) + int(
+            getattr(self._packetizer, "_Packetizer__received_packets", 0)
+        )
+
+    def is_dead(self) -> bool:
+        """Probe if due; True once ``count_max`` probes went unanswered."""
+        if not self._interval:
+            return False
+        now = time.monotonic()
+        received = self._received()
+        if received != self._seen:
+            self._seen, self._last, self._probes = received, now, 0
+            return False
+        if now - self._last < self._interval * (self._probes + 1):
+            return False
+        if self._probes >= self._count_max:
+            return True
+        self._probes += 1
+        message = Message()
+        message.add_byte(cMSG_GLOBAL_REQUEST)
+        message.add_string("keepalive@openssh.com")
+        message.add_boolean(True)
+        with contextlib.suppress(Exception):
+            _private(self._transport)._send_user_message(message)
+        return False
+
+
 class Session:
     """A live, authenticated connection to one host, used by one worker at a time."""
 
@@ -349,8 +398,13 @@ class Session:
         sock: Any,
         watchdog: Watchdog,
         jump: Session | None = None,
+        *,
+        keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
+        keepalive_count_max: int = DEFAULT_KEEPALIVE_COUNT,
     ) -> None:
         self.target = target
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_count_max = keepalive_count_max
         self.transport = transport
         self._sock = sock
         self._watchdog = watchdog
@@ -358,7 +412,28 @@ class Session:
         self.server_version = transport.remote_version
 
     def close(self) -> None:
-        """Close the transport (and its socket)."""
+        """Say goodbye to the server, then close the transport and its socket.
+
+        Behind a ProxyJump the socket is a channel of the jump host's shared
+        connection. Closing that channel while this transport's thread still
+        reads from it can send a window adjustment after the close, and OpenSSH
+        then drops the whole jump connection ("data packet referred to
+        nonexistent channel"), failing every other host behind it. So the
+        target is asked to disconnect first and the channel is left to close
+        from the server's side.
+        """
+        if self.transport.is_active():
+            message = Message()
+            message.add_byte(cMSG_DISCONNECT)
+            message.add_int(_DISCONNECT_BY_APPLICATION)
+            message.add_string("remoteops: done")
+            message.add_string("")
+            with contextlib.suppress(Exception):
+                _private(self.transport)._send_user_message(message)
+            if self._jump is not None:
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline and not getattr(self._sock, "closed", True):
+                    time.sleep(0.01)
         with contextlib.suppress(Exception):
             self.transport.close()
         with contextlib.suppress(Exception):
@@ -469,6 +544,7 @@ class Session:
         deadline = None if timeout is None else time.monotonic() + timeout
         stop_reason: str | None = None
         channel.setblocking(False)
+        alive = _Liveness(self.transport, self.keepalive_interval, self.keepalive_count_max)
         streams = (
             ("stdout", channel.recv_ready, channel.recv, out),
             ("stderr", channel.recv_stderr_ready, channel.recv_stderr, err),
@@ -495,6 +571,15 @@ class Session:
                 break
             if not self.transport.is_active():
                 break
+            if alive.is_dead():
+                self._stop_command(channel)
+                raise CommandTimeoutError(
+                    self.target.name,
+                    f"{self.target.address}:{self.target.port} stopped answering mid-command: "
+                    f"no reply to {self.keepalive_count_max} keepalives "
+                    f"{self.keepalive_interval:g}s apart (--keepalive-interval, "
+                    "--keepalive-count)",
+                )
             if cancel is not None and cancel.is_set():
                 stop_reason = "interrupted"
                 break
@@ -661,10 +746,29 @@ def connect(
             with contextlib.suppress(Exception):
                 sock.close()
             raise
-    interval = settings.keepalive_interval or target.server_alive_interval
+    interval = (
+        settings.keepalive_interval
+        if settings.keepalive_interval is not None
+        else float(target.server_alive_interval or DEFAULT_KEEPALIVE_INTERVAL)
+    )
+    count = (
+        settings.keepalive_count_max
+        if settings.keepalive_count_max is not None
+        else (target.server_alive_count_max or DEFAULT_KEEPALIVE_COUNT)
+    )
     if interval:
-        transport.set_keepalive(interval)
-    return Session(target, transport, sock, watchdog, jump)
+        # Keeps an idle connection alive through NAT; liveness while a command
+        # runs is checked by Session.exec with replies it waits for.
+        transport.set_keepalive(max(1, int(interval)))
+    return Session(
+        target,
+        transport,
+        sock,
+        watchdog,
+        jump,
+        keepalive_interval=interval,
+        keepalive_count_max=count,
+    )
 
 
 def _authenticate(transport: paramiko.Transport, target: Target, credentials: Credentials) -> None:

@@ -369,3 +369,21 @@ def test_closed_stdout_does_not_fail_hosts(lab: Lab) -> None:
     assert result.stdout.count("\n") == 1
     assert "failed" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_proxy_jump_shares_one_connection_to_the_jump_host(lab: Lab, tmp_path: Path) -> None:
+    jump, *behind = lab.hosts
+    option = f"-o UserKnownHostsFile={lab.known_hosts}"
+    hop = f"{lab.user}@{jump.address}:{jump.port}"
+    text = lab.inventory.read_text().replace(option, f"{option} -o ProxyJump={hop}")
+    inventory = tmp_path / "jump.yml"
+    inventory.write_text(text)
+    before = _accepted_logins(lab, jump.name)
+    names = ",".join(h.name for h in behind)
+    result = cli("run", names, "-i", str(inventory), "--json", "--", "hostname")
+    assert result.returncode == 0, result.stdout + result.stderr
+    hosts, _ = json_lines(result.stdout)
+    assert {n: o["stdout"].strip() for n, o in hosts.items()} == {h.name: h.name for h in behind}
+    time.sleep(0.3)
+    # One login on the jump host carried every host behind it.
+    assert _accepted_logins(lab, jump.name) == before + 1

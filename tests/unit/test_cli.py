@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import cryptography
 import paramiko
 import pytest
@@ -80,3 +83,12 @@ def test_commands_not_built_yet_say_so(args: list[str], issue: str) -> None:
     assert result.returncode == 2
     assert issue in result.stderr
     assert "nothing was contacted" in result.stderr
+
+
+def test_lab_up_without_sshd_says_how_to_install(tmp_path: Path) -> None:
+    env = dict(os.environ, REMOTEOPS_SSHD=str(tmp_path / "no-sshd-here"))
+    result = run_cli("lab", "up", "--dir", str(tmp_path / "lab"), env=env)
+    assert result.returncode == 2
+    assert "apt-get install openssh-server" in result.stderr
+    assert "--install" in result.stderr
+    assert not (tmp_path / "lab").exists()
