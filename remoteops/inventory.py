@@ -23,6 +23,7 @@ not supported: run ``ansible-inventory -i FILE --list > inv.json`` and pass ``in
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -475,6 +476,12 @@ _CONN_NAMES: dict[str, tuple[str, ...]] = {
 _SECRET = {"password", "become_password"}
 
 
+@functools.lru_cache(maxsize=4096)
+def _split_args(text: str) -> tuple[str, ...]:
+    """``shlex.split``, once per distinct string: thousands of hosts share a few values."""
+    return tuple(shlex.split(text))
+
+
 def _truthy(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "yes", "y", "true", "on")
@@ -556,7 +563,7 @@ def connection_vars(host_vars: Mapping[str, object], *, host: str | None = None)
     for name in _CONN_NAMES["ssh_args"]:
         if name in found:
             try:
-                ssh_args.extend(shlex.split(str(found[name])))
+                ssh_args.extend(_split_args(str(found[name])))
             except ValueError as exc:
                 raise InventoryError(f"{where}: {name} cannot be split: {exc}") from None
     options, jump, command = _parse_ssh_args(ssh_args, where)
@@ -1059,11 +1066,16 @@ class _Loader:
     def vars_files(self, base: Path, kind: str, entity: str) -> list[Path]:
         """Files Ansible's host_group_vars plugin reads for *entity* under *base*/*kind*."""
         root = base / kind
-        if entity.startswith("/") or not root.is_dir():
+        if entity.startswith("/"):
+            return []
+        # One listing per directory, not four stat() calls per host: a 10,000-host
+        # inventory would otherwise spend most of its load time looking for files.
+        names = _listing(str(root))
+        if not names:
             return []
         for ext in _YAML_EXTS:
-            candidate = root / (entity + ext)
-            if candidate.exists():
+            if entity + ext in names:
+                candidate = root / (entity + ext)
                 return _dir_vars_files(candidate) if candidate.is_dir() else [candidate]
         return []
 
@@ -1084,6 +1096,15 @@ class _Loader:
             _warn_templates(loaded, str(path))
             data.update(loaded)
         return data
+
+
+@functools.lru_cache(maxsize=256)
+def _listing(directory: str) -> frozenset[str]:
+    """The names in ``directory`` (empty if it is not one), cached for one load."""
+    try:
+        return frozenset(os.listdir(directory))
+    except OSError:
+        return frozenset()
 
 
 def _dir_vars_files(path: Path) -> list[Path]:
@@ -1140,6 +1161,7 @@ def load_inventory(sources: Sequence[str | Path]) -> Inventory:
     """
     if isinstance(sources, str | Path):
         sources = [sources]
+    _listing.cache_clear()  # a new load sees the files as they are now
     loader = _Loader()
     for source in sources:
         loader.load_source(source)
