@@ -381,6 +381,16 @@ def _prompt_secret(prompt: str, what: str) -> str:
     return getpass.getpass(prompt)
 
 
+def _passphrase_prompt(path: str) -> str | None:
+    """Ask for a key's passphrase on the terminal (once per run)."""
+    import getpass
+
+    try:
+        return getpass.getpass(f"Passphrase for {path}: ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
 def _resolve(
     pattern: str,
     opts: _Targeting,
@@ -435,7 +445,11 @@ def _resolve(
     password = _prompt_secret("SSH password: ", "--ask-pass") if opts.ask_pass else None
     executor = Executor(
         targets,
-        credentials=Credentials(passphrase=passphrase, password=password),
+        credentials=Credentials(
+            passphrase=passphrase,
+            password=password,
+            passphrase_prompt=_passphrase_prompt if sys.stdin.isatty() else None,
+        ),
         settings=SessionSettings(
             host_key_policy=opts.host_key_policy,
             connect_timeout=opts.connect_timeout,

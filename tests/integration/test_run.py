@@ -387,3 +387,21 @@ def test_proxy_jump_shares_one_connection_to_the_jump_host(lab: Lab, tmp_path: P
     time.sleep(0.3)
     # One login on the jump host carried every host behind it.
     assert _accepted_logins(lab, jump.name) == before + 1
+
+
+def test_two_hundred_hosts_give_two_hundred_distinct_answers(
+    lab_factory: list[Path], tmp_path: Path
+) -> None:
+    from remoteops.lab import lab_up
+    from tests.conftest import free_port
+
+    lab_dir = tmp_path / "fleet"
+    lab_factory.append(lab_dir)
+    fleet = lab_up(lab_dir, hosts=200, port=free_port()).lab
+    result = cli("run", "all", "-i", str(fleet.inventory), "--json", "--", "hostname", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    hosts, summary = json_lines(result.stdout)
+    assert summary["ok"] == 200
+    assert {name: obj["stdout"] for name, obj in hosts.items()} == {
+        h.name: f"{h.name}\n" for h in fleet.hosts
+    }
