@@ -295,7 +295,7 @@ _Forks = Annotated[
         "-f",
         "--forks",
         help=(
-            "Most hosts worked on at once. Default: all hosts, at most 256 and 3/8 of "
+            "Most hosts worked on at once. Default: all hosts, at most 256 and a quarter of "
             "the open-file limit."
         ),
     ),
@@ -705,7 +705,7 @@ def run_cmd(
     live = not as_json and not gather_output
     printer = LivePrinter(
         sys.stdout.buffer,
-        sys.stdout.buffer,
+        sys.stderr.buffer,
         color=use_color(sys.stdout),
         width=width,
         quiet=quiet,

@@ -11,6 +11,7 @@ RemoteOpsError                 exit 1 unless a subclass says otherwise
     AuthenticationError        exit 4
     HostKeyError               exit 4: unknown, changed or revoked host key
     CommandTimeoutError        exit 3
+    InterruptedHostError       Ctrl-C or SIGTERM reached this host
     TransferError              exit 5
   AnalysisError                exit 5
   RunFailedError               wraps a RunResult; exit code from the result
@@ -31,6 +32,7 @@ __all__ = [
     "ConnectError",
     "HostError",
     "HostKeyError",
+    "InterruptedHostError",
     "InventoryError",
     "LabError",
     "RemoteOpsError",
@@ -117,6 +119,13 @@ class CommandTimeoutError(HostError):
 
     exit_code = 3
     status = "timeout"
+
+
+class InterruptedHostError(HostError):
+    """The run was interrupted (Ctrl-C, SIGTERM) while this host was being worked on."""
+
+    exit_code = 5
+    status = "interrupted"
 
 
 class TransferError(HostError):

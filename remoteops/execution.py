@@ -58,13 +58,13 @@ MAX_DEFAULT_FORKS = 256
 def default_forks(host_count: int, *, nofile: int | None = None) -> int:
     """The default ``--forks``: every host at once, up to 256 and the open-file limit.
 
-    Each host in flight holds about 2 file descriptors (its socket and a pipe
-    for paramiko's thread); a quarter of the soft ``RLIMIT_NOFILE`` is kept for
-    everything else.
+    Each host in flight holds about 3 file descriptors (its socket and the
+    pipe paramiko makes for a channel's fileno()); a quarter of the soft
+    ``RLIMIT_NOFILE`` is kept for everything else.
     """
     if nofile is None:
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    by_files = max(1, (nofile * 3 // 4) // 2)
+    by_files = max(1, (nofile * 3 // 4) // 3)
     return max(1, min(host_count, MAX_DEFAULT_FORKS, by_files))
 
 
@@ -198,6 +198,7 @@ class Executor:
                         settings=self.settings,
                         watchdog=self.watchdog,
                         jump=previous,
+                        cancel=self.cancel_event,
                     )
                     self._jumps[key] = session
             previous = session
@@ -215,6 +216,7 @@ class Executor:
                     settings=self.settings,
                     watchdog=self.watchdog,
                     jump=jump,
+                    cancel=self.cancel_event,
                 )
             except (ConnectError, CommandTimeoutError) as exc:
                 # Only connection failures are retried: never auth or host keys.
@@ -246,14 +248,22 @@ class Executor:
         def guarded(target: Target) -> HostResult:
             if self.cancel_event.is_set():
                 return _result(target, "skipped", error="not started: the run was interrupted")
+            start = time.monotonic()
             try:
                 return work(target)
             except HostError as exc:
-                return _result(target, exc.status, error=str(exc))
+                return _result(
+                    target, exc.status, error=str(exc), duration=time.monotonic() - start
+                )
             except Exception as exc:
                 logger.debug("Host %r: unexpected error", target.name, exc_info=True)
                 logger.error("Host %r: internal error %r (--debug shows where)", target.name, exc)
-                return _result(target, "failed", error=f"internal error: {exc!r}")
+                return _result(
+                    target,
+                    "failed",
+                    error=f"internal error: {exc!r}",
+                    duration=time.monotonic() - start,
+                )
 
         try:
             for target in self.targets:
@@ -386,13 +396,14 @@ class Executor:
         return result
 
 
-def _result(target: Target, status: str, *, error: str) -> HostResult:
+def _result(target: Target, status: str, *, error: str, duration: float = 0.0) -> HostResult:
     return HostResult(
         host=target.name,
         address=target.address,
         port=target.port,
         status=status,  # type: ignore[arg-type]
         error=error,
+        duration_s=duration,
     )
 
 

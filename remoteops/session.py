@@ -16,6 +16,7 @@ freezes mid-command).
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import itertools
 import logging
@@ -27,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST, cMSG_DISCONNECT, cMSG_GLOBAL_REQUEST
@@ -39,6 +40,7 @@ from remoteops.errors import (
     ConnectError,
     HostError,
     HostKeyError,
+    InterruptedHostError,
     RemoteOpsError,
 )
 from remoteops.hostkeys import HostKeyStore, verify_host_key
@@ -286,6 +288,21 @@ def map_errors(
         raise
     except RemoteOpsError:
         raise
+    except Exception as exc:
+        # Once the watchdog closed the socket, whatever paramiko was doing fails
+        # with some error (auth failed, no existing session, EOF): it was the deadline.
+        if deadline_passed():
+            raise CommandTimeoutError(
+                target.name,
+                f"{phase} to {where} did not finish within the deadline; "
+                "raise --connect-timeout if the host is slow",
+            ) from exc
+        _raise_mapped(target, where, phase, exc)
+
+
+def _raise_mapped(target: Target, where: str, phase: str, error: Exception) -> NoReturn:
+    try:
+        raise error
     except paramiko.BadHostKeyException as exc:
         raise HostKeyError(target.name, f"{where}: host key changed ({exc})") from exc
     except paramiko.AuthenticationException as exc:
@@ -299,12 +316,6 @@ def map_errors(
             target.name, f"{phase} to {where} timed out; raise --connect-timeout if it is slow"
         ) from exc
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        if deadline_passed():
-            raise CommandTimeoutError(
-                target.name,
-                f"{phase} to {where} did not finish within the deadline; "
-                "raise --connect-timeout if the host is slow",
-            ) from exc
         if isinstance(exc, socket.gaierror):
             message = f"cannot resolve {target.address!r}: {exc.strerror}; check ansible_host"
         elif isinstance(exc, ConnectionRefusedError):
@@ -640,7 +651,7 @@ class Session:
                 wait = 0.2
                 if deadline is not None:
                     wait = max(0.0, min(wait, deadline - time.monotonic()))
-                select.select([channel], [], [], wait)
+                _wait_for(channel, select.POLLIN, wait)
         if splitters:
             splitters[0].flush()
             splitters[1].flush()
@@ -680,7 +691,7 @@ class Session:
         self._send_signal(channel, "TERM")
         end = time.monotonic() + 1.0
         while time.monotonic() < end and not channel.exit_status_ready():
-            select.select([channel], [], [], 0.1)
+            _wait_for(channel, select.POLLIN, 0.1)
             with contextlib.suppress(Exception):
                 while channel.recv_ready():
                     channel.recv(_READ)
@@ -695,7 +706,58 @@ class Session:
 # --------------------------------------------------------------------------- connect
 
 
-def _open_socket(target: Target, timeout: float, jump: Session | None) -> Any:
+def _wait_for(obj: Any, events: int, timeout: float) -> bool:
+    """Wait until ``obj`` (a socket or paramiko channel) is ready; True if it is.
+
+    poll(), not select(): a run with 1,000 hosts in flight has descriptors
+    beyond select()'s limit of 1024.
+    """
+    poller = select.poll()
+    poller.register(obj, events | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(max(0, int(timeout * 1000))))
+
+
+def _tcp_connect(
+    address: str, port: int, deadline: float, stopped: Callable[[], bool]
+) -> socket.socket:
+    """``socket.create_connection`` that a deadline or Ctrl-C can stop at any moment.
+
+    Closing a socket from another thread does not reliably wake a blocked
+    ``connect()``, so this one waits in 0.2 s slices and checks in between.
+    """
+    error: OSError | None = None
+    for family, kind, proto, _, addr in socket.getaddrinfo(address, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex(addr)
+            while code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
+                if stopped():
+                    raise TimeoutError("connect stopped")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("connect timed out")
+                if _wait_for(sock, select.POLLOUT, min(0.2, left)):
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    break
+            if code:
+                raise OSError(code, os.strerror(code))
+            sock.setblocking(True)
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            sock.close()
+            if isinstance(exc, TimeoutError):
+                raise
+            error = exc
+    raise error if error is not None else OSError(f"cannot resolve {address}")
+
+
+def _open_socket(
+    target: Target, deadline: float, jump: Session | None, stopped: Callable[[], bool]
+) -> Any:
+    timeout = max(0.1, deadline - time.monotonic())
     if jump is not None:
         return jump.transport.open_channel(
             "direct-tcpip", (target.address, target.port), ("127.0.0.1", 0), timeout=timeout
@@ -709,9 +771,7 @@ def _open_socket(target: Target, timeout: float, jump: Session | None) -> Any:
             .replace("%%", "%")
         )
         return paramiko.ProxyCommand(command)
-    sock = socket.create_connection((target.address, target.port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    return _tcp_connect(target.address, target.port, deadline, stopped)
 
 
 def _preferred_key_types(transport: paramiko.Transport, known: list[str]) -> None:
@@ -738,29 +798,97 @@ def connect(
     settings: SessionSettings,
     watchdog: Watchdog,
     jump: Session | None = None,
+    cancel: threading.Event | None = None,
 ) -> Session:
     """Connect, verify the host key, authenticate; raise a HostError subclass on failure.
 
     The whole sequence must finish within the target's connect timeout; the
     watchdog closes the socket when it passes, whatever paramiko is waiting for.
+    Setting ``cancel`` (Ctrl-C) stops it the same way within 0.2 s and raises
+    InterruptedHostError.
     """
     timeout = settings.connect_timeout or target.connect_timeout
     start = time.monotonic()
+    deadline = start + timeout
     expired = threading.Event()
+    interrupted = threading.Event()
     holder: dict[str, Any] = {}
 
-    def on_deadline() -> None:
-        expired.set()
+    def abort() -> None:
         for obj in (holder.get("transport"), holder.get("sock")):
             if obj is not None:
                 with contextlib.suppress(Exception):
                     obj.close()
 
+    def on_deadline() -> None:
+        expired.set()
+        abort()
+
+    def watch_cancel() -> None:
+        if cancel is None or expired.is_set() or holder.get("done"):
+            return
+        if cancel.is_set():
+            interrupted.set()
+            abort()
+        else:
+            holder["cancel_token"] = watchdog.schedule(time.monotonic() + 0.2, watch_cancel)
+
+    if cancel is not None:
+        if cancel.is_set():
+            raise InterruptedHostError(target.name, "interrupted before connecting")
+        holder["cancel_token"] = watchdog.schedule(time.monotonic() + 0.2, watch_cancel)
+    try:
+        return _connect(
+            target,
+            store=store,
+            credentials=credentials,
+            settings=settings,
+            watchdog=watchdog,
+            jump=jump,
+            cancel=cancel,
+            holder=holder,
+            deadline=deadline,
+            timeout=timeout,
+            on_deadline=on_deadline,
+            expired=expired,
+            interrupted=interrupted,
+        )
+    except HostError:
+        if interrupted.is_set():
+            raise InterruptedHostError(target.name, "interrupted while connecting") from None
+        raise
+    finally:
+        holder["done"] = True
+        if "cancel_token" in holder:
+            watchdog.cancel(holder["cancel_token"])
+
+
+def _connect(
+    target: Target,
+    *,
+    store: HostKeyStore,
+    credentials: Credentials,
+    settings: SessionSettings,
+    watchdog: Watchdog,
+    jump: Session | None,
+    cancel: threading.Event | None,
+    holder: dict[str, Any],
+    deadline: float,
+    timeout: float,
+    on_deadline: Callable[[], None],
+    expired: threading.Event,
+    interrupted: threading.Event,
+) -> Session:
+    start = deadline - timeout
+
+    def stopped() -> bool:
+        return expired.is_set() or interrupted.is_set()
+
     with (
         watchdog.deadline(timeout, on_deadline),
         map_errors(target, phase="connection", deadline_passed=expired.is_set),
     ):
-        sock = _open_socket(target, timeout, jump)
+        sock = _open_socket(target, deadline, jump, stopped)
         holder["sock"] = sock
         transport = paramiko.Transport(
             sock, disabled_algorithms=dict(settings.disabled_algorithms) or None
@@ -776,7 +904,7 @@ def connect(
         )
         try:
             transport.start_client(timeout=remaining)
-            if expired.is_set():
+            if stopped():
                 raise TimeoutError
             key = transport.get_remote_server_key()
             verify_host_key(
@@ -788,7 +916,7 @@ def connect(
                 alias=target.host_key_alias,
             )
             _authenticate(transport, target, credentials)
-            if expired.is_set():
+            if stopped():
                 raise TimeoutError
         except BaseException:
             transport.close()
