@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import paramiko
+from paramiko.auth_handler import AuthHandler
 from paramiko.common import cMSG_CHANNEL_REQUEST, cMSG_DISCONNECT, cMSG_GLOBAL_REQUEST
 from paramiko.message import Message
 
@@ -538,6 +539,24 @@ class Session:
                     f"add it to AcceptEnv or set it in the command: {name}=... COMMAND",
                 ) from None
 
+    def _send_exec(self, channel: paramiko.Channel, command: str) -> None:
+        """Send the exec request without waiting for its reply.
+
+        paramiko's ``exec_command`` waits a round trip for the server's "ok"
+        before anything else happens; output and the exit status follow the
+        reply in order anyway, so the wait only costs latency (100 ms on a
+        100 ms link, per host). A refusal closes the channel, which
+        ``_collect`` reports.
+        """
+        message = Message()
+        message.add_byte(cMSG_CHANNEL_REQUEST)
+        message.add_int(channel.remote_chanid)
+        message.add_string("exec")
+        message.add_boolean(True)
+        message.add_string(command)
+        _private(channel)._event_pending()
+        _private(self.transport)._send_user_message(message)
+
     def exec(
         self,
         command: str,
@@ -565,7 +584,7 @@ class Session:
                 self._set_env(channel, env)
             if pty:
                 channel.get_pty(term="dumb", width=200, height=50)
-            channel.exec_command(command)
+            self._send_exec(channel, command)
             if stdin is not None:
                 channel.sendall(stdin)
             channel.shutdown_write()
@@ -666,18 +685,15 @@ class Session:
                 timed_out=stop_reason == "timeout",
                 interrupted=stop_reason == "interrupted",
             )
-        if not channel.exit_status_ready():
+        # paramiko reports -1 both for "exit-signal" (which it does not parse)
+        # and for a channel closed with no exit status at all.
+        status = channel.recv_exit_status() if channel.exit_status_ready() else -1
+        if status == -1 and not self.transport.is_active():
             raise ConnectError(
                 self.target.name,
                 f"connection to {self.target.address}:{self.target.port} was lost mid-command",
             )
-        status = channel.recv_exit_status()
-        signal_name = None
-        exit_signal = getattr(channel, "_remoteops_exit_signal", None)
-        if exit_signal:
-            signal_name = str(exit_signal)
-        if status == -1:
-            signal_name = signal_name or "unknown"
+        signal_name = "unknown" if status == -1 else None
         return ExecResult(
             exit_code=None if status == -1 else status,
             stdout=out.value(),
@@ -948,6 +964,47 @@ def _connect(
     )
 
 
+class _PipelinedAuthHandler(AuthHandler):
+    """Sends the userauth request right behind the service request.
+
+    paramiko waits a round trip for SERVICE_ACCEPT before it signs and sends
+    the first publickey request; sshd handles the two in order anyway, so
+    sending both at once saves one round trip per host (100 ms on a 100 ms
+    link). Not for RSA keys: their signature algorithm depends on the
+    server-sig-algs extension, which may not have arrived yet.
+    """
+
+    _skip_accept = False
+
+    def _request_auth(self) -> None:
+        # Set before sending: on loopback the real SERVICE_ACCEPT can be handled
+        # by the transport thread while this thread is still signing.
+        self._skip_accept = self.auth_method == "publickey"
+        super()._request_auth()  # type: ignore[misc]
+        if self.auth_method == "publickey":
+            accept = Message()
+            accept.add_string("ssh-userauth")
+            accept.rewind()
+            super()._parse_service_accept(accept)  # type: ignore[misc]
+
+    def _parse_service_accept(self, m: Message) -> None:
+        if self._skip_accept:  # the request it accepts was already sent
+            self._skip_accept = False
+            return
+        super()._parse_service_accept(m)  # type: ignore[misc]
+
+
+def _auth_publickey_pipelined(transport: paramiko.Transport, user: str, key: paramiko.PKey) -> None:
+    """``Transport.auth_publickey`` with the pipelined handler; raises on failure."""
+    if not transport.is_active() or not _private(transport).initial_kex_done:
+        raise paramiko.SSHException("No existing session")
+    event = threading.Event()
+    handler = _PipelinedAuthHandler(transport)
+    _private(transport).auth_handler = handler
+    handler.auth_publickey(user, key, event)
+    handler.wait_for_response(event)
+
+
 def _authenticate(transport: paramiko.Transport, target: Target, credentials: Credentials) -> None:
     """Try agent keys and identity files, then a password, as OpenSSH orders them."""
     user = target.user
@@ -969,10 +1026,13 @@ def _authenticate(transport: paramiko.Transport, target: Target, credentials: Cr
         offered += [("agent", k) for k in agent]
     seen = {key.asbytes() for _, key in offered}
     offered += [(p, k) for p, k in file_keys if k.asbytes() not in seen]
-    for label, key in offered:
+    for index, (label, key) in enumerate(offered):
         tried.append(label)
         try:
-            transport.auth_publickey(user, key)
+            if index == 0 and "rsa" not in key.get_name():
+                _auth_publickey_pipelined(transport, user, key)
+            else:
+                transport.auth_publickey(user, key)
         except paramiko.AuthenticationException:
             continue
         if transport.is_authenticated():

@@ -49,6 +49,10 @@ def test_every_host_returns_its_own_hostname(lab: Lab) -> None:
     assert summary["hosts"] == len(lab.hosts)
     assert summary["ok"] == len(lab.hosts)
     assert summary["exit_code"] == 0
+    # The pipelined login sends each request once: sshd saw no protocol error.
+    for host in lab.hosts:
+        assert "dispatch_protocol_error" not in lab.sshd_log(host.name).read_text()
+    assert "Oops" not in result.stderr
 
 
 def test_live_lines_are_prefixed_by_host(lab: Lab) -> None:
