@@ -317,11 +317,13 @@ _KnownHosts = Annotated[
     typer.Option("--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)."),
 ]
 _Policy = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--host-key-policy",
         help=(
-            "strict: refuse unknown keys; accept-new: record them. A changed key is always refused."
+            "strict: refuse unknown keys; accept-new: record them. A changed key is "
+            "always refused. Default: ssh_config's StrictHostKeyChecking "
+            "(accept-new or no: accept-new), else strict."
         ),
     ),
 ]
@@ -359,7 +361,7 @@ class _Targeting:
     ssh_config: Path | None
     no_ssh_config: bool
     known_hosts: Path | None
-    host_key_policy: str
+    host_key_policy: str | None
     connect_timeout: float | None
     retries: int
     key_passphrase_file: Path | None
@@ -406,7 +408,7 @@ def _resolve(
     from remoteops.sshconfig import SSHConfig
     from remoteops.target import ConnectOverrides, resolve_targets
 
-    if opts.host_key_policy not in ("strict", "accept-new"):
+    if opts.host_key_policy not in (None, "strict", "accept-new"):
         raise UsageError(f"--host-key-policy {opts.host_key_policy!r}: use strict or accept-new")
     if opts.forks is not None and opts.forks < 1:
         raise UsageError("--forks must be 1 or more")
@@ -575,7 +577,7 @@ def run_cmd(
     ssh_config: _SshConfig = None,
     no_ssh_config: _NoSshConfig = False,
     known_hosts: _KnownHosts = None,
-    host_key_policy: _Policy = "strict",
+    host_key_policy: _Policy = None,
     connect_timeout: _ConnectTimeout = None,
     timeout: _Timeout = None,
     as_json: _Json = False,
@@ -756,7 +758,7 @@ def ping_cmd(
     ssh_config: _SshConfig = None,
     no_ssh_config: _NoSshConfig = False,
     known_hosts: _KnownHosts = None,
-    host_key_policy: _Policy = "strict",
+    host_key_policy: _Policy = None,
     connect_timeout: _ConnectTimeout = None,
     as_json: _Json = False,
     quiet: _Quiet = False,

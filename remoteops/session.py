@@ -267,7 +267,7 @@ def _serialise_signing(key: paramiko.AgentKey, lock: threading.Lock) -> None:
 class SessionSettings:
     """Run-wide connection settings shared by every session."""
 
-    host_key_policy: str = "strict"
+    host_key_policy: str | None = None  # None: the target's StrictHostKeyChecking
     connect_timeout: float | None = None
     keepalive_interval: float | None = None
     keepalive_count_max: int | None = None
@@ -722,6 +722,17 @@ class Session:
 # --------------------------------------------------------------------------- connect
 
 
+def host_key_policy_for(target: Target) -> str:
+    """The policy ssh_config's ``StrictHostKeyChecking`` asks for, never weaker than accept-new.
+
+    ``yes`` and ``ask`` (there is no one to ask) are strict; ``accept-new`` and
+    ``no``/``off`` record unknown keys. A changed key is refused whatever it says:
+    unlike ssh with ``no``, remoteops never connects to a host whose key changed.
+    """
+    value = target.strict_host_key_checking.lower()
+    return "accept-new" if value in ("accept-new", "no", "off", "false") else "strict"
+
+
 def _wait_for(obj: Any, events: int, timeout: float) -> bool:
     """Wait until ``obj`` (a socket or paramiko channel) is ready; True if it is.
 
@@ -928,7 +939,7 @@ def _connect(
                 target.address,
                 target.port,
                 key,
-                settings.host_key_policy,  # type: ignore[arg-type]
+                settings.host_key_policy or host_key_policy_for(target),  # type: ignore[arg-type]
                 alias=target.host_key_alias,
             )
             _authenticate(transport, target, credentials)

@@ -409,3 +409,70 @@ def test_two_hundred_hosts_give_two_hundred_distinct_answers(
     assert {name: obj["stdout"] for name, obj in hosts.items()} == {
         h.name: f"{h.name}\n" for h in fleet.hosts
     }
+
+
+def test_revoked_host_key_is_refused(lab: Lab, tmp_path: Path) -> None:
+    lines = lab.known_hosts.read_text().splitlines()
+    _, key_type, key = lines[0].split(" ", 2)
+    known = tmp_path / "known_hosts"
+    known.write_text("\n".join([f"@revoked * {key_type} {key}", *lines]) + "\n")
+    inventory = _inventory_with(lab, tmp_path, known)
+    result = cli(
+        "run",
+        "all",
+        "-i",
+        str(inventory),
+        "--json",
+        "--host-key-policy",
+        "accept-new",
+        "--",
+        "true",
+    )
+    assert result.returncode == 4
+    hosts, summary = json_lines(result.stdout)
+    first = lab.hosts[0].name
+    assert hosts[first]["status"] == "hostkey"
+    assert "revoked" in hosts[first]["error"].lower()
+    assert summary["ok"] == len(lab.hosts) - 1
+
+
+def test_ssh_config_strict_host_key_checking_accept_new(lab: Lab, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    inventory = _inventory_with(lab, tmp_path, known)
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n  StrictHostKeyChecking accept-new\n")
+    result = cli("run", "all", "-i", str(inventory), "-F", str(config), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert len(known.read_text().splitlines()) == len(lab.hosts)
+    # An explicit --host-key-policy still wins over ssh_config.
+    known.write_text("")
+    strict = cli(
+        "run",
+        "all",
+        "-i",
+        str(inventory),
+        "-F",
+        str(config),
+        "--host-key-policy",
+        "strict",
+        "--",
+        "true",
+    )
+    assert strict.returncode == 4
+
+
+def test_proxy_command_from_the_inventory(lab: Lab, tmp_path: Path) -> None:
+    jump = lab.hosts[0]
+    option = f"-o UserKnownHostsFile={lab.known_hosts}"
+    proxy = f"ssh -F {lab.ssh_config} -W %h:%p {jump.name}"
+    text = lab.inventory.read_text().replace(option, f'{option} -o "ProxyCommand={proxy}"')
+    inventory = tmp_path / "proxy.yml"
+    inventory.write_text(text)
+    target = lab.hosts[1].name
+    before = _accepted_logins(lab, jump.name)
+    result = cli("run", target, "-i", str(inventory), "--json", "--", "hostname")
+    assert result.returncode == 0, result.stdout + result.stderr
+    hosts, _ = json_lines(result.stdout)
+    assert hosts[target]["stdout"] == f"{target}\n"
+    time.sleep(0.3)
+    assert _accepted_logins(lab, jump.name) == before + 1  # OpenSSH's ssh -W logged in there
