@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 DEFAULT_KEEPALIVE_INTERVAL = 15.0
 _DISCONNECT_BY_APPLICATION = 11
+# Larger than paramiko's 2 MiB default so many SFTP requests can be in flight.
+_SFTP_WINDOW = 16 * 1024 * 1024
+_SFTP_PACKET = 32 * 1024
 DEFAULT_KEEPALIVE_COUNT = 3
 _READ = 32768
 
@@ -471,6 +474,7 @@ class Session:
         self._watchdog = watchdog
         self._jump = jump
         self.server_version = transport.remote_version
+        self._sftp: paramiko.SFTPClient | None = None
 
     def close(self) -> None:
         """Say goodbye to the server, then close the transport and its socket.
@@ -483,6 +487,9 @@ class Session:
         target is asked to disconnect first and the channel is left to close
         from the server's side.
         """
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
         if self.transport.is_active():
             message = Message()
             message.add_byte(cMSG_DISCONNECT)
@@ -499,6 +506,19 @@ class Session:
             self.transport.close()
         with contextlib.suppress(Exception):
             self._sock.close()
+
+    def sftp(self) -> paramiko.SFTPClient:
+        """This session's SFTP client, opened on first use and reused (one per session)."""
+        if self._sftp is None:
+            self._sftp = paramiko.SFTPClient.from_transport(
+                self.transport, window_size=_SFTP_WINDOW, max_packet_size=_SFTP_PACKET
+            )
+            if self._sftp is None:
+                raise ConnectError(
+                    self.target.name,
+                    f"{self.target.address}:{self.target.port} offers no SFTP subsystem",
+                )
+        return self._sftp
 
     def __enter__(self) -> Session:
         return self
