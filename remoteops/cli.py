@@ -832,32 +832,6 @@ def _not_built(command: str, issue: int) -> NoReturn:
     )
 
 
-@app.command("put")
-def put_cmd(
-    pattern: Annotated[str, typer.Argument(help="Host pattern.")],
-    paths: Annotated[list[str], typer.Argument(help="SRC... DEST")],
-    inventory: _Inventory = None,
-) -> None:
-    """Upload files and directories to every matched host (atomic, verified).
-
-    Example: remoteops put web ./site /srv/www
-    """
-    _not_built("put", 5)
-
-
-@app.command("get")
-def get_cmd(
-    pattern: Annotated[str, typer.Argument(help="Host pattern.")],
-    paths: Annotated[list[str], typer.Argument(help="REMOTE... LOCAL_DIR")],
-    inventory: _Inventory = None,
-) -> None:
-    """Download remote files into LOCAL_DIR/<host>/... from every matched host.
-
-    Example: remoteops get all /var/log/syslog ./logs
-    """
-    _not_built("get", 5)
-
-
 @app.command("play")
 def play_cmd(
     playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
@@ -1103,3 +1077,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
             EXIT_BUG,
         )
     raise SystemExit(result if isinstance(result, int) else EXIT_OK)
+
+
+from remoteops.cli_transfer import register as _register_transfer  # noqa: E402
+
+_register_transfer(app)

@@ -277,6 +277,17 @@ class Executor:
             pool.shutdown(wait=True, cancel_futures=False)
             self.close()
 
+    def fan_out(self, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
+        """Run ``work`` for every target from the pool, yielding results as they complete.
+
+        ``work`` raises a HostError for a host that fails; it becomes that host's result.
+        """
+        return self._fan_out(work)
+
+    def open_session(self, target: Target) -> Session:
+        """Connect to ``target`` with this run's retries, credentials, deadlines and cancel."""
+        return self._connect(target)
+
     def close(self) -> None:
         """Close jump host sessions and the watchdog."""
         for session in list(self._jumps.values()):

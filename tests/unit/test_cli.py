@@ -72,8 +72,6 @@ def test_no_arguments_shows_help_and_exits_2() -> None:
 @pytest.mark.parametrize(
     ("args", "issue"),
     [
-        (["put", "all", "a", "/tmp"], "#5"),
-        (["get", "all", "/etc/hostname", "out"], "#5"),
         (["play", "x.yml"], "#7"),
         (["analyze", "group", "run.jsonl"], "#6"),
     ],

@@ -1,0 +1,392 @@
+"""The ``put`` and ``get`` commands, registered on the main Typer app by ``cli.py``.
+
+Kept apart from ``cli.py`` so the transfer commands can grow without touching
+it; they reuse its targeting options, ``_resolve``, ``_Interrupts`` and
+``_finish``, so exit codes and JSON Lines are those of ``run`` (CONTRACT.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from remoteops.cli import (
+    _AskPass,
+    _ConnectTimeout,
+    _finish,
+    _Forks,
+    _Interrupts,
+    _Inventory,
+    _Json,
+    _Key,
+    _KnownHosts,
+    _Limit,
+    _NoSshConfig,
+    _PassphraseFile,
+    _Policy,
+    _Port,
+    _Quiet,
+    _resolve,
+    _Retries,
+    _SshConfig,
+    _Targeting,
+    _User,
+    stderr,
+)
+from remoteops.errors import UsageError
+from remoteops.results import HostResult
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+_TransferTimeout = Annotated[
+    float | None,
+    typer.Option("-t", "--timeout", help="Per-host transfer deadline, seconds."),
+]
+_Preserve = Annotated[
+    bool, typer.Option("-p", "--preserve", help="Keep modification times (whole seconds).")
+]
+_Checksum = Annotated[
+    bool,
+    typer.Option(
+        "--checksum",
+        help="Decide what is unchanged by sha256 instead of size and modification time.",
+    ),
+]
+_Verify = Annotated[
+    bool,
+    typer.Option(
+        "--verify", help="Check each file's sha256 on the far side before renaming it into place."
+    ),
+]
+_Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Keep partial files of a failed run (.NAME.remoteops.part) and continue them "
+        "when their prefix matches.",
+    ),
+]
+_RetryFile = Annotated[
+    Path | None,
+    typer.Option("--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."),
+]
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+class _TransferProgress:
+    """Bytes/s, files and hosts on stderr, only when stderr is a terminal."""
+
+    def __init__(self, hosts: int, total_bytes: int | None, *, enabled: bool) -> None:
+        self._enabled = enabled and stderr.is_terminal
+        self._hosts = hosts
+        self._total = total_bytes
+        self._files = 0
+        self._done = 0
+        self._lock = threading.Lock()
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _TransferProgress:
+        if self._enabled:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeElapsedColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self._label(), total=self._total)
+        return self
+
+    def _label(self) -> str:
+        return f"hosts {self._done}/{self._hosts}  files {self._files}"
+
+    def moved(self, host: str, nbytes: int, files: int) -> None:
+        """The library's progress callback (called from worker threads)."""
+        del host
+        if self._progress is None:
+            return
+        with self._lock:
+            self._files += files
+            self._progress.update(self._task, advance=nbytes, description=self._label())
+
+    def host_done(self) -> None:
+        """Count one finished host."""
+        if self._progress is None:
+            return
+        with self._lock:
+            self._done += 1
+            self._progress.update(self._task, description=self._label())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+
+def _report_host(result: HostResult, *, width: int, quiet: bool) -> None:
+    extra = result.extra
+    counts = (
+        f"{extra.get('files', 0)} sent, {extra.get('unchanged', 0)} unchanged"
+        + (f", {extra['failed_files']} failed" if extra.get("failed_files") else "")
+        + (f", {extra['skipped']} skipped" if extra.get("skipped") else "")
+        + f", {_size(extra.get('bytes', 0))} in {result.duration_s:.1f}s"
+    )
+    if result.is_ok:
+        if not quiet:
+            sys.stdout.write(f"{result.host.ljust(width)}: ok  {counts}\n")
+            sys.stdout.flush()
+        return
+    sys.stderr.write(f"{result.host.ljust(width)}: {result.status}: {result.error}\n")
+    sys.stderr.flush()
+
+
+def _parse_mode(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise UsageError(f"--mode {value!r}: give octal permission bits, e.g. 0644") from None
+    if not 0 <= mode <= 0o7777:
+        raise UsageError(f"--mode {value!r}: give octal permission bits, e.g. 0644")
+    return mode
+
+
+def _run_transfer(
+    targets: list[Any],
+    executor: Any,
+    results: Any,
+    progress: _TransferProgress,
+    *,
+    as_json: bool,
+    quiet: bool,
+    retry_file: Path | None,
+) -> None:
+    from remoteops.report import JsonLinesWriter
+    from remoteops.results import RunResult
+
+    width = max(len(t.name) for t in targets)
+    json_writer = JsonLinesWriter(sys.stdout)
+    run = RunResult()
+    start = time.monotonic()
+    with _Interrupts(executor.cancel) as interrupts, progress:
+        for result in results:
+            run.add(result)
+            progress.host_done()
+            if as_json:
+                json_writer.host(result)
+            else:
+                _report_host(result, width=width, quiet=quiet)
+    run.duration_s = time.monotonic() - start
+    run.interrupted_by = interrupts.code
+    _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
+
+
+def put_cmd(
+    pattern: Annotated[str, typer.Argument(help="Host pattern.")],
+    paths: Annotated[list[str], typer.Argument(help="SRC... DEST")],
+    inventory: _Inventory = None,
+    limit: _Limit = None,
+    forks: _Forks = None,
+    user: _User = None,
+    key: _Key = None,
+    port: _Port = None,
+    ssh_config: _SshConfig = None,
+    no_ssh_config: _NoSshConfig = False,
+    known_hosts: _KnownHosts = None,
+    host_key_policy: _Policy = None,
+    connect_timeout: _ConnectTimeout = None,
+    timeout: _TransferTimeout = None,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+    retries: _Retries = 0,
+    key_passphrase_file: _PassphraseFile = None,
+    ask_pass: _AskPass = False,
+    retry_file: _RetryFile = None,
+    preserve: _Preserve = False,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="Permission bits of every file sent (octal).")
+    ] = None,
+    checksum: _Checksum = False,
+    verify: _Verify = False,
+    resume: _Resume = False,
+) -> None:
+    """Upload files, directories and local globs to every matched host (atomic, verified).
+
+    A directory SRC lands as DEST/SRC/...; SRC/ (trailing slash) sends its
+    contents into DEST. One file and a DEST that is not an existing remote
+    directory (and does not end in /) is written as DEST itself. Files are
+    written to a temporary name and renamed into place; files with the same
+    size and modification time are left alone, so a second run sends nothing.
+    Symlinks named on the command line are followed; inside a directory a
+    symlink is sent as the file it points to only if that file is inside the
+    same directory, else it is skipped with a warning.
+
+    Example: remoteops put web ./site /srv/www -p --verify
+    """
+    from remoteops.transfer import PutOptions, SourceSet, put
+
+    if len(paths) < 2:
+        raise UsageError("put needs SRC... DEST: remoteops put PATTERN SRC... DEST")
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    *sources, dest = paths
+    if not dest:
+        raise UsageError("put: DEST is empty")
+    file_mode = _parse_mode(mode)
+    opts = _Targeting(
+        inventory,
+        limit,
+        forks,
+        user,
+        key,
+        port,
+        ssh_config,
+        no_ssh_config,
+        known_hosts,
+        host_key_policy,
+        connect_timeout,
+        retries,
+        key_passphrase_file,
+        ask_pass,
+    )
+    targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    source_set = SourceSet.scan(sources, mode=file_mode, need_hash=checksum or verify or resume)
+    for warning in source_set.warnings:
+        logger.warning("%s", warning)
+    progress = _TransferProgress(
+        len(targets), source_set.total_bytes * len(targets), enabled=not quiet
+    )
+    results = put(
+        executor,
+        source_set,
+        dest,
+        options=PutOptions(preserve=preserve, checksum=checksum, verify=verify, resume=resume),
+        progress=progress.moved,
+    )
+    _run_transfer(
+        targets,
+        executor,
+        results,
+        progress,
+        as_json=as_json,
+        quiet=quiet,
+        retry_file=retry_file,
+    )
+
+
+def get_cmd(
+    pattern: Annotated[str, typer.Argument(help="Host pattern.")],
+    paths: Annotated[list[str], typer.Argument(help="REMOTE... LOCAL_DIR")],
+    inventory: _Inventory = None,
+    limit: _Limit = None,
+    forks: _Forks = None,
+    user: _User = None,
+    key: _Key = None,
+    port: _Port = None,
+    ssh_config: _SshConfig = None,
+    no_ssh_config: _NoSshConfig = False,
+    known_hosts: _KnownHosts = None,
+    host_key_policy: _Policy = None,
+    connect_timeout: _ConnectTimeout = None,
+    timeout: _TransferTimeout = None,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+    retries: _Retries = 0,
+    key_passphrase_file: _PassphraseFile = None,
+    ask_pass: _AskPass = False,
+    retry_file: _RetryFile = None,
+    preserve: _Preserve = False,
+    checksum: _Checksum = False,
+    verify: _Verify = False,
+    resume: _Resume = False,
+) -> None:
+    """Download remote files, directories and globs into LOCAL_DIR/<host>/<remote path>.
+
+    /var/log/syslog from web01 lands as LOCAL_DIR/web01/var/log/syslog. Remote
+    globs ('/var/log/*.log', quoted) are expanded on each host. Names a server
+    sends that could leave LOCAL_DIR/<host> are refused; remote symlinks inside
+    a tree are skipped, never followed; symlinks under LOCAL_DIR/<host> are
+    never written through; setuid and setgid bits are dropped.
+
+    Example: remoteops get all /var/log/syslog ./logs
+    """
+    from remoteops.transfer import GetOptions, get
+
+    if len(paths) < 2:
+        raise UsageError("get needs REMOTE... LOCAL_DIR: remoteops get PATTERN REMOTE... LOCAL_DIR")
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    *remotes, local = paths
+    if any(not r for r in remotes):
+        raise UsageError("get: an empty REMOTE path was given")
+    local_dir = Path(local)
+    if local_dir.exists() and not local_dir.is_dir():
+        raise UsageError(f"local {local_dir}: not a directory")
+    opts = _Targeting(
+        inventory,
+        limit,
+        forks,
+        user,
+        key,
+        port,
+        ssh_config,
+        no_ssh_config,
+        known_hosts,
+        host_key_policy,
+        connect_timeout,
+        retries,
+        key_passphrase_file,
+        ask_pass,
+    )
+    targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    progress = _TransferProgress(len(targets), None, enabled=not quiet)
+    results = get(
+        executor,
+        remotes,
+        local_dir,
+        options=GetOptions(preserve=preserve, checksum=checksum, verify=verify, resume=resume),
+        progress=progress.moved,
+    )
+    _run_transfer(
+        targets,
+        executor,
+        results,
+        progress,
+        as_json=as_json,
+        quiet=quiet,
+        retry_file=retry_file,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``put`` and ``get`` to the main app."""
+    app.command("put")(put_cmd)
+    app.command("get")(get_cmd)
