@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import paramiko
 from paramiko.message import Message
 from paramiko.sftp import (
     CMD_ATTRS,
@@ -62,8 +63,11 @@ from paramiko.sftp import (
     CMD_HANDLE,
     CMD_LSTAT,
     CMD_MKDIR,
+    CMD_NAME,
     CMD_OPEN,
+    CMD_OPENDIR,
     CMD_READ,
+    CMD_READDIR,
     CMD_REMOVE,
     CMD_SETSTAT,
     CMD_STAT,
@@ -583,6 +587,7 @@ class _Stats:
             "bytes": self.bytes,
             "changed": bool(self.files or self.attrs_changed),
             "warnings": self.warnings[:20],
+            "errors": self.errors[:20],
         }
 
 
@@ -1221,7 +1226,20 @@ def _expand_remote(
             path = posixpath.normpath(spec)
         else:
             if home is None:
-                home = sftp.normalize(".")
+                try:
+                    home = sftp.normalize(".")
+                except UnicodeDecodeError:
+                    raise TransferError(
+                        stats.host,
+                        "remote home directory's name is not valid UTF-8; "
+                        "give absolute remote paths",
+                    ) from None
+                if not home.startswith("/"):
+                    raise TransferError(
+                        stats.host,
+                        f"remote home directory {home!r} is not an absolute path; "
+                        "give absolute remote paths",
+                    )
             path = posixpath.normpath(posixpath.join(home, spec))
         path = "/" + path.lstrip("/")
         parts = [p for p in path.split("/") if p]
@@ -1241,6 +1259,72 @@ def _expand_remote(
     return list(found.values())
 
 
+def _open_resume_part(name: str, dir_fd: int) -> int:
+    """Open (or create) a ``--resume`` part file, never one shared with another path.
+
+    A hard link planted under the part file's name would otherwise let the
+    download write into whatever file it shares (O_NOFOLLOW stops symlinks
+    only). Anything but a regular file with one link is removed and the
+    transfer starts afresh with an exclusive create.
+    """
+    fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+        return fd
+    os.close(fd)
+    os.unlink(name, dir_fd=dir_fd)
+    return os.open(
+        name,
+        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=dir_fd,
+    )
+
+
+def _listdir(sftp: paramiko.SFTPClient, directory: str, stats: _Stats) -> list[SFTPAttributes]:
+    """``listdir_attr`` that keeps going past names that are not valid UTF-8.
+
+    paramiko decodes every name of a listing strictly, so one Latin-1 file
+    name would hide the whole directory. Names are read as bytes here; an
+    undecodable one fails that file only, and ``.``/``..`` are dropped.
+    """
+    client = _private(sftp)
+    kind, msg = client._request(CMD_OPENDIR, directory)
+    if kind != CMD_HANDLE:
+        raise OSError(f"unexpected reply listing {directory}")
+    handle = msg.get_binary()
+    entries: list[SFTPAttributes] = []
+    try:
+        for _ in range(_MAX_ENTRIES + 1):
+            try:
+                kind, msg = client._request(CMD_READDIR, handle)
+            except EOFError:
+                break
+            if kind != CMD_NAME:
+                raise OSError(f"unexpected reply listing {directory}")
+            for _ in range(msg.get_int()):
+                raw_name = msg.get_string()
+                raw_long = msg.get_string()
+                try:
+                    name = raw_name.decode("utf-8")
+                except UnicodeDecodeError:
+                    _private(SFTPAttributes)._from_msg(msg)
+                    shown = raw_name.decode("utf-8", errors="backslashreplace")
+                    stats.fail(
+                        f"remote {directory}: file name {shown!r} is not valid UTF-8; not fetched"
+                    )
+                    continue
+                attrs = _private(SFTPAttributes)._from_msg(
+                    msg, name, raw_long.decode("utf-8", errors="replace")
+                )
+                if name not in (".", ".."):
+                    entries.append(attrs)
+    finally:
+        with contextlib.suppress(Exception):
+            client._request(CMD_CLOSE, handle)
+    return entries
+
+
 def _glob_remote(
     session: Session, parts: list[str], stats: _Stats
 ) -> list[tuple[str, SFTPAttributes]]:
@@ -1254,7 +1338,7 @@ def _glob_remote(
                 nxt.append((posixpath.join(base, part), None))
                 continue
             try:
-                entries = sftp.listdir_attr(base)
+                entries = _listdir(sftp, base, stats)
             except OSError:
                 continue
             for entry in sorted(entries, key=lambda e: e.filename):
@@ -1312,7 +1396,7 @@ def _add_remote(
             raise InterruptedHostError(stats.host, "interrupted while listing remote files")
         directory, depth = stack.pop()
         try:
-            entries = sftp.listdir_attr(directory)
+            entries = _listdir(sftp, directory, stats)
         except OSError as exc:
             stats.fail(f"remote {directory}: {exc.strerror or exc} (listing the directory)")
             continue
@@ -1416,12 +1500,7 @@ def _get_batch(
             try:
                 if opts.resume:
                     item.temp = f".{item.name}.remoteops.part"
-                    item.fd = os.open(
-                        item.temp,
-                        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        0o600,
-                        dir_fd=fd,
-                    )
+                    item.fd = _open_resume_part(item.temp, fd)
                     _get_resume_offset(session, item, cancel)
                 else:
                     item.temp = f".{item.name}.remoteops-{secrets.token_hex(4)}.part"
