@@ -831,6 +831,29 @@ def _open_socket(
     return _tcp_connect(target.address, target.port, deadline, stopped)
 
 
+class _Transport(paramiko.Transport):
+    """paramiko's Transport, minus a deadlock during re-keying.
+
+    When the server closes a channel while a key re-exchange is under way (sshd
+    re-keys every 1-4 GiB), paramiko's own thread answers the close with
+    ``_send_user_message``, which waits for the re-exchange to finish; but that
+    same thread is the one that must finish it, so the connection stalls until
+    paramiko's 30 s timeout drops it. Seen here on 1 GiB downloads. Such a reply
+    is handed to a short-lived thread that waits instead.
+    """
+
+    def _send_user_message(self, data: Message) -> None:
+        if threading.current_thread() is self and not self.clear_to_send.is_set():
+            threading.Thread(
+                target=_private(paramiko.Transport)._send_user_message,
+                args=(self, data),
+                name="rekey-deferred-send",
+                daemon=True,
+            ).start()
+            return
+        _private(paramiko.Transport)._send_user_message(self, data)
+
+
 def _prefer_aead_ciphers(transport: paramiko.Transport) -> None:
     """Put AES-GCM ahead of paramiko's default AES-CTR + HMAC, when paramiko offers it."""
     options = transport.get_security_options()
@@ -955,9 +978,7 @@ def _connect(
     ):
         sock = _open_socket(target, deadline, jump, stopped)
         holder["sock"] = sock
-        transport = paramiko.Transport(
-            sock, disabled_algorithms=dict(settings.disabled_algorithms) or None
-        )
+        transport = _Transport(sock, disabled_algorithms=dict(settings.disabled_algorithms) or None)
         holder["transport"] = transport
         remaining = max(0.1, timeout - (time.monotonic() - start))
         transport.banner_timeout = remaining

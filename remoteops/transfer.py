@@ -1526,7 +1526,11 @@ def _get_batch(
                 item.handle = msg.get_binary()
             else:
                 item.error = f"remote {item.file.remote}: {_status_of(kind, msg)[1]}"
-        _get_stream(pipe, tree, opened, stats)
+        streamed = False
+        if len(opened) == 1 and opened[0].file.size >= _EXEC_STREAM_MIN:
+            streamed = _get_stream_exec(session, tree, opened[0], stats, cancel)
+        if not streamed:
+            _get_stream(pipe, tree, opened, stats)
         closes = [i for i in opened if i.handle is not None]
         pipe.run((CMD_CLOSE, (i.handle,)) for i in closes)
         for item in closes:
@@ -1544,6 +1548,77 @@ def _get_batch(
         for item in batch:
             if item.error is not None:
                 stats.fail(item.error)
+
+
+_EXEC_STREAM_MIN = 64 * 1024 * 1024
+
+
+def _get_stream_exec(
+    session: Session,
+    tree: _LocalTree,
+    item: _GetItem,
+    stats: _Stats,
+    cancel: threading.Event,
+) -> bool:
+    """Fetch one large file through ``cat`` on an exec channel; False to fall back to SFTP.
+
+    SFTP costs a Python round per 252 KiB reply; a plain byte stream over an
+    exec channel runs at what the cipher allows (1 GB/s vs ~350 MB/s here).
+    The file was already opened over SFTP, so permissions are known to allow
+    reading. Bytes land in the same temporary file and go through the same
+    size (and --verify) checks before the rename. A host where exec is not
+    allowed (an SFTP-only account) falls back to SFTP.
+    """
+    remote = shlex.quote(item.file.remote)
+    start = item.offset
+    command = f"tail -c +{start + 1} -- {remote}" if start else f"cat -- {remote}"
+    try:
+        channel = session.transport.open_session(
+            window_size=16 * 1024 * 1024, max_packet_size=256 * 1024, timeout=30
+        )
+        channel.exec_command(command)
+        channel.shutdown_write()
+    except Exception:
+        logger.debug("Host %r: exec stream refused; using SFTP", stats.host, exc_info=True)
+        return False
+    offset = start
+    limit = item.file.size
+    grew = False
+    try:
+        while True:
+            if cancel.is_set():
+                raise InterruptedHostError(stats.host, "interrupted; transfer stopped")
+            data = channel.recv(4 * 1024 * 1024)
+            if not data:
+                break
+            if offset + len(data) > limit:
+                grew = True
+                data = data[: max(0, limit - offset)]
+            if data:
+                os.pwrite(item.fd, data, offset)
+                offset += len(data)
+                if item.hasher is not None:
+                    item.hasher.update(data)
+                stats.moved(len(data))
+            if grew:
+                break
+        status = channel.recv_exit_status() if not grew else 0
+        problem = channel.recv_stderr(4096).decode("utf-8", "replace").strip() if not grew else ""
+    finally:
+        channel.close()
+    if offset == start and status != 0:
+        # Nothing arrived: no cat/tail, or exec not allowed. SFTP can still do it.
+        logger.debug("Host %r: exec stream failed (%s); using SFTP", stats.host, problem)
+        item.received = start
+        return False
+    item.received = offset
+    item.saw_eof = True
+    if grew:
+        item.error = f"remote {item.file.remote}: file grew while being read"
+    elif status != 0:
+        detail = problem.splitlines()[0] if problem else f"exit status {status}"
+        item.error = f"remote {item.file.remote}: {detail}"
+    return True
 
 
 def _get_checksum_filter(
