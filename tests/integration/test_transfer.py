@@ -467,3 +467,63 @@ def test_large_get_streams_and_resumes_byte_identical(
         assert hosts[host]["bytes"] == len(data) - keep
         assert hashlib.sha256(local.read_bytes()).digest() == hashlib.sha256(data).digest()
         assert not leftovers(out)
+
+
+@pytest.fixture
+def many_small(tmp_path: Path) -> Path:
+    """40 small files in nested directories, with assorted modes and old mtimes."""
+    src = tmp_path / "many"
+    for index in range(40):
+        path = src / f"d{index % 4}" / f"f{index:02d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(100 + index))
+        path.chmod((0o600, 0o640, 0o755, 0o644)[index % 4])
+        os.utime(path, (1_600_000_000 + index, 1_600_000_000 + index))
+    return src
+
+
+def _check_many(lab: Lab, host: str, remote_dir: str, src: Path, *, mtimes: bool) -> None:
+    for path in src.rglob("*.txt"):
+        remote = lab.host_path(host, f"{remote_dir}/many/{path.relative_to(src)}")
+        assert remote.read_bytes() == path.read_bytes()
+        assert (remote.stat().st_mode & 0o7777) == (path.stat().st_mode & 0o7777)
+        if mtimes:
+            assert int(remote.stat().st_mtime) == int(path.stat().st_mtime)
+    assert not leftovers(lab.host_path(host, remote_dir))
+
+
+def test_many_small_files_go_in_one_tar_stream(lab: Lab, remote_dir: str, many_small: Path) -> None:
+    host = lab.hosts[0].name
+    before = lab.sshd_log(host).read_text().count("Starting session: command")
+    result = put(lab, "-p", str(many_small), f"{remote_dir}/", pattern=host)
+    assert result.returncode == 0, result.stderr
+    hosts, _ = json_lines(result.stdout)
+    assert hosts[host]["files"] == 40
+    _check_many(lab, host, remote_dir, many_small, mtimes=True)
+    time.sleep(0.2)
+    assert lab.sshd_log(host).read_text().count("Starting session: command") == before + 1
+
+
+@pytest.fixture
+def no_tar(lab: Lab) -> Iterator[str]:
+    """The first host's tar replaced by /bin/false inside its own mount namespace."""
+    host = lab.hosts[0]
+    tar = "/usr/bin/tar" if Path("/usr/bin/tar").exists() else "/bin/tar"
+    enter = ["nsenter", "--target", str(host.pid), "--mount", "--"]
+    subprocess.run([*enter, "mount", "--bind", "/bin/false", tar], check=True)
+    try:
+        yield host.name
+    finally:
+        subprocess.run(
+            ["nsenter", "--target", str(host.pid), "--mount", "--", "umount", tar], check=False
+        )
+
+
+def test_many_small_files_fall_back_to_sftp_without_tar(
+    lab: Lab, remote_dir: str, many_small: Path, no_tar: str
+) -> None:
+    result = put(lab, str(many_small), f"{remote_dir}/", pattern=no_tar)
+    assert result.returncode == 0, result.stderr
+    hosts, _ = json_lines(result.stdout)
+    assert hosts[no_tar]["files"] == 40
+    _check_many(lab, no_tar, remote_dir, many_small, mtimes=False)
