@@ -527,3 +527,46 @@ def test_many_small_files_fall_back_to_sftp_without_tar(
     hosts, _ = json_lines(result.stdout)
     assert hosts[no_tar]["files"] == 40
     _check_many(lab, no_tar, remote_dir, many_small, mtimes=False)
+
+
+def test_ctrl_c_mid_upload_keeps_the_old_file_and_cleans_up(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "huge.bin"
+    with open(src, "wb") as fh:
+        for _ in range(300):
+            fh.write(os.urandom(1024 * 1024))
+    victim = lab.hosts[0]
+    dest = lab.host_path(victim.name, f"{remote_dir}/huge.bin")
+    dest.write_bytes(b"previous version\n")
+    chown_lab(lab, dest)
+    root = lab.host_path(victim.name, remote_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remoteops", "--no-log-file", "put", victim.name, "-i",
+         str(lab.inventory), "--json", str(src), f"{remote_dir}/"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        interrupted = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            parts = [p for p in root.iterdir() if p.name.startswith(".huge.bin.remoteops")]
+            if parts and parts[0].stat().st_size > 30 * 1024 * 1024:
+                proc.send_signal(signal.SIGINT)
+                interrupted = True
+                break
+            time.sleep(0.005)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert interrupted, "the upload finished before it could be interrupted"
+    assert proc.returncode == 130, out + err
+    hosts, summary = json_lines(out)
+    assert hosts[victim.name]["status"] == "interrupted"
+    assert summary["exit_code"] == 130
+    assert dest.read_bytes() == b"previous version\n"
+    assert leftovers(root) == []
