@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.table import Table
 
 from remoteops import __version__
 from remoteops.errors import RemoteOpsError, UsageError
@@ -45,8 +42,26 @@ class _State:
 
 
 _state = _State()
-stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A rich Console built on first use: importing rich costs ~50 ms of every start,
+    and a run whose output goes to files or pipes never needs it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return getattr(self._console, name)
+
+
+stderr: Any = _LazyConsole(stderr=True, highlight=False)
+stdout: Any = _LazyConsole(highlight=False, soft_wrap=True)
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -125,9 +140,21 @@ def _root(
     """Global options; they go before the command."""
     _state.debug = debug or _state.debug
     _state.verbosity = verbose
-    handler = RichHandler(
-        console=stderr, show_time=False, show_path=False, rich_tracebacks=False, markup=False
-    )
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(
+            console=stderr,  # the Console progress bars use: logs print above them
+            show_time=False,
+            show_path=False,
+            rich_tracebacks=False,
+            markup=False,
+        )
+    else:
+        # Not a terminal (cron, pipes, tests): plain lines, and no rich import.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     settings = LogSettings(
         log_file=None if no_log_file else (log_file or default_log_path()),
         verbosity=verbose,
@@ -244,6 +271,8 @@ def lab_status_cmd(
         }
         sys.stdout.write(json.dumps(data) + "\n")
         return
+    from rich.table import Table
+
     table = Table("host", "address", "port", "groups", "answers", box=None)
     for s in statuses:
         table.add_row(
@@ -499,7 +528,7 @@ class _HostProgress:
     """A progress bar on stderr, only when stderr is a terminal (never in cron or pipes)."""
 
     def __init__(self, total: int, *, enabled: bool) -> None:
-        self._enabled = enabled and stderr.is_terminal
+        self._enabled = enabled and sys.stderr.isatty()
         self._total = total
         self._done = 0
         self._failed = 0
@@ -1020,7 +1049,8 @@ def inventory_host_cmd(
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    stderr.print(f"remoteops: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.stderr.write(f"remoteops: error: {message}\n")
+    sys.stderr.flush()
     raise SystemExit(code)
 
 
@@ -1059,7 +1089,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         _flush_stdout_quietly()
         raise SystemExit(EXIT_OK) from None
     except (typer.Abort, KeyboardInterrupt):
-        stderr.print("remoteops: interrupted")
+        sys.stderr.write("remoteops: interrupted\n")
         raise SystemExit(EXIT_SIGINT) from None
     except UsageError as exc:
         _fail(str(exc), exc.exit_code)

@@ -92,7 +92,7 @@ class _TransferProgress:
     """Bytes/s, files and hosts on stderr, only when stderr is a terminal."""
 
     def __init__(self, hosts: int, total_bytes: int | None, *, enabled: bool) -> None:
-        self._enabled = enabled and stderr.is_terminal
+        self._enabled = enabled and sys.stderr.isatty()
         self._hosts = hosts
         self._total = total_bytes
         self._files = 0
