@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 import paramiko
+from _common import Row, print_table
 
-from remoteops.lab import Lab, _alive, _descendants, lab_down, lab_up
+from remoteops.lab import Lab, descendants, is_alive, lab_down, lab_up
 
 
 def _ssh(lab: Lab, host: str, command: str) -> str:
@@ -56,7 +57,7 @@ def main() -> int:
     parser.add_argument("--latency", type=int, default=100)
     parser.add_argument("--port", type=int, default=2422)
     args = parser.parse_args()
-    rows: list[tuple[str, str, str]] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ro-bench-") as tmp:
         lab_dir = Path(tmp) / "lab"
         start = time.perf_counter()
@@ -77,11 +78,11 @@ def main() -> int:
         rows.append(("/srv file visible on another host", str(leaked), "False"))
         base = statistics.median(_rtts(lab))
         rows.append(("round trip, no latency (median)", f"{base:.1f} ms", "-"))
-        family = [*lab.pids(), *_descendants(lab.pids())]
+        family = [*lab.pids(), *descendants(lab.pids())]
         start = time.perf_counter()
         lab_down(lab_dir)
         down_s = time.perf_counter() - start
-        left = [pid for pid in family if _alive(pid)]
+        left = [pid for pid in family if is_alive(pid)]
         rows.append(("lab down", f"{down_s:.2f} s, {len(left)} processes left", "0 left"))
 
         slow_dir = Path(tmp) / "slow"
@@ -97,10 +98,7 @@ def main() -> int:
                 f">= {args.latency} ms",
             )
         )
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure'.ljust(width)}  {'result':28}  target")
-    for name, value, target in rows:
-        print(f"{name.ljust(width)}  {value:28}  {target}")
+    print_table(rows)
     return 0
 
 

@@ -52,6 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import Row, print_table
+
+from remoteops.lab import descendants
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 REMOTEOPS = str(VENV_BIN / "remoteops")
@@ -160,27 +164,11 @@ class TreeMemorySampler:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    @staticmethod
-    def _children(parent: int) -> list[int]:
-        out = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if int(fields[1]) == parent:
-                out.append(int(entry))
-        return out
-
     def _loop(self, parent: int) -> None:
         deadline = time.monotonic() + RUN_TIMEOUT
         while not self._stop.is_set() and time.monotonic() < deadline:
             rss = pss = 0
-            children = self._children(parent)
+            children = descendants([parent])
             for pid in children:
                 try:
                     with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
@@ -368,9 +356,6 @@ class Series:
 
     def median(self, attr: str) -> float:
         return float(statistics.median(getattr(m, attr) for m in self.runs))
-
-
-Row = tuple[str, str, str]
 
 
 def log(message: str) -> None:
@@ -846,14 +831,6 @@ def profile_rows(lab: Any, fleet: Fleet, hosts: int, forks: int) -> list[Row]:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def print_table(rows: list[Row]) -> None:
-    width = max(len(r[0]) for r in rows)
-    vwidth = max(28, min(70, max(len(r[1]) for r in rows)))
-    print(f"{'measure'.ljust(width)}  {'result'.ljust(vwidth)}  target")
-    for name, value, target in rows:
-        print(f"{name.ljust(width)}  {value.ljust(vwidth)}  {target}")
 
 
 def main() -> int:

@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import Row, print_table
+
 VENV_BIN = Path(sys.executable).parent
 REMOTEOPS = str(VENV_BIN / "remoteops")
 RUN_TIMEOUT = 600.0
@@ -60,8 +62,6 @@ DATA_ROOT = Path("/var/tmp")  # big random files: disk, not tmpfs
 GIB = 1024**3
 MIB = 1024**2
 MB = 1e6
-
-Row = tuple[str, str, str]
 
 
 def log(message: str) -> None:
@@ -555,14 +555,6 @@ def fanout_rows(work: Path, data: Path, port: int, repeat: int, *, use_strace: b
 
 
 # --------------------------------------------------------------------------- main
-
-
-def print_table(rows: list[Row]) -> None:
-    width = max(len(r[0]) for r in rows)
-    vwidth = max(28, min(70, max(len(r[1]) for r in rows)))
-    print(f"{'measure'.ljust(width)}  {'result'.ljust(vwidth)}  target")
-    for name, value, target in rows:
-        print(f"{name.ljust(width)}  {value.ljust(vwidth)}  {target}")
 
 
 def main() -> int:

@@ -8,21 +8,30 @@ appear only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
 import platform
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from remoteops import __version__
 from remoteops.errors import RemoteOpsError, UsageError
 from remoteops.logconfig import LogSettings, default_log_path, setup_logging
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from contextlib import AbstractContextManager
+
+    from remoteops.results import HostResult, RunResult
 
 __all__ = ["app", "main"]
 
@@ -397,6 +406,11 @@ class _Targeting:
     ask_pass: bool
 
 
+def _targeting(params: dict[str, Any]) -> _Targeting:
+    """The shared targeting options out of a command's parameters (give it ``locals()``)."""
+    return _Targeting(**{f.name: params[f.name] for f in dataclasses.fields(_Targeting)})
+
+
 def _read_secret_file(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8").rstrip("\n")
@@ -564,6 +578,31 @@ class _HostProgress:
             self._progress.__exit__(None, None, None)
 
 
+def _drive(
+    results: Iterable[HostResult],
+    *,
+    cancel: Callable[[], None],
+    on_result: Callable[[HostResult], None],
+    progress: AbstractContextManager[Any] | None = None,
+) -> RunResult:
+    """Consume a run's results as they come, under Ctrl-C/SIGTERM handling.
+
+    ``on_result`` renders each host; the returned RunResult carries the
+    duration and, if the run was interrupted, the signal's exit code.
+    """
+    from remoteops.results import RunResult
+
+    run = RunResult()
+    start = time.monotonic()
+    with _Interrupts(cancel) as interrupts, progress or contextlib.nullcontext():
+        for result in results:
+            run.add(result)
+            on_result(result)
+    run.duration_s = time.monotonic() - start
+    run.interrupted_by = interrupts.code
+    return run
+
+
 def _write_retry_file(path: Path, hosts: list[str]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text("".join(f"{h}\n" for h in hosts), encoding="utf-8")
@@ -681,28 +720,12 @@ def run_cmd(
     """
     from remoteops.execution import CommandSpec
     from remoteops.report import JsonLinesWriter, LivePrinter, render_gathered, use_color
-    from remoteops.results import RunResult
 
     if not command:
         raise UsageError("no command given: remoteops run PATTERN -- COMMAND")
     if max_output < 0:
         raise UsageError("--max-output must be 0 or more")
-    opts = _Targeting(
-        inventory,
-        limit,
-        forks,
-        user,
-        key,
-        port,
-        ssh_config,
-        no_ssh_config,
-        known_hosts,
-        host_key_policy,
-        connect_timeout,
-        retries,
-        key_passphrase_file,
-        ask_pass,
-    )
+    opts = _targeting(locals())
     spec = CommandSpec(
         command=" ".join(command),
         pty=pty,
@@ -742,32 +765,26 @@ def run_cmd(
         quiet=quiet,
     )
     json_writer = JsonLinesWriter(sys.stdout)
-    run = RunResult()
-    import time
-
-    start = time.monotonic()
     # Live lines on a terminal are progress enough; a bar would be torn by them.
     show_bar = not quiet and not (live and sys.stdout.isatty())
-    with (
-        _Interrupts(executor.cancel) as interrupts,
-        _HostProgress(len(targets), enabled=show_bar) as progress,
-    ):
-        for result in executor.run_command(
-            spec, on_line=printer.line if live else None, out_dir=out_dir
-        ):
-            run.add(result)
-            progress.advance(result.is_ok)
-            if as_json:
-                json_writer.host(result)
-            elif live:
-                printer.host_done(result)
-                if not result.is_ok and (
-                    quiet or not (result.stdout or result.stderr) or result.error
-                ):
-                    sys.stderr.write(f"{result.host}: {result.status}: {result.error}\n")
-                    sys.stderr.flush()
-    run.duration_s = time.monotonic() - start
-    run.interrupted_by = interrupts.code
+    progress = _HostProgress(len(targets), enabled=show_bar)
+
+    def show(result: HostResult) -> None:
+        progress.advance(result.is_ok)
+        if as_json:
+            json_writer.host(result)
+        elif live:
+            printer.host_done(result)
+            if not result.is_ok and (quiet or not (result.stdout or result.stderr) or result.error):
+                sys.stderr.write(f"{result.host}: {result.status}: {result.error}\n")
+                sys.stderr.flush()
+
+    run = _drive(
+        executor.run_command(spec, on_line=printer.line if live else None, out_dir=out_dir),
+        cancel=executor.cancel,
+        on_result=show,
+        progress=progress,
+    )
     if gather_output and not as_json:
         shown = [r for r in run.values() if not (quiet and r.is_ok)]
         sys.stdout.write(render_gathered(shown, color=use_color(sys.stdout)))
@@ -806,49 +823,27 @@ def ping_cmd(
     Example: remoteops ping all --json
     """
     from remoteops.report import JsonLinesWriter
-    from remoteops.results import RunResult
 
-    opts = _Targeting(
-        inventory,
-        limit,
-        forks,
-        user,
-        key,
-        port,
-        ssh_config,
-        no_ssh_config,
-        known_hosts,
-        host_key_policy,
-        connect_timeout,
-        retries,
-        key_passphrase_file,
-        ask_pass,
-    )
+    opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts)
     width = max(len(t.name) for t in targets)
     json_writer = JsonLinesWriter(sys.stdout)
-    run = RunResult()
-    import time
 
-    start = time.monotonic()
-    with _Interrupts(executor.cancel) as interrupts:
-        for result in executor.ping():
-            run.add(result)
-            if as_json:
-                json_writer.host(result)
-            elif result.is_ok:
-                if not quiet:
-                    sys.stdout.write(
-                        f"{result.host.ljust(width)}: ok  rtt {result.extra['rtt_ms']:.1f} ms  "
-                        f"connect {result.extra['connect_ms']:.0f} ms  "
-                        f"{result.extra['server_version']}\n"
-                    )
-                    sys.stdout.flush()
-            else:
-                sys.stderr.write(f"{result.host.ljust(width)}: {result.status}: {result.error}\n")
-                sys.stderr.flush()
-    run.duration_s = time.monotonic() - start
-    run.interrupted_by = interrupts.code
+    def show(result: HostResult) -> None:
+        if as_json:
+            json_writer.host(result)
+        elif not result.is_ok:
+            sys.stderr.write(f"{result.host.ljust(width)}: {result.status}: {result.error}\n")
+            sys.stderr.flush()
+        elif not quiet:
+            sys.stdout.write(
+                f"{result.host.ljust(width)}: ok  rtt {result.extra['rtt_ms']:.1f} ms  "
+                f"connect {result.extra['connect_ms']:.0f} ms  "
+                f"{result.extra['server_version']}\n"
+            )
+            sys.stdout.flush()
+
+    run = _drive(executor.ping(), cancel=executor.cancel, on_result=show)
     _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,9 +18,9 @@ import typer
 from remoteops.cli import (
     _AskPass,
     _ConnectTimeout,
+    _drive,
     _finish,
     _Forks,
-    _Interrupts,
     _Inventory,
     _Json,
     _Key,
@@ -35,7 +34,7 @@ from remoteops.cli import (
     _resolve,
     _Retries,
     _SshConfig,
-    _Targeting,
+    _targeting,
     _User,
     stderr,
 )
@@ -190,22 +189,18 @@ def _run_transfer(
     retry_file: Path | None,
 ) -> None:
     from remoteops.report import JsonLinesWriter
-    from remoteops.results import RunResult
 
     width = max(len(t.name) for t in targets)
     json_writer = JsonLinesWriter(sys.stdout)
-    run = RunResult()
-    start = time.monotonic()
-    with _Interrupts(executor.cancel) as interrupts, progress:
-        for result in results:
-            run.add(result)
-            progress.host_done()
-            if as_json:
-                json_writer.host(result)
-            else:
-                _report_host(result, width=width, quiet=quiet)
-    run.duration_s = time.monotonic() - start
-    run.interrupted_by = interrupts.code
+
+    def show(result: HostResult) -> None:
+        progress.host_done()
+        if as_json:
+            json_writer.host(result)
+        else:
+            _report_host(result, width=width, quiet=quiet)
+
+    run = _drive(results, cancel=executor.cancel, on_result=show, progress=progress)
     _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
 
 
@@ -261,22 +256,7 @@ def put_cmd(
     if not dest:
         raise UsageError("put: DEST is empty")
     file_mode = _parse_mode(mode)
-    opts = _Targeting(
-        inventory,
-        limit,
-        forks,
-        user,
-        key,
-        port,
-        ssh_config,
-        no_ssh_config,
-        known_hosts,
-        host_key_policy,
-        connect_timeout,
-        retries,
-        key_passphrase_file,
-        ask_pass,
-    )
+    opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts, command_timeout=timeout)
     source_set = SourceSet.scan(sources, mode=file_mode, need_hash=checksum or verify or resume)
     for warning in source_set.warnings:
@@ -350,22 +330,7 @@ def get_cmd(
     local_dir = Path(local)
     if local_dir.exists() and not local_dir.is_dir():
         raise UsageError(f"local {local_dir}: not a directory")
-    opts = _Targeting(
-        inventory,
-        limit,
-        forks,
-        user,
-        key,
-        port,
-        ssh_config,
-        no_ssh_config,
-        known_hosts,
-        host_key_policy,
-        connect_timeout,
-        retries,
-        key_passphrase_file,
-        ask_pass,
-    )
+    opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts, command_timeout=timeout)
     progress = _TransferProgress(len(targets), None, enabled=not quiet)
     results = get(

@@ -34,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -528,17 +528,19 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def _descendants(pids: Iterable[int]) -> list[int]:
+def descendants(pids: Iterable[int]) -> list[int]:
+    """Every live descendant of ``pids`` (children, grandchildren, ...), from /proc."""
     tree = _children_map()
-    seen: list[int] = []
+    seen: set[int] = set()
+    found: list[int] = []
     stack = list(pids)
-    while stack and len(seen) < 1_000_000:
-        pid = stack.pop()
-        for child in tree.get(pid, []):
+    while stack and len(found) < 1_000_000:
+        for child in tree.get(stack.pop(), []):
             if child not in seen:
-                seen.append(child)
+                seen.add(child)
+                found.append(child)
                 stack.append(child)
-    return seen
+    return found
 
 
 def _signal_all(pids: Iterable[int], sig: int) -> None:
@@ -554,7 +556,8 @@ def _reap(pids: Iterable[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
             state = fh.read().rsplit(")", 1)[1].split()[0]
@@ -565,15 +568,15 @@ def _alive(pid: int) -> bool:
 
 def _stop_processes(pids: Sequence[int], *, timeout: float = 10.0) -> None:
     """SIGTERM, wait, then SIGKILL the given PIDs and their descendants."""
-    family = [*pids, *_descendants(pids)]
+    family = [*pids, *descendants(pids)]
     _signal_all(family, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(family)
-        if not any(_alive(pid) for pid in family):
+        if not any(is_alive(pid) for pid in family):
             return
         time.sleep(0.05)
-    survivors = [pid for pid in family if _alive(pid)]
+    survivors = [pid for pid in family if is_alive(pid)]
     logger.warning("lab: %d process(es) ignored SIGTERM; killing them", len(survivors))
     _signal_all(survivors, signal.SIGKILL)
     _reap(survivors)
@@ -606,14 +609,17 @@ def wait_for_banner(address: str, port: int, *, timeout: float = 10.0) -> bool:
     return False
 
 
-def _wait_all(hosts: Sequence[LabHost], timeout: float) -> list[str]:
-    """Return the names of hosts that did not answer within ``timeout``."""
+def _answering(hosts: Sequence[LabHost], timeout: float) -> list[bool]:
+    """For each host, whether it sends an SSH banner within ``timeout`` (checked at once)."""
     if not hosts:
         return []
     with ThreadPoolExecutor(max_workers=min(64, len(hosts))) as pool:
-        answers = list(
-            pool.map(lambda h: wait_for_banner(h.address, h.port, timeout=timeout), hosts)
-        )
+        return list(pool.map(lambda h: wait_for_banner(h.address, h.port, timeout=timeout), hosts))
+
+
+def _wait_all(hosts: Sequence[LabHost], timeout: float) -> list[str]:
+    """Return the names of hosts that did not answer within ``timeout``."""
+    answers = _answering(hosts, timeout)
     return [h.name for h, ok in zip(hosts, answers, strict=True) if not ok]
 
 
@@ -923,17 +929,5 @@ class HostStatus:
 def lab_status(lab_dir: Path, *, timeout: float = 2.0) -> tuple[Lab, list[HostStatus]]:
     """Load the lab in ``lab_dir`` and check which hosts answer with an SSH banner."""
     lab = Lab.load(lab_dir.absolute())
-    if not lab.hosts:
-        return lab, []
-    with ThreadPoolExecutor(max_workers=min(64, len(lab.hosts))) as pool:
-        answers = list(
-            pool.map(lambda h: wait_for_banner(h.address, h.port, timeout=timeout), lab.hosts)
-        )
+    answers = _answering(lab.hosts, timeout)
     return lab, [HostStatus(h, ok) for h, ok in zip(lab.hosts, answers, strict=True)]
-
-
-def iter_host_processes(lab: Lab) -> Iterator[tuple[str, int]]:
-    """Yield (host name, sshd PID) for every host whose sshd is still ours and alive."""
-    for host in lab.hosts:
-        if host.pid in lab.live_pids():
-            yield host.name, host.pid

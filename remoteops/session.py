@@ -565,6 +565,23 @@ class Session:
                     f"add it to AcceptEnv or set it in the command: {name}=... COMMAND",
                 ) from None
 
+    def _open_channel(self) -> paramiko.Channel:
+        return self.transport.open_session(
+            window_size=_EXEC_WINDOW,
+            max_packet_size=_SFTP_PACKET,
+            timeout=self.target.connect_timeout,
+        )
+
+    def open_stream(self, command: str) -> paramiko.Channel:
+        """Start ``command`` with no stdin and return its channel, to read bulk output from.
+
+        Raises paramiko's errors if the server refuses the channel or the command.
+        """
+        channel = self._open_channel()
+        channel.exec_command(command)
+        channel.shutdown_write()
+        return channel
+
     def _send_exec(self, channel: paramiko.Channel, command: str) -> None:
         """Send the exec request without waiting for its reply.
 
@@ -603,12 +620,7 @@ class Session:
         closed terminal also sends SIGHUP). Output is capped at ``max_output``
         bytes per stream; ``on_bytes`` sees every byte (for ``--out-dir``).
         """
-        host = self.target.name
-        channel = self.transport.open_session(
-            window_size=_EXEC_WINDOW,
-            max_packet_size=_SFTP_PACKET,
-            timeout=self.target.connect_timeout,
-        )
+        channel = self._open_channel()
         try:
             if env:
                 self._set_env(channel, env)
@@ -629,7 +641,6 @@ class Session:
         finally:
             with contextlib.suppress(Exception):
                 channel.close()
-            del host
 
     def _collect(
         self,

@@ -110,6 +110,7 @@ __all__ = [
     "PutOptions",
     "SourceFile",
     "SourceSet",
+    "TransferOptions",
     "get",
     "put",
     "safe_local_path",
@@ -371,8 +372,8 @@ def _walk_local(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PutOptions:
-    """How ``put`` behaves (the CLI's flags)."""
+class TransferOptions:
+    """How ``put`` and ``get`` behave (the CLI's flags; the same four for both)."""
 
     preserve: bool = False
     checksum: bool = False
@@ -380,14 +381,8 @@ class PutOptions:
     resume: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GetOptions:
-    """How ``get`` behaves (the CLI's flags)."""
-
-    preserve: bool = False
-    checksum: bool = False
-    verify: bool = False
-    resume: bool = False
+PutOptions = TransferOptions
+GetOptions = TransferOptions
 
 
 # --------------------------------------------------------------------------- SFTP pipeline
@@ -704,10 +699,6 @@ def _remove_remote(session: Session, temps: set[str]) -> None:
         temps.discard(path)
 
 
-def _fan_out(executor: Executor, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
-    return executor.fan_out(work)
-
-
 # --------------------------------------------------------------------------- put
 
 
@@ -764,7 +755,7 @@ def put(
         if not opts.resume:
             _remove_remote(session, temps)
 
-    return _fan_out(executor, _host_work(executor, progress, body, cleanup))
+    return executor.fan_out(_host_work(executor, progress, body, cleanup))
 
 
 def _put_host(
@@ -1249,7 +1240,7 @@ def get(
     def cleanup(session: Session, temps: set[str]) -> None:
         del session, temps
 
-    return _fan_out(executor, _host_work(executor, progress, body, cleanup))
+    return executor.fan_out(_host_work(executor, progress, body, cleanup))
 
 
 def _get_host(
@@ -1646,11 +1637,7 @@ def _get_stream_exec(
     start = item.offset
     command = f"tail -c +{start + 1} -- {remote}" if start else f"cat -- {remote}"
     try:
-        channel = session.transport.open_session(
-            window_size=16 * 1024 * 1024, max_packet_size=256 * 1024, timeout=30
-        )
-        channel.exec_command(command)
-        channel.shutdown_write()
+        channel = session.open_stream(command)
     except Exception:
         logger.debug("Host %r: exec stream refused; using SFTP", stats.host, exc_info=True)
         return False

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from remoteops.lab import Lab
+from remoteops.lab import Lab, descendants
 from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.integration
@@ -119,35 +119,9 @@ def _wait_for(predicate: Callable[[], bool], *, timeout: float, step: float = 0.
     return predicate()
 
 
-def _parents() -> dict[int, int]:
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses
-        rest = stat[stat.rfind(")") + 2 :].split()
-        if len(rest) >= 2:
-            parents[int(entry.name)] = int(rest[1])
-    return parents
-
-
 def _family(pid: int) -> list[int]:
     """``pid`` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for child, parent in _parents().items():
-        children.setdefault(parent, []).append(child)
-    family, stack = [pid], [pid]
-    while stack and len(family) < 10_000:
-        for child in children.get(stack.pop(), []):
-            if child not in family:
-                family.append(child)
-                stack.append(child)
-    return family
+    return [pid, *descendants([pid])]
 
 
 # --------------------------------------------------------------------------- fault servers

@@ -11,7 +11,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from remoteops.lab import Lab, _alive, _descendants, lab_down, lab_up
+from remoteops.lab import Lab, descendants, is_alive, lab_down, lab_up
 from tests.conftest import free_port
 from tests.helpers import run_cli as cli
 
@@ -133,12 +133,12 @@ def test_fifty_hosts_then_down_leaves_nothing(lab_factory: list[Path], tmp_path:
     )
     try:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not _descendants([big.hosts[1].pid]):
+        while time.monotonic() < deadline and not descendants([big.hosts[1].pid]):
             time.sleep(0.05)
-        family = [*big.pids(), *_descendants(big.pids())]
+        family = [*big.pids(), *descendants(big.pids())]
         assert len(family) > 50
         lab_down(lab_dir)
-        assert not [pid for pid in family if _alive(pid)]
+        assert not [pid for pid in family if is_alive(pid)]
         assert not lab_dir.exists()
     finally:
         session.kill()

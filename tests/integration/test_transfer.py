@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from remoteops.lab import Lab, _descendants
+from remoteops.lab import Lab, descendants
 from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.integration
@@ -254,12 +255,31 @@ def test_resume_from_partial_files_of_every_size(lab: Lab, remote_dir: str, tmp_
             assert sent == len(data), label
 
 
-def test_killed_connection_mid_upload_leaves_the_destination_untouched(
-    lab: Lab, remote_dir: str, tmp_path: Path
-) -> None:
+@dataclass
+class _Interrupted:
+    """What an upload interrupted half way left behind."""
+
+    returncode: int
+    out: str
+    err: str
+    before: bytes
+    dest: Path
+    root: Path
+
+
+def _interrupt_upload(
+    lab: Lab,
+    remote_dir: str,
+    tmp_path: Path,
+    *,
+    size_mib: int,
+    at_mib: int,
+    interrupt: Callable[[subprocess.Popen[str]], None],
+) -> _Interrupted:
+    """Start `put` of a SIZE_MIB file over an older one; call INTERRUPT at AT_MIB sent."""
     src = tmp_path / "huge.bin"
     with open(src, "wb") as fh:
-        for _ in range(200):
+        for _ in range(size_mib):
             fh.write(os.urandom(1024 * 1024))
     victim = lab.hosts[0]
     dest = lab.host_path(victim.name, f"{remote_dir}/huge.bin")
@@ -275,14 +295,13 @@ def test_killed_connection_mid_upload_leaves_the_destination_untouched(
         text=True,
     )  # fmt: skip
     try:
-        killed = False
+        acted = False
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             parts = [p for p in root.iterdir() if p.name.startswith(".huge.bin.remoteops")]
-            if parts and parts[0].stat().st_size > 50 * 1024 * 1024:
-                for pid in _descendants([victim.pid]):
-                    os.kill(pid, signal.SIGKILL)
-                killed = True
+            if parts and parts[0].stat().st_size > at_mib * 1024 * 1024:
+                interrupt(proc)
+                acted = True
                 break
             time.sleep(0.005)
         out, err = proc.communicate(timeout=60)
@@ -290,13 +309,28 @@ def test_killed_connection_mid_upload_leaves_the_destination_untouched(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert killed, "the upload finished before it could be interrupted"
-    assert proc.returncode == 5, out + err
-    hosts, _ = json_lines(out)
+    assert acted, "the upload finished before it could be interrupted"
+    return _Interrupted(proc.returncode, out, err, before, dest, root)
+
+
+def test_killed_connection_mid_upload_leaves_the_destination_untouched(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    victim = lab.hosts[0]
+
+    def kill_sshd(_: subprocess.Popen[str]) -> None:
+        for pid in descendants([victim.pid]):
+            os.kill(pid, signal.SIGKILL)
+
+    done = _interrupt_upload(
+        lab, remote_dir, tmp_path, size_mib=200, at_mib=50, interrupt=kill_sshd
+    )
+    assert done.returncode == 5, done.out + done.err
+    hosts, _ = json_lines(done.out)
     assert hosts[victim.name]["status"] == "failed"
     assert f"remote {remote_dir}/huge.bin" in hosts[victim.name]["error"]
-    assert dest.read_bytes() == before
-    assert leftovers(root) == []  # removed over a fresh connection
+    assert done.dest.read_bytes() == done.before
+    assert leftovers(done.root) == []  # removed over a fresh connection
 
 
 # --------------------------------------------------------------------------- get
@@ -532,41 +566,13 @@ def test_many_small_files_fall_back_to_sftp_without_tar(
 def test_ctrl_c_mid_upload_keeps_the_old_file_and_cleans_up(
     lab: Lab, remote_dir: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "huge.bin"
-    with open(src, "wb") as fh:
-        for _ in range(300):
-            fh.write(os.urandom(1024 * 1024))
-    victim = lab.hosts[0]
-    dest = lab.host_path(victim.name, f"{remote_dir}/huge.bin")
-    dest.write_bytes(b"previous version\n")
-    chown_lab(lab, dest)
-    root = lab.host_path(victim.name, remote_dir)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "remoteops", "--no-log-file", "put", victim.name, "-i",
-         str(lab.inventory), "--json", str(src), f"{remote_dir}/"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    done = _interrupt_upload(
+        lab, remote_dir, tmp_path, size_mib=300, at_mib=30,
+        interrupt=lambda proc: proc.send_signal(signal.SIGINT),
     )  # fmt: skip
-    try:
-        interrupted = False
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            parts = [p for p in root.iterdir() if p.name.startswith(".huge.bin.remoteops")]
-            if parts and parts[0].stat().st_size > 30 * 1024 * 1024:
-                proc.send_signal(signal.SIGINT)
-                interrupted = True
-                break
-            time.sleep(0.005)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert interrupted, "the upload finished before it could be interrupted"
-    assert proc.returncode == 130, out + err
-    hosts, summary = json_lines(out)
-    assert hosts[victim.name]["status"] == "interrupted"
+    assert done.returncode == 130, done.out + done.err
+    hosts, summary = json_lines(done.out)
+    assert hosts[lab.hosts[0].name]["status"] == "interrupted"
     assert summary["exit_code"] == 130
-    assert dest.read_bytes() == b"previous version\n"
-    assert leftovers(root) == []
+    assert done.dest.read_bytes() == done.before
+    assert leftovers(done.root) == []
