@@ -847,40 +847,6 @@ def ping_cmd(
     _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
 
 
-# --------------------------------------------------------------------------- not built yet
-
-
-def _not_built(command: str, issue: int) -> NoReturn:
-    raise UsageError(
-        f"`remoteops {command}` is not built yet (issue #{issue}); nothing was contacted"
-    )
-
-
-@app.command("play")
-def play_cmd(
-    playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
-    check: Annotated[bool, typer.Option("--check", help="Show what would run.")] = False,
-    inventory: _Inventory = None,
-) -> None:
-    """Run a playbook: ordered steps over the inventory, with rolling batches.
-
-    Example: remoteops play playbooks/rolling-update.yml --check
-    """
-    _not_built("play", 7)
-
-
-@app.command("analyze")
-def analyze_cmd(
-    analyzer: Annotated[str, typer.Argument(help="ANALYZER[:ARGS]")],
-    sources: Annotated[list[Path], typer.Argument(help="JSON Lines runs, --out-dir or get dirs.")],
-) -> None:
-    """Analyse saved results locally in a process pool (group, grep, drift, logscan, ...).
-
-    Example: remoteops analyze group run.jsonl
-    """
-    _not_built("analyze", 6)
-
-
 # --------------------------------------------------------------------------- inventory
 
 inventory_app = typer.Typer(
@@ -1104,6 +1070,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     raise SystemExit(result if isinstance(result, int) else EXIT_OK)
 
 
+from remoteops.cli_analyze import register as _register_analyze  # noqa: E402
+from remoteops.cli_play import register as _register_play  # noqa: E402
 from remoteops.cli_transfer import register as _register_transfer  # noqa: E402
 
 _register_transfer(app)
+_register_play(app)
+_register_analyze(app)
