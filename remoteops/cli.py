@@ -48,6 +48,7 @@ EXIT_SIGTERM = 143
 class _State:
     debug: bool = False
     verbosity: int = 0
+    lock_fd: int | None = None
 
 
 _state = _State()
@@ -145,6 +146,19 @@ def _root(
         bool,
         typer.Option("--no-log-file", envvar="REMOTEOPS_NO_LOG_FILE", help="Write no log file."),
     ] = False,
+    lock: Annotated[
+        Path | None,
+        typer.Option(
+            "--lock",
+            envvar="REMOTEOPS_LOCK",
+            metavar="FILE",
+            help="Run only if no other run holds FILE (flock); else exit 75. For cron.",
+        ),
+    ] = None,
+    lock_wait: Annotated[
+        float,
+        typer.Option("--lock-wait", metavar="SEC", help="Wait up to SEC for --lock to be free."),
+    ] = 0.0,
 ) -> None:
     """Global options; they go before the command."""
     _state.debug = debug or _state.debug
@@ -178,6 +192,11 @@ def _root(
             stderr_handler=handler,
         )
         logger.warning("log file %s cannot be written (%s); logging to stderr only", log_file, exc)
+    if lock is not None:
+        from remoteops.runlock import acquire_run_lock
+
+        # Held until the process exits, however it exits.
+        _state.lock_fd = acquire_run_lock(lock, wait=lock_wait)
 
 
 # --------------------------------------------------------------------------- lab

@@ -6,6 +6,7 @@ RemoteOpsError                 exit 1 unless a subclass says otherwise
   InventoryError               exit 2: an inventory or pattern that cannot be used
     UnknownHostError           (also a KeyError)
   LabError                     exit 2: the local lab cannot be started or found
+  LockHeldError                exit 75: another run holds the --lock file
   HostError (.host)            one host failed; the run goes on
     ConnectError               exit 4: TCP, DNS or banner failure
     AuthenticationError        exit 4
@@ -35,6 +36,7 @@ __all__ = [
     "InterruptedHostError",
     "InventoryError",
     "LabError",
+    "LockHeldError",
     "RemoteOpsError",
     "RunFailedError",
     "TransferError",
@@ -79,6 +81,12 @@ class LabError(RemoteOpsError):
     """The local lab cannot be started, found or stopped."""
 
     exit_code = 2
+
+
+class LockHeldError(RemoteOpsError):
+    """Another run holds the lock named by ``--lock``; nothing was contacted."""
+
+    exit_code = 75
 
 
 class HostError(RemoteOpsError):
