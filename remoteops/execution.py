@@ -309,60 +309,83 @@ class Executor:
             start = time.monotonic()
             session = self._connect(target)
             try:
-                command, stdin = spec.remote_command(target)
-                sink = _OutDirSink(out_dir, target.name) if out_dir else None
-                try:
-                    result = session.exec(
-                        command,
-                        timeout=self.timeouts.command,
-                        pty=spec.pty,
-                        env=spec.env,
-                        stdin=stdin,
-                        max_output=spec.max_output,
-                        on_line=on_line,
-                        on_bytes=sink.write if sink else None,
-                        cancel=self.cancel_event,
-                    )
-                finally:
-                    if sink:
-                        sink.close()
+                return self.run_on_session(
+                    session, spec, on_line=on_line, out_dir=out_dir, start=start
+                )
             finally:
                 session.close()
-            duration = time.monotonic() - start
-            if result.timed_out:
-                status, error = (
-                    "timeout",
-                    (
-                        f"command did not finish within {self.timeouts.command:g}s "
-                        "(--timeout); it was stopped on the host"
-                    ),
-                )
-            elif result.interrupted:
-                status, error = "interrupted", "interrupted; the command was stopped on the host"
-            elif result.exit_code is None:
-                status, error = "failed", "the command was killed by a signal"
-            elif result.exit_code != 0:
-                status, error = "failed", f"exit code {result.exit_code}"
-            else:
-                status, error = "ok", None
-            if out_dir:
-                _write_exit(out_dir, target.name, result.exit_code, status)
-            return HostResult(
-                host=target.name,
-                address=target.address,
-                port=target.port,
-                status=status,  # type: ignore[arg-type]
-                exit_code=result.exit_code,
-                stdout=result.stdout,
-                stderr=result.stderr,
-                duration_s=duration,
-                error=error,
-                stdout_truncated=result.stdout_truncated,
-                stderr_truncated=result.stderr_truncated,
-                signal=result.signal,
-            )
 
         return self._fan_out(work)
+
+    def run_on_session(
+        self,
+        session: Session,
+        spec: CommandSpec,
+        *,
+        timeout: float | None = None,
+        on_line: LineSink | None = None,
+        out_dir: Path | None = None,
+        start: float | None = None,
+    ) -> HostResult:
+        """Run ``spec`` over an open ``session`` (left open) and return the host's result.
+
+        ``timeout`` replaces this executor's command deadline; ``start``
+        (``time.monotonic()``) is where the result's duration counts from.
+        Raises HostError if the connection fails under the command.
+        """
+        target = session.target
+        deadline = timeout if timeout is not None else self.timeouts.command
+        start = time.monotonic() if start is None else start
+        command, stdin = spec.remote_command(target)
+        sink = _OutDirSink(out_dir, target.name) if out_dir else None
+        try:
+            result = session.exec(
+                command,
+                timeout=deadline,
+                pty=spec.pty,
+                env=spec.env,
+                stdin=stdin,
+                max_output=spec.max_output,
+                on_line=on_line,
+                on_bytes=sink.write if sink else None,
+                cancel=self.cancel_event,
+            )
+        finally:
+            if sink:
+                sink.close()
+        duration = time.monotonic() - start
+        if result.timed_out:
+            status, error = (
+                "timeout",
+                (
+                    f"command did not finish within {deadline:g}s "
+                    "(--timeout); it was stopped on the host"
+                ),
+            )
+        elif result.interrupted:
+            status, error = "interrupted", "interrupted; the command was stopped on the host"
+        elif result.exit_code is None:
+            status, error = "failed", "the command was killed by a signal"
+        elif result.exit_code != 0:
+            status, error = "failed", f"exit code {result.exit_code}"
+        else:
+            status, error = "ok", None
+        if out_dir:
+            _write_exit(out_dir, target.name, result.exit_code, status)
+        return HostResult(
+            host=target.name,
+            address=target.address,
+            port=target.port,
+            status=status,  # type: ignore[arg-type]
+            exit_code=result.exit_code,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            duration_s=duration,
+            error=error,
+            stdout_truncated=result.stdout_truncated,
+            stderr_truncated=result.stderr_truncated,
+            signal=result.signal,
+        )
 
     def ping(self) -> Iterator[HostResult]:
         """Connect and authenticate only; report round-trip time and server version."""
