@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -82,34 +82,41 @@ _JINJA = re.compile(r"\{\{|\{%")
 # --- YAML -----------------------------------------------------------------------------
 
 
-class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, ``!vault`` and alias bombs."""
+if TYPE_CHECKING:
+    _LoaderBase = yaml.SafeLoader
+elif yaml.__with_libyaml__:
+    # libyaml's parser and composer (C) with PyYAML's safe constructor: the
+    # same documents and marks as yaml.SafeLoader, ~10x faster on big files.
+    from yaml.constructor import SafeConstructor
+    from yaml.cyaml import CParser
+    from yaml.resolver import Resolver
+
+    class _LoaderBase(CParser, SafeConstructor, Resolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+else:
+    _LoaderBase = yaml.SafeLoader
+
+
+class _SafeLoader(_LoaderBase):
+    """Safe loader that refuses duplicate keys, ``!vault`` and alias bombs."""
 
     source_name = "<string>"
 
     def __init__(self, stream: str, name: str) -> None:
         super().__init__(stream)
         self.source_name = name
-        self.alias_count = 0
 
-    def where(self, node: yaml.Node | yaml.Event | None) -> str:
+    def where(self, node: yaml.Node | None) -> str:
         line = node.start_mark.line + 1 if node is not None and node.start_mark else 0
         return f"{self.source_name}:{line}"
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            self.alias_count += 1
-            if self.alias_count > MAX_ALIASES:
-                event = self.peek_event()  # type: ignore[no-untyped-call]
-                raise InventoryError(
-                    f"{self.where(event)}: more than {MAX_ALIASES} YAML aliases; "
-                    "write the values out instead of using anchors"
-                )
-        return super().compose_node(parent, index)
 
     def get_single_node(self) -> yaml.Node | None:
         node = super().get_single_node()
         if node is not None:
+            _check_aliases(node, self)
             _check_node_budget(node, self)
         return node
 
@@ -154,6 +161,38 @@ def _construct_map(loader: _SafeLoader, node: yaml.MappingNode) -> Iterator[_Lin
             continue
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_aliases(root: yaml.Node, loader: _SafeLoader) -> None:
+    """Refuse documents with more than ``MAX_ALIASES`` aliases.
+
+    An alias is the composed graph's second (third, ...) reference to a node,
+    so counting references beyond the first over the distinct nodes finds them
+    without expanding anything.
+    """
+    seen = {id(root)}
+    stack = [root]
+    aliases = 0
+    while stack:
+        for child in _children(stack.pop()):
+            if id(child) in seen:
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise InventoryError(
+                        f"{loader.where(child)}: more than {MAX_ALIASES} YAML aliases; "
+                        "write the values out instead of using anchors"
+                    )
+            else:
+                seen.add(id(child))
+                stack.append(child)
+
+
 def _check_node_budget(root: yaml.Node, loader: _SafeLoader) -> None:
     """Refuse documents whose aliases expand past ``MAX_NODES`` (billion laughs)."""
     sizes: dict[int, int] = {}
@@ -162,11 +201,7 @@ def _check_node_budget(root: yaml.Node, loader: _SafeLoader) -> None:
         node, done = stack.pop()
         if id(node) in sizes:
             continue
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
+        children = _children(node)
         if done or not children:
             sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
             if sizes[id(node)] > MAX_NODES:
