@@ -1,0 +1,640 @@
+"""The built-in analyzers: a *map* step per document (in a worker) and a *reduce* step.
+
+``configure`` runs in the parent and checks the arguments (``UsageError`` for
+bad ones); its result is a small picklable config. ``map`` runs in a worker
+process over one ``Document`` (or one byte range of a big file, when the
+analyzer is ``splittable``) and returns a small picklable partial result;
+``reduce`` runs in the parent over every partial and builds the ``Section``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import operator
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from remoteops.analysis.model import AnalyzerSpec, Document, Finding, Section, iter_line_blocks
+from remoteops.analysis.parsers import FIELDS, PARSERS, parse_all, parse_number
+from remoteops.analysis.textscan import (
+    DEFAULT_KEYWORDS,
+    LineMatcher,
+    leading_timestamp,
+    normalise,
+)
+from remoteops.errors import UsageError
+from remoteops.nodeset import fold
+
+__all__ = ["BUILTINS", "Analyzer", "Partials"]
+
+# (document without its bytes, partial result) for every document analysed.
+Partials = Sequence[tuple[Document, Any]]
+
+SAMPLE_BYTES: Final = 1024 * 1024
+MAX_LINES_SHOWN: Final = 20
+
+
+class Analyzer:
+    """Base class of the built-ins; plugins are wrapped in ``PluginAnalyzer``."""
+
+    name: ClassVar[str] = ""
+    splittable: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    def configure(self, spec: AnalyzerSpec) -> Any:
+        """Check ``spec.args`` in the parent; return a picklable config."""
+        return spec.args
+
+    def map(self, config: Any, doc: Document) -> Any:
+        """Analyse one document (or byte range) in a worker process."""
+        raise NotImplementedError
+
+    def reduce(self, spec: AnalyzerSpec, config: Any, partials: Partials) -> Section:
+        """Merge the partial results into the section shown to the user."""
+        raise NotImplementedError
+
+
+def _compile(spec: AnalyzerSpec, pattern: str) -> re.Pattern[str]:
+    if not pattern:
+        raise UsageError(f"{spec.where}: {spec.name} needs a regex: {spec.name}:REGEX")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise UsageError(f"{spec.where}: {spec}: bad regex: {exc}") from None
+
+
+def _hosts_of(partials: Partials) -> int:
+    return len({doc.host for doc, _ in partials})
+
+
+# --------------------------------------------------------------------------- group / drift
+
+
+def _digest(doc: Document, *, normalised: bool) -> tuple[str, bytes, int]:
+    """sha256 of the (normalised) document, its first SAMPLE_BYTES, and its size."""
+    hasher = hashlib.sha256()
+    sample = b""
+    size = 0
+    for block in iter_line_blocks(doc):
+        data = normalise(block, host=doc.host) if normalised else block
+        hasher.update(data)
+        if len(sample) < SAMPLE_BYTES:
+            sample += data[: SAMPLE_BYTES - len(sample)]
+        size += len(block)
+    return hasher.hexdigest(), sample, size
+
+
+def _groups(partials: Partials) -> dict[str, list[tuple[str, list[str], bytes]]]:
+    """Per document name: (key, hosts, sample) groups, largest first."""
+    by_doc: dict[str, dict[str, tuple[list[str], bytes]]] = {}
+    for doc, (digest, sample, _size) in partials:
+        key = f"{digest}:{doc.exit_code}"
+        hosts, _ = by_doc.setdefault(doc.name, {}).setdefault(key, ([], sample))
+        hosts.append(doc.host)
+    return {
+        name: sorted(
+            ((k, sorted(h), s) for k, (h, s) in groups.items()),
+            key=lambda g: (-len(g[1]), g[1][0]),
+        )
+        for name, groups in sorted(by_doc.items())
+    }
+
+
+class Group(Analyzer):
+    """Hosts with identical output, largest group first; ``group:normalize`` masks numbers,
+    times and hex ids first. Hosts outside a majority group are outliers."""
+
+    name = "group"
+    summary = "hosts with identical (optionally normalised) output, outliers flagged"
+
+    def configure(self, spec: AnalyzerSpec) -> bool:
+        if spec.args not in ("", "normalize", "normalise", "exact"):
+            raise UsageError(f"{spec.where}: {spec}: use group or group:normalize")
+        return spec.args in ("normalize", "normalise")
+
+    def map(self, config: bool, doc: Document) -> tuple[str, bytes, int]:
+        digest, sample, size = _digest(doc, normalised=config)
+        return digest, sample[:4096], size
+
+    def reduce(self, spec: AnalyzerSpec, config: bool, partials: Partials) -> Section:
+        rows: list[dict[str, Any]] = []
+        outliers: list[str] = []
+        for name, groups in _groups(partials).items():
+            total = sum(len(h) for _, h, _ in groups)
+            majority = len(groups[0][1]) * 2 > total and len(groups) > 1
+            for index, (_key, hosts, sample) in enumerate(groups):
+                is_outlier = majority and index > 0
+                if is_outlier:
+                    outliers.extend(hosts)
+                first = sample.decode("utf-8", "replace").strip().splitlines()
+                rows.append(
+                    {
+                        "document": name,
+                        "count": len(hosts),
+                        "hosts": fold(hosts),
+                        "outlier": is_outlier,
+                        "sample": (first[0][:60] if first else "")
+                        + (" ..." if len(first) > 1 else ""),
+                    }
+                )
+        section = Section(
+            spec,
+            f"{len(rows)} distinct outputs over {_hosts_of(partials)} hosts"
+            + (f"; outliers: {fold(outliers)}" if outliers else ""),
+            ("count", "hosts", "outlier", "sample"),
+            rows,
+        )
+        if len({r["document"] for r in rows}) > 1:
+            section.columns = ("document", *section.columns)
+        section.data["outliers"] = sorted(outliers)
+        return section
+
+
+class Drift(Analyzer):
+    """Hosts whose output or file differs from the majority, with a unified diff against it."""
+
+    name = "drift"
+    summary = "hosts differing from the majority, with a unified diff"
+
+    def configure(self, spec: AnalyzerSpec) -> bool:
+        if spec.args not in ("", "normalize", "normalise", "exact"):
+            raise UsageError(f"{spec.where}: {spec}: use drift or drift:normalize")
+        return spec.args in ("normalize", "normalise")
+
+    def map(self, config: bool, doc: Document) -> tuple[str, bytes, int]:
+        return _digest(doc, normalised=config)
+
+    def reduce(self, spec: AnalyzerSpec, config: bool, partials: Partials) -> Section:
+        rows: list[dict[str, Any]] = []
+        findings: list[Finding] = []
+        notes: list[str] = []
+        for name, groups in _groups(partials).items():
+            total = sum(len(h) for _, h, _ in groups)
+            if len(groups) == 1:
+                continue
+            if len(groups[0][1]) * 2 <= total:
+                notes.append(f"{name}: no majority ({len(groups)} versions over {total} hosts)")
+                continue
+            baseline = groups[0][2].decode("utf-8", "replace").splitlines(keepends=True)
+            for _key, hosts, sample in groups[1:]:
+                mine = sample.decode("utf-8", "replace").splitlines(keepends=True)
+                diff = list(
+                    difflib.unified_diff(
+                        baseline, mine, f"majority ({len(groups[0][1])} hosts)", fold(hosts), n=1
+                    )
+                )
+                text = "".join(diff[:60]) + ("...\n" if len(diff) > 60 else "")
+                changed = sum(1 for d in diff[2:] if d[:1] in "+-")
+                for host in hosts:
+                    findings.append(
+                        Finding(
+                            self.name, host, f"differs from the majority ({changed} lines)", name
+                        )
+                    )
+                rows.append(
+                    {"document": name, "hosts": fold(hosts), "lines": changed, "diff": text}
+                )
+        section = Section(
+            spec,
+            f"{len(findings)} of {_hosts_of(partials)} hosts differ from the majority",
+            ("document", "hosts", "lines"),
+            rows,
+            findings,
+            notes=notes
+            + [f"{r['hosts']}:\n    " + r["diff"].replace("\n", "\n    ").rstrip() for r in rows],
+        )
+        return section
+
+
+# --------------------------------------------------------------------------- grep / count
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    regex: str
+
+
+class _RegexAnalyzer(Analyzer):
+    """An analyzer whose argument is one regex, run over byte ranges of big files."""
+
+    splittable = True
+
+    def configure(self, spec: AnalyzerSpec) -> _Pattern:
+        _compile(spec, spec.args)
+        return _Pattern(spec.args)
+
+
+class Grep(_RegexAnalyzer):
+    """Lines matching a regex, per host and in total (the first lines are shown)."""
+
+    name = "grep"
+    summary = "matching lines per host and in total (findings: hosts with matches)"
+
+    def map(self, config: _Pattern, doc: Document) -> tuple[int, list[str]]:
+        matcher = LineMatcher(pattern=config.regex)
+        count = 0
+        shown: list[str] = []
+        for block in iter_line_blocks(doc):
+            for start, end in matcher.lines(block):
+                count += 1
+                if len(shown) < MAX_LINES_SHOWN:
+                    shown.append(block[start:end].decode("utf-8", "replace"))
+        return count, shown
+
+    def reduce(self, spec: AnalyzerSpec, config: _Pattern, partials: Partials) -> Section:
+        per: dict[tuple[str, str], list[Any]] = {}
+        for doc, (count, shown) in sorted(
+            partials, key=lambda p: (p[0].host, p[0].name, p[0].start)
+        ):
+            entry = per.setdefault((doc.host, doc.name), [0, []])
+            entry[0] += count
+            entry[1].extend(shown[: MAX_LINES_SHOWN - len(entry[1])])
+        rows = [
+            {"host": h, "document": d, "lines": c, "first": s[0] if s else ""}
+            for (h, d), (c, s) in sorted(per.items())
+        ]
+        total = sum(r["lines"] for r in rows)
+        matched = [r for r in rows if r["lines"]]
+        findings = [
+            Finding(
+                self.name, r["host"], f"{r['lines']} lines match {config.regex!r}", r["document"]
+            )
+            for r in matched
+        ]
+        section = Section(
+            spec,
+            f"{total} lines match on {len({r['host'] for r in matched})} of "
+            f"{_hosts_of(partials)} hosts",
+            ("host", "lines", "first"),
+            rows,
+            findings,
+        )
+        section.data["total"] = total
+        section.data["lines"] = {f"{h}:{d}": s for (h, d), (_c, s) in per.items() if s}
+        return section
+
+
+class Count(_RegexAnalyzer):
+    """Regex matches per host and in total."""
+
+    name = "count"
+    summary = "regex matches per host and in total"
+
+    def map(self, config: _Pattern, doc: Document) -> int:
+        matcher = LineMatcher(pattern=config.regex)
+        return sum(matcher.count(block) for block in iter_line_blocks(doc))
+
+    def reduce(self, spec: AnalyzerSpec, config: _Pattern, partials: Partials) -> Section:
+        per: Counter[tuple[str, str]] = Counter()
+        for doc, count in partials:
+            per[(doc.host, doc.name)] += count
+        rows = [{"host": h, "document": d, "matches": c} for (h, d), c in sorted(per.items())]
+        total = sum(per.values())
+        section = Section(
+            spec, f"{total} matches over {_hosts_of(partials)} hosts", ("host", "matches"), rows
+        )
+        section.data["total"] = total
+        return section
+
+
+# --------------------------------------------------------------------------- extract / threshold
+
+
+class Extract(Analyzer):
+    """Named groups of a regex, or a parser (df, free, uptime, os-release, systemctl, nproc),
+    into one table; ``extract`` alone tries every parser."""
+
+    name = "extract"
+    summary = "regex named groups or command parsers (df, free, uptime, ...) into a table"
+
+    def configure(self, spec: AnalyzerSpec) -> tuple[str, str]:
+        if spec.args in ("", "auto"):
+            return "auto", ""
+        if spec.args in PARSERS:
+            return "parser", spec.args
+        regex = _compile(spec, spec.args)
+        if not regex.groupindex:
+            raise UsageError(
+                f"{spec.where}: {spec}: give a parser ({', '.join(PARSERS)}) or a regex "
+                "with named groups, e.g. extract:'load average: (?P<load1>[\\d.]+)'"
+            )
+        return "regex", spec.args
+
+    def map(self, config: tuple[str, str], doc: Document) -> list[dict[str, Any]]:
+        kind, arg = config
+        text = doc.text()
+        if kind == "regex":
+            return [
+                {k: _value(v) for k, v in m.groupdict().items()}
+                for m in re.finditer(arg, text, re.MULTILINE)
+            ]
+        found = parse_all(text, None if kind == "auto" else {arg})
+        return [{"parser": name, **rec} for name, recs in found.items() for rec in recs]
+
+    def reduce(self, spec: AnalyzerSpec, config: tuple[str, str], partials: Partials) -> Section:
+        rows: list[dict[str, Any]] = []
+        for doc, records in sorted(partials, key=lambda p: (p[0].host, p[0].name)):
+            for rec in records:
+                rows.append({"host": doc.host, "document": doc.name, **rec})
+        columns: list[str] = ["host"]
+        for row in rows:
+            for key in row:
+                if key not in columns and key != "document":
+                    columns.append(key)
+        hosts = {r["host"] for r in rows}
+        return Section(
+            spec,
+            f"{len(rows)} records from {len(hosts)} of {_hosts_of(partials)} hosts",
+            tuple(columns),
+            rows,
+        )
+
+
+def _value(text: str | None) -> Any:
+    if text is None:
+        return None
+    number = parse_number(text)
+    if number is not None and re.fullmatch(r"-?\d+(\.\d+)?", text.strip()):
+        return int(number) if number.is_integer() else number
+    return text
+
+
+_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_RULE = re.compile(r"^\s*(\S+?)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
+_SPECIAL_FIELDS: Final = ("exit_code",)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """``LEFT OP RIGHT``; each side a number (``90``, ``2G``) or a field (``df.use%``)."""
+
+    text: str
+    left: tuple[str, str] | float | str
+    op: str
+    right: tuple[str, str] | float | str
+
+
+def _operand(spec: AnalyzerSpec, text: str) -> tuple[str, str] | float | str:
+    number = parse_number(text)
+    if number is not None:
+        return number
+    if text in FIELDS:
+        return FIELDS[text]
+    if text in _SPECIAL_FIELDS:
+        return ("", text)
+    parser, dot, field_name = text.partition(".")
+    if dot and parser in PARSERS:
+        return (parser, field_name)
+    if text.startswith(("'", '"')) and text.endswith(text[0]) and len(text) > 1:
+        return text[1:-1]
+    if re.fullmatch(r"[A-Za-z][\w-]*", text) and "." not in text:
+        # A bare word compares as a string (systemctl.state != active).
+        return text
+    raise UsageError(
+        f"{spec.where}: {spec}: {text!r} is neither a number nor a field; fields are "
+        f"PARSER.FIELD ({', '.join(PARSERS)}), {', '.join([*FIELDS, *_SPECIAL_FIELDS])}"
+    )
+
+
+def parse_rule(spec: AnalyzerSpec) -> Rule:
+    """Parse ``threshold:RULE`` (e.g. ``df.use% > 90``, ``load1 > nproc``)."""
+    match = _RULE.match(spec.args)
+    if match is None:
+        raise UsageError(
+            f"{spec.where}: {spec}: write a rule as FIELD OP VALUE, e.g. 'df.use% > 90' "
+            "or 'load1 > nproc'"
+        )
+    left, op, right = match.groups()
+    rule = Rule(spec.args.strip(), _operand(spec, left), op, _operand(spec, right))
+    if not any(isinstance(side, tuple) for side in (rule.left, rule.right)):
+        raise UsageError(f"{spec.where}: {spec}: a rule needs at least one field")
+    return rule
+
+
+def _resolve(side: Any, doc: Document, found: dict[str, list[dict[str, Any]]]) -> list[Any]:
+    """The values a rule side takes on a host: one per record of its parser."""
+    if not isinstance(side, tuple):
+        return [side]
+    parser, field_name = side
+    if parser == "":
+        return [doc.exit_code]
+    return [rec.get(field_name) for rec in found.get(parser, [])]
+
+
+class Threshold(Analyzer):
+    """Rules such as ``df.use% > 90`` or ``load1 > nproc``; findings: the hosts in breach."""
+
+    name = "threshold"
+    summary = "rules like 'df.use% > 90' or 'load1 > nproc'; findings: hosts in breach"
+
+    def configure(self, spec: AnalyzerSpec) -> Rule:
+        return parse_rule(spec)
+
+    def map(self, config: Rule, doc: Document) -> tuple[list[str], list[dict[str, Any]]]:
+        parsers = {s[0] for s in (config.left, config.right) if isinstance(s, tuple) and s[0]}
+        found = parse_all(doc.text(), parsers) if parsers else {}
+        lefts = _resolve(config.left, doc, found)
+        rights = _resolve(config.right, doc, found)
+        pairs = (
+            list(zip(lefts, rights, strict=False))
+            if len(lefts) == len(rights)
+            else [(x, y) for x in lefts for y in rights]
+        )
+        records = next((found[p] for p in parsers if len(found.get(p, [])) > 1), None)
+        breaches: list[str] = []
+        rows: list[dict[str, Any]] = []
+        for index, (left, right) in enumerate(pairs):
+            where = _record_label(records[index]) if records and index < len(records) else ""
+            if left is None or right is None:
+                continue
+            try:
+                breached = _OPS[config.op](left, right)
+            except TypeError:
+                breached = _OPS[config.op](str(left), str(right))
+            rows.append({"where": where, "left": left, "right": right, "breach": breached})
+            if breached:
+                breaches.append(
+                    f"{where + ': ' if where else ''}{_show(left)} {config.op} {_show(right)}"
+                )
+        return breaches, rows
+
+    def reduce(self, spec: AnalyzerSpec, config: Rule, partials: Partials) -> Section:
+        rows: list[dict[str, Any]] = []
+        findings: list[Finding] = []
+        no_data: list[str] = []
+        for doc, (breaches, values) in sorted(partials, key=lambda p: (p[0].host, p[0].name)):
+            if not values:
+                no_data.append(doc.host)
+            for value in values:
+                rows.append({"host": doc.host, "document": doc.name, **value})
+            for breach in breaches:
+                findings.append(Finding(self.name, doc.host, f"{config.text}: {breach}", doc.name))
+        breached = sorted({f.host for f in findings})
+        section = Section(
+            spec,
+            f"{len(breached)} of {_hosts_of(partials)} hosts in breach of {config.text!r}"
+            + (f": {fold(breached)}" if breached else ""),
+            ("host", "where", "left", "right", "breach"),
+            [r for r in rows if r["breach"]],
+            findings,
+        )
+        if no_data:
+            section.notes.append(f"no value for the rule on {fold(sorted(set(no_data)))}")
+        section.data["values"] = rows
+        return section
+
+
+def _record_label(record: dict[str, Any]) -> str:
+    for key in ("mounted", "unit", "filesystem"):
+        if key in record:
+            return str(record[key])
+    return ""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- logscan
+
+
+@dataclass(frozen=True, slots=True)
+class LogscanConfig:
+    """What logscan looks for and how many messages it lists."""
+
+    top: int = 10
+    pattern: str | None = None
+
+
+@dataclass(slots=True)
+class _Message:
+    count: int
+    hosts: set[str]
+    first: tuple[str, str, str]  # (sort key, time as written, host)
+    last: tuple[str, str, str]
+    sample: str
+
+
+class Logscan(Analyzer):
+    """Error lines of (big) log files: counts per host and per normalised message, top N,
+    first and last seen. ``logscan[:top=N][:REGEX]``; the default matches the words
+    error, fatal, crit, panic and emerg in any case."""
+
+    name = "logscan"
+    splittable = True
+    summary = "error lines per host and per normalised message, top N, first/last seen"
+
+    def configure(self, spec: AnalyzerSpec) -> LogscanConfig:
+        args = spec.args
+        top = 10
+        match = re.match(r"^top=(\d+)(?::|$)", args)
+        if match:
+            top = int(match.group(1))
+            args = args[match.end() :]
+        if args:
+            _compile(spec, args)
+        return LogscanConfig(top=top, pattern=args or None)
+
+    def map(self, config: LogscanConfig, doc: Document) -> tuple[int, dict[bytes, list[Any]]]:
+        matcher = (
+            LineMatcher(pattern=config.pattern)
+            if config.pattern
+            else LineMatcher(keywords=DEFAULT_KEYWORDS)
+        )
+        messages: dict[bytes, list[Any]] = {}
+        total = 0
+        for block in iter_line_blocks(doc):
+            lines = [block[s:e] for s, e in matcher.lines(block)]
+            if not lines:
+                continue
+            total += len(lines)
+            stamps = [leading_timestamp(line) for line in lines]
+            bodies = [
+                line[len(ts[1]) :] if ts else line for line, ts in zip(lines, stamps, strict=True)
+            ]
+            masked = normalise(b"\n".join(bodies), host=doc.host).split(b"\n")
+            if len(masked) != len(lines):  # a mask cannot add newlines; be safe anyway
+                masked = [normalise(b, host=doc.host) for b in bodies]
+            for key, stamp, line in zip(masked, stamps, lines, strict=True):
+                key = key.strip()
+                entry = messages.get(key)
+                when = stamp or ("", "")
+                if entry is None:
+                    messages[key] = [1, when, when, line[:300]]
+                else:
+                    entry[0] += 1
+                    if when[0] and (not entry[1][0] or when[0] < entry[1][0]):
+                        entry[1] = when
+                    if when[0] >= entry[2][0]:
+                        entry[2] = when
+        return total, messages
+
+    def reduce(self, spec: AnalyzerSpec, config: LogscanConfig, partials: Partials) -> Section:
+        per_host: Counter[str] = Counter()
+        messages: dict[bytes, _Message] = {}
+        for doc, (total, found) in partials:
+            per_host[doc.host] += total
+            for key, (count, first, last, sample) in found.items():
+                first3 = (first[0], first[1], doc.host)
+                last3 = (last[0], last[1], doc.host)
+                msg = messages.get(key)
+                if msg is None:
+                    messages[key] = _Message(
+                        count, {doc.host}, first3, last3, sample.decode("utf-8", "replace")
+                    )
+                    continue
+                msg.count += count
+                msg.hosts.add(doc.host)
+                if first3[0] and (not msg.first[0] or first3 < msg.first):
+                    msg.first = first3
+                if last3 > msg.last:
+                    msg.last = last3
+        total = sum(per_host.values())
+        top = sorted(messages.items(), key=lambda kv: (-kv[1].count, kv[0]))[: config.top]
+        rows = [
+            {
+                "count": m.count,
+                "hosts": len(m.hosts),
+                "first": f"{m.first[1]} {m.first[2]}".strip() if m.first[0] else "-",
+                "last": f"{m.last[1]} {m.last[2]}".strip() if m.last[0] else "-",
+                "message": key.decode("utf-8", "replace")[:120],
+            }
+            for key, m in top
+        ]
+        hosts_with = sorted(h for h, c in per_host.items() if c)
+        findings = [Finding(self.name, h, f"{per_host[h]} error lines") for h in hosts_with]
+        section = Section(
+            spec,
+            f"{total} error lines on {len(hosts_with)} of {_hosts_of(partials)} hosts, "
+            f"{len(messages)} distinct messages (top {config.top})",
+            ("count", "hosts", "first", "last", "message"),
+            rows,
+            findings,
+        )
+        section.data["total"] = total
+        section.data["by_host"] = dict(sorted(per_host.items()))
+        section.notes.append(
+            "by host: "
+            + ", ".join(
+                f"{h} {per_host[h]}" for h in sorted(per_host, key=lambda h: (-per_host[h], h))[:20]
+            )
+        )
+        return section
+
+
+BUILTINS: Final[dict[str, Analyzer]] = {
+    a.name: a for a in (Group(), Grep(), Count(), Extract(), Threshold(), Drift(), Logscan())
+}

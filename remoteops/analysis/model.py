@@ -1,0 +1,259 @@
+"""Plain values of the analysis stage: specs, documents, findings, sections, the report.
+
+Everything here pickles: documents and partial results travel between the
+parent and the worker processes, never sessions, locks or loggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Final
+
+__all__ = [
+    "AnalysisReport",
+    "AnalyzerSpec",
+    "Document",
+    "Finding",
+    "Section",
+]
+
+JSON_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzerSpec:
+    """One analyzer to run: ``name`` (built-in, entry point or ``module:function``) and ``args``.
+
+    ``label`` names a rule in reports (from a rules file's ``name:``); ``where``
+    says where the spec came from (``--analyze`` or ``FILE:LINE``) for errors.
+    """
+
+    name: str
+    args: str = ""
+    label: str | None = None
+    where: str = "--analyze"
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.args}" if self.args else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One piece of a host's output handed to an analyzer: inline bytes or a file.
+
+    ``name`` is ``stdout`` for command output, else a downloaded file's remote
+    path. ``start``/``end`` select a byte range of ``path``: lines that *start*
+    inside it (so ranges split a big file at line boundaries).
+    """
+
+    host: str
+    name: str
+    status: str = "ok"
+    exit_code: int | None = None
+    data: bytes | None = None
+    path: str | None = None
+    start: int = 0
+    end: int | None = None
+
+    def read(self, limit: int | None = None) -> bytes:
+        """The document's bytes (at most ``limit``), whole or its byte range."""
+        if self.data is not None:
+            return self.data if limit is None else self.data[:limit]
+        if self.path is None:
+            return b""
+        if self.start == 0 and self.end is None:
+            with open(self.path, "rb") as fh:
+                return fh.read() if limit is None else fh.read(limit)
+        return b"".join(iter_line_blocks(self))[:limit]
+
+    def text(self, limit: int | None = None) -> str:
+        """``read()`` decoded as UTF-8 with ``errors="replace"``."""
+        return self.read(limit).decode("utf-8", errors="replace")
+
+    def size(self) -> int:
+        """Bytes in the document (whole file for a path)."""
+        if self.data is not None:
+            return len(self.data)
+        if self.path is None:
+            return 0
+        import os
+
+        return os.stat(self.path).st_size
+
+
+BLOCK_SIZE: Final = 8 * 1024 * 1024
+
+
+def iter_line_blocks(doc: Document, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """Yield blocks of whole lines of ``doc``: the lines that start in ``[start, end)``.
+
+    A line that starts before ``start`` belongs to the range before; one that
+    starts before ``end`` is read to its end even past ``end``.
+    """
+    if doc.data is not None:
+        if doc.data:
+            yield doc.data
+        return
+    if doc.path is None:
+        return
+    end = doc.end
+    with open(doc.path, "rb", buffering=0) as fh:
+        offset = doc.start
+        if offset > 0:
+            fh.seek(offset - 1)
+            if fh.read(1) != b"\n":
+                offset = _next_line_start(fh, offset)
+        if end is not None and offset >= end:
+            return
+        fh.seek(offset)
+        carry = b""
+        data_start = offset
+        while end is None or data_start < end:
+            chunk = fh.read(block_size)
+            if not chunk:
+                if carry:
+                    yield carry
+                return
+            data = carry + chunk if carry else chunk
+            if end is not None and data_start + len(data) >= end:
+                cut = data.find(b"\n", end - 1 - data_start)
+                if cut != -1:
+                    yield data[: cut + 1]
+                    return
+                carry = data
+                continue
+            newline = data.rfind(b"\n")
+            if newline == -1:
+                carry = data
+                continue
+            yield data[: newline + 1]
+            carry = data[newline + 1 :]
+            data_start += newline + 1
+
+
+def _next_line_start(fh: BinaryIO, offset: int) -> int:
+    """The file offset just after the first newline at or after ``offset`` (EOF if none)."""
+    fh.seek(offset)
+    while True:
+        chunk = fh.read(65536)
+        if not chunk:
+            return offset
+        newline = chunk.find(b"\n")
+        if newline != -1:
+            return offset + newline + 1
+        offset += len(chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something an analyzer flags: a host over a threshold, an outlier, a match."""
+
+    analyzer: str
+    host: str
+    message: str
+    document: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object for the ``findings`` list of an analysis line."""
+        return {"host": self.host, "document": self.document, "message": self.message}
+
+
+@dataclass(slots=True)
+class Section:
+    """One analyzer's reduced result: a table, findings, errors and extra JSON fields."""
+
+    spec: AnalyzerSpec
+    title: str
+    columns: Sequence[str] = ()
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def render_text(self) -> str:
+        """A title, an aligned text table, notes, findings and errors."""
+        label = f" [{self.spec.label}]" if self.spec.label else ""
+        lines = [f"== {self.spec}{label}: {self.title}"]
+        if self.rows and self.columns:
+            lines.extend(render_table(self.columns, self.rows))
+        lines.extend(f"  {note}" for note in self.notes)
+        for finding in self.findings:
+            where = f" {finding.document}" if finding.document not in (None, "stdout") else ""
+            lines.append(f"  ! {finding.host}{where}: {finding.message}")
+        for error in self.errors:
+            where = f" {error['document']}" if error.get("document") not in (None, "stdout") else ""
+            lines.append(f"  error: {error['host']}{where}: {error['error']}")
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``analysis`` JSON Lines object of this section."""
+        obj: dict[str, Any] = {
+            "v": JSON_VERSION,
+            "type": "analysis",
+            "analyzer": self.spec.name,
+            "args": self.spec.args,
+            "label": self.spec.label,
+            "title": self.title,
+            "columns": list(self.columns),
+            "rows": self.rows,
+            "findings": [f.to_json() for f in self.findings],
+            "errors": self.errors,
+        }
+        for key, value in self.data.items():
+            obj.setdefault(key, value)
+        return obj
+
+
+def render_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Rows as aligned text lines under a header, two spaces between columns."""
+    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
+    widths = [max([len(col)] + [len(r[i]) for r in cells]) for i, col in enumerate(columns)]
+    out = ["  " + "  ".join(col.ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip()]
+    for r in cells:
+        out.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value).replace("\n", "\\n")
+
+
+@dataclass(slots=True)
+class AnalysisReport:
+    """Every analyzer's section, in the order the specs were given."""
+
+    sections: list[Section] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding of every section."""
+        return [f for s in self.sections for f in s.findings]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Inputs an analyzer could not analyse (an exception, or a crashed worker)."""
+        return [dict(e, analyzer=s.spec.name) for s in self.sections for e in s.errors]
+
+    def render_text(self) -> str:
+        """Every section as text, for stdout."""
+        text = "".join(s.render_text() for s in self.sections)
+        if self.interrupted:
+            text += "(analysis interrupted: results above are partial)\n"
+        return text
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One ``{"v": 1, "type": "analysis", ...}`` object per section."""
+        out = [s.to_json() for s in self.sections]
+        if self.interrupted:
+            for obj in out:
+                obj["interrupted"] = True
+        return out

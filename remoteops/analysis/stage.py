@@ -1,0 +1,424 @@
+"""The analysis stage: a bounded queue fed by the run, drained into a process pool.
+
+The SSH side is I/O-bound and runs in threads; analysis is CPU-bound and runs
+in worker processes (the GIL would serialise threads). ``submit()`` puts a
+finished host on a bounded queue (it blocks when analysis falls behind: back
+pressure, not unbounded memory); a feeder thread plans tasks (one per
+document, or one per byte range of a big file for splittable analyzers) and
+keeps a few of them in flight in a ``ProcessPoolExecutor`` started with
+``forkserver`` (never ``fork`` from a threaded process). ``finish()`` waits for
+both and reduces the partial results in this process.
+
+A worker that dies takes the whole pool down (``BrokenProcessPool``): the pool
+is rebuilt and every task that was in flight is run again, alone, one
+analyzer at a time, so only the input that kills a worker twice is reported
+as an error. ``cancel()`` (Ctrl-C) and ``close()`` terminate and reap the
+workers, and the forkserver when no stage is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Final
+
+from remoteops.analysis.model import AnalysisReport, AnalyzerSpec, Document, Section
+from remoteops.analysis.registry import check_spec, parse_spec, resolve
+from remoteops.analysis.worker import Task, init_worker, run_task
+from remoteops.logconfig import LogSettings
+from remoteops.results import HostResult
+
+__all__ = ["AnalysisStage", "default_workers"]
+
+logger = logging.getLogger(__name__)
+
+INLINE_MAX: Final = 64 * 1024
+CHUNK_SIZE: Final = 16 * 1024 * 1024
+_DONE: Final = object()
+_CRASHED: Final = (
+    "the analysis worker process died on this input (killed, out of memory or a crash "
+    "in native code); the other inputs were analysed"
+)
+
+_forkserver_users = 0
+_forkserver_lock = threading.Lock()
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _log_settings() -> LogSettings | None:
+    """The log file this process writes to, for workers to write to the same one."""
+    for handler in logging.getLogger("remoteops").handlers:
+        filename = getattr(handler, "baseFilename", None)
+        if filename and getattr(handler, "_remoteops_handler", False):
+            return LogSettings(log_file=Path(filename), file_level=handler.level)
+    return None
+
+
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["remoteops.analysis.worker"])
+    return ctx
+
+
+def _stop_forkserver() -> None:
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if server is not None and stop is not None and getattr(server, "_forkserver_pid", None):
+        with contextlib.suppress(OSError):  # already gone
+            stop()
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Terminate and reap every worker of ``pool`` (shutdown alone would wait for tasks)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
+class AnalysisStage:
+    """Run analyzers over results as they arrive, in a process pool; a context manager.
+
+    ``specs`` are ``AnalyzerSpec``s or ``"NAME[:ARGS]"`` strings (checked now:
+    ``UsageError`` for bad ones). ``workers``: processes in the pool (default:
+    one per CPU); ``0`` runs the analyzers in this process, in a thread.
+
+    ```python
+    with AnalysisStage(["group:normalize", "grep:ERROR"]) as stage:
+        for result in executor.run_command(spec):
+            stage.submit(result)
+        report = stage.finish()
+    print(report.render_text())
+    ```
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[AnalyzerSpec | str],
+        *,
+        workers: int | None = None,
+        queue_size: int = 64,
+        inline_max: int = INLINE_MAX,
+        chunk_size: int = CHUNK_SIZE,
+        log_settings: LogSettings | None = None,
+    ) -> None:
+        self.specs = [parse_spec(s) if isinstance(s, str) else s for s in specs]
+        self._configs = [check_spec(s) for s in self.specs]
+        self.workers = default_workers() if workers is None else workers
+        self._inline_max = inline_max
+        self._chunk_size = chunk_size
+        self._log_settings = log_settings if log_settings is not None else _log_settings()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._cancelled = threading.Event()
+        self._partials: list[list[tuple[Document, Any]]] = [[] for _ in self.specs]
+        self._errors: list[list[dict[str, Any]]] = [[] for _ in self.specs]
+        self._feeder: threading.Thread | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._spill_dir: Path | None = None
+        self._uses_forkserver = False
+        self._closed = False
+        self._finished = False
+        self.on_document_done: Callable[[Document], None] | None = None
+
+    # ------------------------------------------------------------------ public
+
+    def __enter__(self) -> AnalysisStage:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the feeder thread (the pool starts with the first task)."""
+        if self._feeder is None:
+            self._feeder = threading.Thread(target=self._feed, name="analysis-feeder", daemon=True)
+            self._feeder.start()
+
+    def submit(self, result: HostResult, *, paths: Mapping[str, str | Path] | None = None) -> None:
+        """Queue one host for analysis; blocks while the queue is full (back pressure).
+
+        Without ``paths`` the host's stdout is analysed (large outputs are
+        spilled to a private temporary file and reach workers by path); with
+        ``paths`` ({document name: local file}) those files are analysed
+        instead, by path, e.g. an ``--out-dir`` file or downloaded files.
+        """
+        base = Document(result.host, "stdout", status=result.status, exit_code=result.exit_code)
+        if paths is not None:
+            for name, path in paths.items():
+                self.submit_document(replace(base, name=name, path=str(path)))
+            return
+        if len(result.stdout) > self._inline_max:
+            self.submit_document(replace(base, path=self._spill(result)))
+        else:
+            self.submit_document(replace(base, data=result.stdout))
+
+    def submit_document(self, doc: Document) -> None:
+        """Queue one document (lower level than ``submit``)."""
+        if self._feeder is None:
+            self.start()
+        for _ in range(10**9):
+            if self._cancelled.is_set():
+                return
+            try:
+                self._queue.put(doc, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> AnalysisReport:
+        """Wait until every queued document is analysed; reduce and return the report."""
+        if not self._finished:
+            self._finished = True
+            if self._feeder is not None:
+                self._put_done()
+                while self._feeder.is_alive():
+                    self._feeder.join(0.2)
+        return self._report()
+
+    def cancel(self) -> None:
+        """Stop analysing (safe from a signal handler: it only sets a flag)."""
+        self._cancelled.set()
+
+    def close(self) -> None:
+        """Stop the feeder and the workers (terminated and reaped); remove spilled files."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._feeder is not None and self._feeder.is_alive():
+            self._cancelled.set()
+            self._feeder.join(10)
+        self._drop_pool()
+        if self._uses_forkserver:
+            global _forkserver_users
+            with _forkserver_lock:
+                _forkserver_users -= 1
+                if _forkserver_users == 0:
+                    _stop_forkserver()
+        if self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ parent side
+
+    def _put_done(self) -> None:
+        for _ in range(10**9):
+            if self._cancelled.is_set() or not (self._feeder and self._feeder.is_alive()):
+                return
+            try:
+                self._queue.put(_DONE, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _spill(self, result: HostResult) -> str:
+        if self._spill_dir is None:
+            self._spill_dir = Path(tempfile.mkdtemp(prefix="remoteops-analysis-"))
+        path = self._spill_dir / f"{len(os.listdir(self._spill_dir))}.out"
+        with open(path, "xb") as fh:
+            fh.write(result.stdout)
+        return str(path)
+
+    def _report(self) -> AnalysisReport:
+        report = AnalysisReport(interrupted=self._cancelled.is_set())
+        for index, spec in enumerate(self.specs):
+            try:
+                section = resolve(spec.name).reduce(
+                    spec, self._configs[index], self._partials[index]
+                )
+            except Exception as exc:
+                logger.debug("analyzer %s: reduce failed", spec, exc_info=True)
+                section = Section(spec, "failed")
+                section.errors.append(
+                    {"host": "-", "document": None, "error": f"{type(exc).__name__}: {exc}"}
+                )
+            section.errors.extend(self._errors[index])
+            report.sections.append(section)
+        return report
+
+    def _plan(self, doc: Document) -> list[Task]:
+        split: list[tuple[int, str, Any]] = []
+        whole: list[tuple[int, str, Any]] = []
+        for index, spec in enumerate(self.specs):
+            item = (index, spec.name, self._configs[index])
+            (split if resolve(spec.name).splittable else whole).append(item)
+        size = 0
+        if doc.path is not None and split:
+            try:
+                size = os.stat(doc.path).st_size
+            except OSError as exc:
+                self._record_error([(i, n, c) for i, n, c in split + whole], doc, str(exc))
+                return []
+        if size <= self._chunk_size:
+            return [Task(doc, tuple(split + whole))]
+        tasks = [
+            Task(replace(doc, start=start, end=min(start + self._chunk_size, size)), tuple(split))
+            for start in range(0, size, self._chunk_size)
+        ]
+        if whole:
+            tasks.append(Task(doc, tuple(whole)))
+        return tasks
+
+    def _record(self, task: Task, outcome: list[tuple[int, bool, Any]]) -> None:
+        key = replace(task.doc, data=None)
+        for index, ok, value in outcome:
+            if ok:
+                self._partials[index].append((key, value))
+            else:
+                self._errors[index].append(
+                    {"host": task.doc.host, "document": task.doc.name, "error": value}
+                )
+        if self.on_document_done is not None:
+            self.on_document_done(key)
+
+    def _record_error(self, items: list[tuple[int, str, Any]], doc: Document, error: str) -> None:
+        for index, _name, _config in items:
+            self._errors[index].append({"host": doc.host, "document": doc.name, "error": error})
+
+    # ------------------------------------------------------------------ feeder thread
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                if not self._uses_forkserver:
+                    global _forkserver_users
+                    with _forkserver_lock:
+                        _forkserver_users += 1
+                    self._uses_forkserver = True
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=_context(),
+                    initializer=init_worker,
+                    initargs=(self._log_settings, list(sys.path)),
+                )
+            return self._pool
+
+    def _submit(self, task: Task) -> Future[list[tuple[int, bool, Any]]]:
+        try:
+            return self._ensure_pool().submit(run_task, task)
+        except BrokenProcessPool:
+            self._drop_pool()
+            return self._ensure_pool().submit(run_task, task)
+
+    def _drop_pool(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            _kill_pool(pool)
+
+    def _feed(self) -> None:
+        try:
+            if self.workers == 0:
+                self._feed_inline()
+            else:
+                self._feed_pool()
+        except Exception:
+            logger.exception("analysis stopped by an internal error")
+            self._cancelled.set()
+        finally:
+            if self._cancelled.is_set():
+                self._drop_pool()
+
+    def _next(self, timeout: float) -> Any:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _feed_inline(self) -> None:
+        while not self._cancelled.is_set():
+            doc = self._next(0.2)
+            if doc is _DONE:
+                return
+            if doc is not None:
+                for task in self._plan(doc):
+                    if self._cancelled.is_set():
+                        return
+                    self._record(task, run_task(task))
+
+    def _feed_pool(self) -> None:
+        limit = self.workers * 2
+        pending: deque[Task] = deque()
+        retry: deque[Task] = deque()
+        inflight: dict[Future[list[tuple[int, bool, Any]]], Task] = {}
+        input_open = True
+        while not self._cancelled.is_set():
+            # Retries run alone, so a second crash can only be theirs.
+            if retry and not inflight:
+                task = retry.popleft()
+                inflight[self._submit(task)] = task
+            while not retry and pending and len(inflight) < limit:
+                task = pending.popleft()
+                inflight[self._submit(task)] = task
+            if input_open and not retry and not pending and len(inflight) < limit:
+                item = self._next(0.05 if inflight else 0.2)
+                if item is _DONE:
+                    input_open = False
+                elif item is not None:
+                    pending.extend(self._plan(item))
+                    continue
+            if inflight:
+                done, _ = wait(list(inflight), timeout=0.1, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in done:
+                    task = inflight.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        self._record(task, future.result())
+                    elif isinstance(error, BrokenProcessPool):
+                        broken = True
+                        self._crashed(task, retry)
+                    else:
+                        self._record_error(list(task.items), task.doc, f"{error!r}")
+                if broken:
+                    # The broken pool fails every other task in flight; they run again too.
+                    for future, task in list(inflight.items()):
+                        del inflight[future]
+                        if future.done() and not future.cancelled() and not future.exception():
+                            self._record(task, future.result())
+                        else:
+                            self._crashed(task, retry)
+                    self._drop_pool()
+            elif not input_open and not pending and not retry:
+                return
+
+    def _crashed(self, task: Task, retry: deque[Task]) -> None:
+        if task.alone:
+            logger.warning(
+                "Host %r: analysis worker died on %s (%s)",
+                task.doc.host,
+                task.doc.name,
+                ", ".join(name for _, name, _ in task.items),
+            )
+            self._record_error(list(task.items), task.doc, _CRASHED)
+            return
+        for item in task.items:
+            retry.append(Task(task.doc, (item,), alone=True))
