@@ -115,8 +115,8 @@ class _SafeLoader(_LoaderBase):
 
     def get_single_node(self) -> yaml.Node | None:
         node = super().get_single_node()
-        if node is not None:
-            _check_aliases(node, self)
+        # Without aliases the document is its own size: no expansion to bound.
+        if node is not None and _check_aliases(node, self):
             _check_node_budget(node, self)
         return node
 
@@ -169,8 +169,8 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _check_aliases(root: yaml.Node, loader: _SafeLoader) -> None:
-    """Refuse documents with more than ``MAX_ALIASES`` aliases.
+def _check_aliases(root: yaml.Node, loader: _SafeLoader) -> int:
+    """Refuse documents with more than ``MAX_ALIASES`` aliases; return how many there are.
 
     An alias is the composed graph's second (third, ...) reference to a node,
     so counting references beyond the first over the distinct nodes finds them
@@ -191,6 +191,7 @@ def _check_aliases(root: yaml.Node, loader: _SafeLoader) -> None:
             else:
                 seen.add(id(child))
                 stack.append(child)
+    return aliases
 
 
 def _check_node_budget(root: yaml.Node, loader: _SafeLoader) -> None:

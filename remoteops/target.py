@@ -8,6 +8,7 @@ name given to ssh_config is ``ansible_host`` if set, else the inventory name.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import shlex
@@ -74,6 +75,12 @@ def _bool_option(value: str | None) -> bool | None:
     return value.strip().lower() in ("yes", "true", "1", "on")
 
 
+@functools.lru_cache(maxsize=256)
+def _known_hosts_files(value: str) -> tuple[str, ...]:
+    """UserKnownHostsFile's paths; thousands of hosts share one value."""
+    return tuple(os.path.expanduser(p) for p in shlex.split(value))
+
+
 def resolve_target(
     inventory: Inventory,
     name: str,
@@ -135,9 +142,7 @@ def resolve_target(
         known_hosts = (os.path.expanduser(overrides.known_hosts),)
         sources["userknownhostsfile"] = "command line"
     elif "userknownhostsfile" in options:
-        known_hosts = tuple(
-            os.path.expanduser(p) for p in shlex.split(options["userknownhostsfile"])
-        )
+        known_hosts = _known_hosts_files(options["userknownhostsfile"])
         sources["userknownhostsfile"] = "inventory"
     else:
         known_hosts = resolved.user_known_hosts_files
