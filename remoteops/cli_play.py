@@ -1,29 +1,373 @@
-"""The ``play`` command, registered on the main Typer app by ``cli.py``."""
+"""The ``play`` command, registered on the main Typer app by ``cli.py``.
+
+It reads and checks the playbook (``FILE:LINE: ...``, exit 2, nothing
+contacted), resolves the hosts with the targeting options of ``run``, runs the
+steps through ``remoteops.playbook`` and renders them as ``run`` does: live
+lines, ``--gather`` blocks or JSON Lines, then a recap and CONTRACT.md's exit code.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from remoteops.cli import _Inventory
-from remoteops.errors import UsageError
+from remoteops.cli import (
+    _AskPass,
+    _ConnectTimeout,
+    _finish,
+    _Forks,
+    _Interrupts,
+    _Inventory,
+    _Json,
+    _Key,
+    _KnownHosts,
+    _Limit,
+    _NoSshConfig,
+    _PassphraseFile,
+    _Policy,
+    _Port,
+    _Quiet,
+    _read_secret_file,
+    _resolve,
+    _Retries,
+    _SshConfig,
+    _targeting,
+    _Timeout,
+    _User,
+)
+from remoteops.errors import InventoryError, UsageError
+
+if TYPE_CHECKING:
+    from remoteops.playbook import Answer, Play, Playbook, Step, StepOutcome
 
 __all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+_OUTPUT_ACTIONS = ("run", "script")
+
+
+def _select_hosts(playbook: Playbook, inventory: Any, limit: str | None) -> dict[int, list[str]]:
+    """Each play's hosts (inventory order), ``--limit`` applied; bad patterns name their line."""
+    selected: dict[int, list[str]] = {}
+    for play in playbook.plays:
+        try:
+            hosts = inventory.select(play.hosts, limit=limit)
+        except InventoryError as exc:
+            raise playbook.error(play.lines.get("hosts", play.line), f"hosts: {exc}") from None
+        selected[play.index] = [h.name for h in hosts]
+        if not hosts:
+            logger.warning(
+                "%s:%d: play %r: no host matches %r%s; the play is skipped",
+                playbook.shown,
+                play.lines.get("hosts", play.line),
+                play.name,
+                play.hosts,
+                f" with --limit {limit}" if limit else "",
+            )
+    if not any(selected.values()):
+        shown = " or ".join(repr(p.hosts) for p in playbook.plays)
+        raise UsageError(
+            f"{playbook.shown}: no host matches {shown}"
+            + (f" with --limit {limit!r}" if limit else "")
+            + "; see `remoteops inventory list`"
+        )
+    return selected
+
+
+class _Prompt:
+    """``--step``: ask on the terminal before each step."""
+
+    def __call__(self, step: Step, hosts: Sequence[str]) -> Answer:
+        from remoteops.playbook import fold_hosts
+
+        question = (
+            f"step {step.number} {step.name!r} ({step.action}) on {fold_hosts(list(hosts))}? "
+            "[y]es/[n]o/[c]ontinue without asking/[q]uit: "
+        )
+        for _ in range(10):
+            sys.stderr.write(question)
+            sys.stderr.flush()
+            answer = sys.stdin.readline()
+            if not answer:
+                return "quit"
+            choice = answer.strip().lower()[:1]
+            if choice in ("y", ""):
+                return "yes"
+            if choice == "n":
+                return "no"
+            if choice == "c":
+                return "all"
+            if choice == "q":
+                return "quit"
+        return "quit"
+
+
+class _TextReporter:
+    """Renders a playbook run as ``run`` renders one command, with headers per step."""
+
+    def __init__(self, *, as_json: bool, gather: bool, quiet: bool, width: int) -> None:
+        from remoteops.report import JsonLinesWriter, LivePrinter, use_color
+
+        self.as_json = as_json
+        self.gather = gather
+        self.quiet = quiet
+        self.width = width
+        self.color = use_color(sys.stdout)
+        self.json_writer = JsonLinesWriter(sys.stdout)
+        self.printer = LivePrinter(
+            sys.stdout.buffer, sys.stderr.buffer, color=self.color, width=width, quiet=quiet
+        )
+        self._lock = threading.Lock()
+        self._live_step: Step | None = None
+
+    def _out(self, text: str) -> None:
+        if self.as_json or self.quiet:
+            return
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def _err(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def play_started(self, play: Play, hosts: Sequence[str]) -> None:
+        from remoteops.playbook import fold_hosts
+
+        serial = ""
+        if play.serial:
+            sizes = [f"{s * 100:g}%" if isinstance(s, float) else str(s) for s in play.serial]
+            serial = f", serial [{', '.join(sizes)}]"
+        self._out(f"PLAY {play.index} [{play.name}] on {fold_hosts(list(hosts))}{serial}")
+
+    def batch_started(self, play: Play, number: int, total: int, hosts: Sequence[str]) -> None:
+        from remoteops.playbook import fold_hosts
+
+        if total > 1:
+            self._out(f"BATCH {number}/{total}: {fold_hosts(list(hosts))}")
+
+    def step_started(self, step: Step, hosts: Sequence[str]) -> None:
+        self._out(f"STEP {step.number} [{step.name}] ({step.action})")
+        live = not self.as_json and not self.gather and step.action in _OUTPUT_ACTIONS
+        self._live_step = step if live else None
+
+    def line(self, host: str, stream: str, data: bytes) -> None:
+        if self._live_step is not None:
+            self.printer.line(host, stream, data)
+
+    def host_done(self, outcome: StepOutcome) -> None:
+        result = outcome.result
+        if self.as_json:
+            self.json_writer.host(result)
+            return
+        action = outcome.step.action
+        if action in _OUTPUT_ACTIONS and result.status != "skipped":
+            self.printer.host_done(result)
+            has_output = bool(result.stdout or result.stderr) and not self.gather
+            if not result.is_ok and (self.quiet or not has_output or result.error):
+                self._err(f"{result.host}: {result.status}: {result.error}")
+            return
+        if result.status == "skipped":
+            return
+        if action in ("put", "get"):
+            from remoteops.cli_transfer import _report_host
+
+            _report_host(result, width=self.width, quiet=self.quiet)
+        elif not result.is_ok:
+            self._err(f"{result.host.ljust(self.width)}: {result.status}: {result.error}")
+        elif action == "ping":
+            self._out(
+                f"{result.host.ljust(self.width)}: ok  rtt {result.extra.get('rtt_ms', 0):.1f} ms"
+            )
+
+    def step_planned(self, step: Step, plan: Sequence[tuple[str, Sequence[str]]]) -> None:
+        from remoteops.playbook import fold_hosts
+
+        for what, hosts in plan:
+            self._out(f"  would {what}  on {fold_hosts(list(hosts))}")
+
+    def step_finished(self, step: Step, outcomes: Sequence[StepOutcome]) -> None:
+        from remoteops.playbook import fold_hosts
+        from remoteops.report import render_gathered
+
+        if self.as_json or self.quiet:
+            return
+        if self.gather and step.action in _OUTPUT_ACTIONS:
+            shown = [o.result for o in outcomes if o.result.status != "skipped"]
+            sys.stdout.write(render_gathered(shown, color=self.color))
+        by_status: dict[str, list[str]] = {}
+        for outcome in outcomes:
+            status: str = outcome.result.status
+            if outcome.result.extra.get("check_mode"):
+                status = "not run (--check)"
+            elif outcome.ignored:
+                status = "failed (ignored)"
+            elif outcome.changed:
+                status = "changed"
+            by_status.setdefault(status, []).append(outcome.host)
+        parts = [f"{status}: {fold_hosts(hosts)}" for status, hosts in by_status.items()]
+        self._out("  -> " + "; ".join(parts))
+
+    def stopped(self, message: str) -> None:
+        self._err(f"remoteops: {message}")
 
 
 def play_cmd(
     playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
-    check: Annotated[bool, typer.Option("--check", help="Show what would run.")] = False,
     inventory: _Inventory = None,
+    limit: _Limit = None,
+    forks: _Forks = None,
+    user: _User = None,
+    key: _Key = None,
+    port: _Port = None,
+    ssh_config: _SshConfig = None,
+    no_ssh_config: _NoSshConfig = False,
+    known_hosts: _KnownHosts = None,
+    host_key_policy: _Policy = None,
+    connect_timeout: _ConnectTimeout = None,
+    timeout: _Timeout = None,
+    as_json: _Json = False,
+    quiet: _Quiet = False,
+    retries: _Retries = 0,
+    key_passphrase_file: _PassphraseFile = None,
+    ask_pass: _AskPass = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Show what each step would do on which hosts; change nothing (run steps "
+            "marked check_safe: true still run).",
+        ),
+    ] = False,
+    start_at: Annotated[
+        str | None,
+        typer.Option("--start-at", help="Skip the steps before this one (its name or number)."),
+    ] = None,
+    step: Annotated[
+        bool, typer.Option("--step", help="Ask before each step (on a terminal only).")
+    ] = False,
+    extra_vars: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-e",
+            "--extra-vars",
+            help="NAME=VALUE, @FILE.yml or a YAML mapping (repeatable; beats every other "
+            "variable).",
+        ),
+    ] = None,
+    gather_output: Annotated[
+        bool,
+        typer.Option("-g", "--gather", help="Fold hosts with identical output, per step."),
+    ] = False,
+    retry_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."
+        ),
+    ] = None,
+    become_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--become-password-file",
+            help="File holding the sudo password for become steps (sent on stdin).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a playbook: ordered steps over the inventory, with rolling batches.
+    """Run a playbook: ordered steps over one connection per host, with rolling batches.
 
-    Example: remoteops play playbooks/rolling-update.yml --check
+    A playbook is a YAML list of plays; each play has hosts (a pattern), vars
+    and steps (run, script, put, get, ping, assert, fail, analyze), and may roll
+    out in serial batches with max_fail_percentage or any_errors_fatal. The
+    playbook is checked before any host is contacted (errors name FILE:LINE,
+    exit 2). Values put into commands are shell-quoted unless written
+    {{ x | raw }}. Ends with a recap per host and the exit code of run.
+
+    Example: remoteops play playbooks/rolling-config.yml -i inventories/hosts.yml --check
     """
-    raise UsageError("`remoteops play` is not built yet (issue #7); nothing was contacted")
+    from remoteops.inventory import default_inventory_sources, load_inventory
+    from remoteops.playbook import (
+        PlaybookRunner,
+        check_playbook,
+        load_playbook,
+        parse_extra_vars,
+        render_recap,
+        resolve_start_at,
+    )
+
+    if step and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError("--step asks before each step and needs a terminal; none is attached")
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    opts = _targeting(locals())
+    book = load_playbook(playbook)
+    extra = parse_extra_vars(extra_vars or [])
+    first = resolve_start_at(book, start_at) if start_at is not None else None
+    inv = load_inventory(opts.inventory or default_inventory_sources())
+    play_hosts = _select_hosts(book, inv, opts.limit)
+    check_playbook(
+        book,
+        play_hosts=play_hosts,
+        host_vars=lambda name: inv.hosts[name].vars,
+        extra_vars=extra,
+        start_at=first,
+    )
+    become_password = (
+        _read_secret_file(become_password_file, "--become-password-file")
+        if become_password_file
+        else None
+    )
+    plays_with_hosts = [p for p in book.plays if play_hosts[p.index]]
+    pattern = plays_with_hosts[0].hosts if len(plays_with_hosts) == 1 else "all"
+    targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    by_name = {t.name: t for t in targets}
+    width = max(len(t.name) for t in targets)
+    reporter = _TextReporter(as_json=as_json, gather=gather_output, quiet=quiet, width=width)
+    runner = PlaybookRunner(
+        book,
+        executor=executor,
+        targets=by_name,
+        play_hosts={i: [h for h in hosts if h in by_name] for i, hosts in play_hosts.items()},
+        groups=_Groups(inv),
+        group_names=lambda name: [g for g in inv.groups_of(name) if g not in ("all", "ungrouped")],
+        extra_vars=extra,
+        reporter=reporter,
+        check=check,
+        start_at=first,
+        confirm=_Prompt() if step else None,
+        become_password=become_password,
+    )
+    with _Interrupts(executor.cancel) as interrupts:
+        result = runner.run()
+    result.interrupted_by = interrupts.code
+    if not as_json:
+        recap = render_recap(result)
+        if recap:
+            sys.stdout.write(recap)
+            sys.stdout.flush()
+    _finish(result, as_json=as_json, json_writer=reporter.json_writer, retry_file=retry_file)
+
+
+class _Groups(dict[str, list[str]]):
+    """``groups``: every group's hosts, computed when a template reads them."""
+
+    def __init__(self, inventory: Any) -> None:
+        super().__init__()
+        self._inventory = inventory
+
+    def __missing__(self, group: str) -> list[str]:
+        if group not in self._inventory.groups:
+            raise KeyError(group)
+        hosts = list(self._inventory.hosts_of_group(group))
+        self[group] = hosts
+        return hosts
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``play`` to the main app."""
     app.command("play")(play_cmd)

@@ -72,7 +72,6 @@ def test_no_arguments_shows_help_and_exits_2() -> None:
 @pytest.mark.parametrize(
     ("args", "issue"),
     [
-        (["play", "x.yml"], "#7"),
         (["analyze", "group", "run.jsonl"], "#6"),
     ],
 )
@@ -81,6 +80,14 @@ def test_commands_not_built_yet_say_so(args: list[str], issue: str) -> None:
     assert result.returncode == 2
     assert issue in result.stderr
     assert "nothing was contacted" in result.stderr
+
+
+def test_play_with_a_missing_playbook_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("play", str(tmp_path / "x.yml"), "-i", "a,b")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"remoteops: error: {tmp_path / 'x.yml'}: No such file or directory; check the path"
+    ]
 
 
 def test_lab_up_without_sshd_says_how_to_install(tmp_path: Path) -> None:

@@ -1,0 +1,781 @@
+"""Run a checked playbook: one connection per host for the whole run, steps in lockstep.
+
+Each step goes to the live hosts of the current batch at once (up to the
+executor's forks) and finishes on all of them before the next step starts, as
+Ansible's linear strategy does. A host that fails a step drops out of the rest
+of the playbook. After each step the batch's failures are weighed against the
+play's policy (``any_errors_fatal``, ``max_fail_percentage``, or: every host of
+the batch failed); past it the rollout stops and later batches never start.
+
+Sessions are opened by the first step that needs a host, kept for every later
+step, batch and play, and closed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from jinja2 import TemplateError
+
+from remoteops.errors import ConnectError, HostError, RemoteOpsError
+from remoteops.playbook.model import Play, Playbook, Step
+from remoteops.playbook.recap import HostCounts, PlaybookResult, fold_hosts
+from remoteops.playbook.template import Template
+from remoteops.results import HostResult
+
+if TYPE_CHECKING:
+    from remoteops.execution import Executor
+    from remoteops.session import Session
+    from remoteops.target import Target
+    from remoteops.transfer import SourceSet
+
+__all__ = ["Answer", "PlaybookRunner", "Reporter", "StepOutcome"]
+
+logger = logging.getLogger(__name__)
+
+Answer = Literal["yes", "no", "all", "quit"]
+"""What ``--step`` asks before a step: run it, skip it, run all the rest, stop."""
+
+_LOCAL_ACTIONS = ("fail", "assert", "analyze")
+_WAIT_S = 0.25  # the main thread wakes this often, so Ctrl-C is handled promptly
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """One step on one host: its result (JSON fields added) and what it counted as."""
+
+    host: str
+    step: Step
+    result: HostResult
+    changed: bool = False
+    ignored: bool = False
+
+
+class Reporter(Protocol):
+    """Where a run's progress goes (the CLI renders it)."""
+
+    def play_started(self, play: Play, hosts: Sequence[str]) -> None:
+        """A play begins on ``hosts``."""
+
+    def batch_started(self, play: Play, number: int, total: int, hosts: Sequence[str]) -> None:
+        """Batch ``number`` of ``total`` begins."""
+
+    def step_started(self, step: Step, hosts: Sequence[str]) -> None:
+        """A step begins on ``hosts`` (before ``when`` is weighed)."""
+
+    def line(self, host: str, stream: str, data: bytes) -> None:
+        """One line of a command's output (called from worker threads)."""
+
+    def host_done(self, outcome: StepOutcome) -> None:
+        """A step finished on one host."""
+
+    def step_planned(self, step: Step, plan: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """``--check``: what the step would do, as (what, hosts) pairs."""
+
+    def step_finished(self, step: Step, outcomes: Sequence[StepOutcome]) -> None:
+        """A step finished on every host of the batch."""
+
+    def stopped(self, message: str) -> None:
+        """The rollout stopped early; ``message`` says where and why."""
+
+
+class _NotRun(dict[str, Any]):
+    """A result registered in ``--check`` by a step that did not run."""
+
+
+@dataclass(slots=True)
+class _HostState:
+    target: Target
+    counts: HostCounts = field(default_factory=HostCounts)
+    registered: dict[str, Any] = field(default_factory=dict)
+    play_vars: dict[str, Any] = field(default_factory=dict)
+    failure: HostResult | None = None
+    started: float = 0.0
+    finished: float = 0.0
+
+
+@dataclass(slots=True)
+class _Work:
+    """A prepared step for one host: ``remote`` runs on its session, else ``local`` already ran."""
+
+    remote: Callable[[Session], HostResult] | None = None
+    local: HostResult | None = None
+    plan: str | None = None  # --check: what would be done instead
+
+
+class _HostVars(Mapping[str, Mapping[str, Any]]):
+    """``hostvars``: every host's variables, built when a template reads them."""
+
+    def __init__(self, runner: PlaybookRunner, play: Play) -> None:
+        self._runner = runner
+        self._play = play
+
+    def __getitem__(self, host: str) -> Mapping[str, Any]:
+        if host not in self._runner.states:
+            raise KeyError(host)
+        return self._runner.context(host, self._play)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runner.states)
+
+    def __len__(self) -> int:
+        return len(self._runner.states)
+
+
+class PlaybookRunner:
+    """Runs a checked ``Playbook`` with one ``Executor`` (its credentials, deadlines, cancel)."""
+
+    def __init__(
+        self,
+        playbook: Playbook,
+        *,
+        executor: Executor,
+        targets: Mapping[str, Target],
+        play_hosts: Mapping[int, Sequence[str]],
+        groups: Mapping[str, Sequence[str]],
+        group_names: Callable[[str], Sequence[str]],
+        extra_vars: Mapping[str, Any],
+        reporter: Reporter,
+        check: bool = False,
+        start_at: int | None = None,
+        confirm: Callable[[Step, Sequence[str]], Answer] | None = None,
+        become_password: str | None = None,
+    ) -> None:
+        self.playbook = playbook
+        self.executor = executor
+        self.play_hosts = play_hosts
+        self.groups = groups
+        self.group_names = group_names
+        self.extra_vars = dict(extra_vars)
+        self.reporter = reporter
+        self.check = check
+        self.start_at = start_at
+        self.confirm = confirm
+        self.become_password = become_password
+        self.states: dict[str, _HostState] = {}
+        for play in playbook.plays:
+            for host in play_hosts.get(play.index, ()):
+                self.states.setdefault(host, _HostState(targets[host]))
+        self._sessions: dict[str, Session] = {}
+        self._sessions_lock = threading.Lock()
+        self._sources: dict[tuple[Any, ...], SourceSet] = {}
+        self._batch: list[str] = []
+        self._live: list[str] = []
+        self._stopped: str | None = None
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> PlaybookResult:
+        """Run every play; the result holds each host's outcome and the recap."""
+        start = time.monotonic()
+        pool = ThreadPoolExecutor(max_workers=self.executor.forks, thread_name_prefix="host")
+        try:
+            for play in self.playbook.plays:
+                hosts = [h for h in self.play_hosts.get(play.index, ()) if self._is_live(h)]
+                if not hosts:
+                    continue
+                self._run_play(play, hosts, pool)
+                if self._stopped:
+                    break
+        finally:
+            self._close_sessions(pool)
+            pool.shutdown(wait=True)
+            self.executor.close()
+        return self._result(time.monotonic() - start)
+
+    def _is_live(self, host: str) -> bool:
+        return self.states[host].failure is None
+
+    def _run_play(self, play: Play, hosts: list[str], pool: ThreadPoolExecutor) -> None:
+        self.reporter.play_started(play, hosts)
+        self._live = hosts
+        for host in hosts:
+            self._set_play_vars(host, play)
+        batches = play.batches([h for h in hosts if self._is_live(h)])
+        for number, batch in enumerate(batches, start=1):
+            self._batch = batch
+            self.reporter.batch_started(play, number, len(batches), batch)
+            self._run_batch(play, batch, pool, number, batches)
+            if self._stopped:
+                return
+
+    def _run_batch(
+        self,
+        play: Play,
+        batch: list[str],
+        pool: ThreadPoolExecutor,
+        number: int,
+        batches: list[list[str]],
+    ) -> None:
+        for step in play.steps:
+            if self.start_at is not None and step.number < self.start_at:
+                continue
+            live = [h for h in batch if self._is_live(h)]
+            if not live:
+                break
+            if self.executor.cancel_event.is_set():
+                self._stop("the run was interrupted", batches[number - 1 :])
+                return
+            if self.confirm is not None:
+                answer = self.confirm(step, live)
+                if answer == "quit":
+                    self._stop(
+                        f"stopped at the --step prompt before step {step.number}",
+                        [live, *batches[number:]],
+                    )
+                    return
+                if answer == "no":
+                    continue
+                if answer == "all":
+                    self.confirm = None
+            outcomes = self._run_step(play, step, live, pool)
+            failed = [o.host for o in outcomes if not o.result.is_ok and not o.ignored]
+            if failed and play.any_errors_fatal:
+                self._stop(
+                    f"step {step.number} {step.name!r} failed on {fold_hosts(failed)} and the play "
+                    "has any_errors_fatal",
+                    [[h for h in batch if self._is_live(h)], *batches[number:]],
+                )
+                return
+            reason = self._over_threshold(play, batch)
+            if reason:
+                rest = batches[number:]
+                later = (
+                    f"; batches {number + 1}-{len(batches)} "
+                    f"({sum(len(b) for b in rest)} hosts) not started"
+                    if rest
+                    else ""
+                )
+                self._stop(
+                    f"rollout stopped in batch {number}/{len(batches)}, "
+                    f"{fold_hosts(batch)}, at step {step.number} {step.name!r}: {reason}{later}",
+                    [[h for h in batch if self._is_live(h)], *rest],
+                )
+                return
+
+    def _over_threshold(self, play: Play, batch: list[str]) -> str | None:
+        failed = sum(1 for h in batch if not self._is_live(h))
+        if not failed:
+            return None
+        if play.max_fail_percentage is not None:
+            percent = 100.0 * failed / len(batch)
+            if percent > play.max_fail_percentage:
+                return (
+                    f"{failed} of {len(batch)} hosts failed ({percent:.0f}%), above "
+                    f"max_fail_percentage {play.max_fail_percentage:g}%"
+                )
+            return None
+        if failed == len(batch):
+            return f"all {len(batch)} hosts of the batch failed"
+        return None
+
+    def _stop(self, reason: str, not_done: Sequence[Sequence[str]]) -> None:
+        self._stopped = reason
+        self.reporter.stopped(reason)
+        for hosts in not_done:
+            for host in hosts:
+                state = self.states[host]
+                if state.failure is None:
+                    state.failure = _host_result(
+                        state.target, "skipped", error=f"not finished: {reason}"
+                    )
+
+    # ------------------------------------------------------------------ one step
+
+    def _run_step(
+        self, play: Play, step: Step, hosts: list[str], pool: ThreadPoolExecutor
+    ) -> list[StepOutcome]:
+        self.reporter.step_started(step, hosts)
+        outcomes: list[StepOutcome] = []
+        remote: dict[Future[HostResult], str] = {}
+        plans: dict[str, list[str]] = {}
+        for host in hosts:
+            state = self.states[host]
+            if not state.started:
+                state.started = time.monotonic()
+            work = self._prepare(play, step, host)
+            if work.plan is not None:
+                plans.setdefault(work.plan, []).append(host)
+                state.registered.update({step.register: _NotRun()} if step.register else {})
+                result = _host_result(state.target, "skipped", error="--check: not run")
+                outcomes.append(self._finish(play, step, host, result, check_plan=work.plan))
+            elif work.local is not None:
+                outcomes.append(self._finish(play, step, host, work.local))
+            elif work.remote is not None:
+                remote[pool.submit(self._on_session, host, work.remote)] = host
+        if plans:
+            self.reporter.step_planned(step, [(what, hs) for what, hs in plans.items()])
+        pending = set(remote)
+        while pending:
+            done, pending = wait(pending, timeout=_WAIT_S, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcomes.append(self._finish(play, step, remote[future], future.result()))
+        self.reporter.step_finished(step, outcomes)
+        return outcomes
+
+    def _on_session(self, host: str, work: Callable[[Session], HostResult]) -> HostResult:
+        state = self.states[host]
+        start = time.monotonic()
+        try:
+            if self.executor.cancel_event.is_set():
+                return _host_result(state.target, "skipped", error="not started: interrupted")
+            return work(self._session(host))
+        except HostError as exc:
+            return _host_result(
+                state.target, exc.status, error=str(exc), duration=time.monotonic() - start
+            )
+        except Exception as exc:
+            logger.debug("Host %r: unexpected error", host, exc_info=True)
+            return _host_result(
+                state.target,
+                "failed",
+                error=f"internal error: {exc!r}",
+                duration=time.monotonic() - start,
+            )
+
+    def _session(self, host: str) -> Session:
+        with self._sessions_lock:
+            session = self._sessions.get(host)
+        if session is None:
+            session = self.executor.open_session(self.states[host].target)
+            with self._sessions_lock:
+                self._sessions[host] = session
+        elif not session.transport.is_active():
+            raise ConnectError(host, "the connection was lost after an earlier step")
+        return session
+
+    def _close_sessions(self, pool: ThreadPoolExecutor) -> None:
+        with self._sessions_lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for future in [pool.submit(s.close) for s in sessions]:
+            with contextlib.suppress(Exception):
+                future.result()
+
+    def _finish(
+        self,
+        play: Play,
+        step: Step,
+        host: str,
+        result: HostResult,
+        *,
+        check_plan: str | None = None,
+    ) -> StepOutcome:
+        """Weigh changed_when/failed_when, register, count, and drop a failed host."""
+        state = self.states[host]
+        changed = bool(result.extra.get("changed", step.action in ("run", "script")))
+        changed = changed and result.is_ok
+        registered = _registered(step, result, changed)
+        if (
+            check_plan is None
+            and result.status in ("ok", "failed")
+            and (step.changed_when or step.failed_when)
+        ):
+            context = dict(self.context(host, play))
+            context["result"] = registered
+            if step.register:
+                context[step.register] = registered
+            try:
+                if step.changed_when is not None:
+                    changed = bool(step.changed_when.evaluate(context)) and result.is_ok
+                if step.failed_when is not None:
+                    is_failed = bool(step.failed_when.evaluate(context))
+                    result = dataclasses.replace(
+                        result,
+                        status="failed" if is_failed else "ok",
+                        error=f"failed_when: {step.failed_when.source}" if is_failed else None,
+                    )
+            except (TemplateError, RemoteOpsError) as exc:
+                result = dataclasses.replace(result, status="failed", error=_template_error(exc))
+            registered = _registered(step, result, changed)
+        if step.register and check_plan is None:
+            state.registered[step.register] = registered
+        ignored = not result.is_ok and step.ignore_errors and result.status == "failed"
+        counts = state.counts
+        if result.status == "skipped":
+            counts.skipped += 1
+        elif result.is_ok:
+            counts.ok += 1
+            counts.changed += int(changed)
+        elif ignored:
+            counts.ignored += 1
+        elif result.status in ("unreachable", "hostkey"):
+            counts.unreachable += 1
+        else:
+            counts.failed += 1
+        if not result.is_ok and not ignored and result.status != "skipped":
+            state.failure = dataclasses.replace(
+                result, error=f"step {step.number} {step.name!r}: {result.error}"
+            )
+        state.finished = time.monotonic()
+        extra: dict[str, Any] = {
+            **result.extra,
+            "play": play.index,
+            "step": step.number,
+            "step_name": step.name,
+            "action": step.action,
+            "changed": changed,
+        }
+        if ignored:
+            extra["ignored"] = True
+        if check_plan is not None:
+            extra["check_mode"] = True
+            extra["would"] = check_plan
+        outcome = StepOutcome(
+            host, step, dataclasses.replace(result, extra=extra), changed=changed, ignored=ignored
+        )
+        self.reporter.host_done(outcome)
+        return outcome
+
+    # ------------------------------------------------------------------ preparing
+
+    def context(self, host: str, play: Play) -> dict[str, Any]:
+        """The variables a template sees on ``host``, lowest precedence first."""
+        state = self.states[host]
+        return {
+            **state.target.vars,
+            **state.play_vars,
+            **state.registered,
+            **self.extra_vars,
+            "inventory_hostname": host,
+            "inventory_hostname_short": host.split(".")[0],
+            "groups": self.groups,
+            "group_names": list(self.group_names(host)),
+            "hostvars": _HostVars(self, play),
+            "play_hosts": [h for h in self._live if self._is_live(h)],
+            "play_batch": [h for h in self._batch if self._is_live(h)],
+            "check_mode": self.check,
+            "playbook_dir": str(self.playbook.path.parent.absolute()),
+        }
+
+    def _set_play_vars(self, host: str, play: Play) -> None:
+        state = self.states[host]
+        state.play_vars = {}
+        for name, value in play.vars.items():
+            templates = {t.source: t for t in play.var_templates.get(name, ())}
+            if templates:
+                context = self.context(host, play)
+                try:
+                    value = _render_value(value, templates, context)
+                except (TemplateError, RemoteOpsError) as exc:
+                    state.failure = _host_result(
+                        state.target,
+                        "failed",
+                        error=f"play {play.index} vars: {name}: {_template_error(exc)}",
+                    )
+                    state.counts.failed += 1
+                    return
+            state.play_vars[name] = value
+
+    def _prepare(self, play: Play, step: Step, host: str) -> _Work:
+        state = self.states[host]
+        context = self.context(host, play)
+        try:
+            for condition in step.when:
+                if self._not_run_in(condition, context):
+                    return _Work(plan=f"runs if {condition.source} (depends on --check results)")
+                if not condition.evaluate(context):
+                    return _Work(
+                        local=_host_result(
+                            state.target, "skipped", error=f"when: {condition.source} is false"
+                        )
+                    )
+            return self._prepare_action(play, step, host, context)
+        except (TemplateError, RemoteOpsError) as exc:
+            return _Work(local=_host_result(state.target, "failed", error=_template_error(exc)))
+
+    def _not_run_in(self, template: Template, context: Mapping[str, Any]) -> bool:
+        return self.check and any(isinstance(context.get(n), _NotRun) for n in template.names)
+
+    def _prepare_action(
+        self, play: Play, step: Step, host: str, context: Mapping[str, Any]
+    ) -> _Work:
+        from remoteops.execution import CommandSpec
+
+        target = self.states[host].target
+        args = step.args
+        timeout = step.timeout or play.timeout
+        runs_in_check = step.check_safe or step.action in ("ping", "fail", "assert")
+        if step.action in ("fail", "assert"):
+            pending = [t for t in args.get("that", ()) if self._not_run_in(t, context)]
+            if pending:
+                return _Work(plan=f"checks {pending[0].source} (depends on --check results)")
+            return _Work(local=self._check_local(step, target, context))
+        if step.action == "analyze":
+            return _Work(local=self._analyze(step, target, context))
+        if step.action == "ping":
+            return _Work(remote=lambda session: _ping(self.executor, session, timeout))
+        if step.action in ("run", "script"):
+            if step.action == "run":
+                command = args["command"].render(context)
+                stdin = None
+                shown = command
+            else:
+                path = self._local_path(args["path"].render(context))
+                script = self._read_script(path)
+                command = _script_command(script, args["args"].render(context))
+                stdin = script
+                shown = f"{path} {args['args'].render(context)}".strip()
+            become = step.become if step.become is not None else play.become
+            become_user = step.become_user.render(context) if step.become_user else play.become_user
+            spec = CommandSpec(
+                command=command,
+                pty=step.pty,
+                env={k: t.render(context) for k, t in step.env.items()},
+                stdin=stdin,
+                become=become,
+                become_user=become_user,
+                become_password=self.become_password,
+            )
+            if self.check and not runs_in_check:
+                sudo = " (with sudo)" if become or target.become else ""
+                return _Work(plan=f"run{sudo}: {shown}")
+
+            def run(session: Session) -> HostResult:
+                return self.executor.run_on_session(
+                    session, spec, timeout=timeout, on_line=self.reporter.line
+                )
+
+            return _Work(remote=run)
+        if step.action == "put":
+            return self._prepare_put(step, context, timeout, runs_in_check)
+        return self._prepare_get(step, context, timeout, runs_in_check)
+
+    def _prepare_put(
+        self, step: Step, context: Mapping[str, Any], timeout: float | None, runs: bool
+    ) -> _Work:
+        from remoteops.transfer import PutOptions, SourceSet, put_on_session
+
+        args = step.args
+        sources = tuple(str(self._local_path(t.render(context))) for t in args["src"])
+        dest = args["dest"].render(context)
+        options = PutOptions(
+            preserve=args["preserve"], checksum=args["checksum"], verify=args["verify"]
+        )
+        key = (sources, args.get("mode"), options.checksum or options.verify)
+        source_set = self._sources.get(key)
+        if source_set is None:
+            source_set = SourceSet.scan(
+                list(sources), mode=args.get("mode"), need_hash=bool(key[2])
+            )
+            self._sources[key] = source_set
+        if self.check and not runs:
+            files = len(source_set.files)
+            return _Work(
+                plan=f"put {', '.join(sources)} -> {dest} ({files} file{'s' * (files != 1)}, "
+                f"{source_set.total_bytes} bytes)"
+            )
+        return _Work(
+            remote=lambda session: put_on_session(
+                self.executor, session, source_set, dest, options=options, timeout=timeout
+            )
+        )
+
+    def _prepare_get(
+        self, step: Step, context: Mapping[str, Any], timeout: float | None, runs: bool
+    ) -> _Work:
+        from remoteops.transfer import GetOptions, get_on_session
+
+        args = step.args
+        remotes = [t.render(context) for t in args["src"]]
+        local_dir = Path(args["dest"].render(context))
+        if local_dir.exists() and not local_dir.is_dir():
+            raise RemoteOpsError(f"get dest {local_dir}: not a directory")
+        options = GetOptions(
+            preserve=args["preserve"], checksum=args["checksum"], verify=args["verify"]
+        )
+        if self.check and not runs:
+            return _Work(plan=f"get {', '.join(remotes)} -> {local_dir}/<host>/")
+
+        def get(session: Session) -> HostResult:
+            result = get_on_session(
+                self.executor, session, remotes, local_dir, options=options, timeout=timeout
+            )
+            dest = str(local_dir / session.target.name)
+            return dataclasses.replace(result, extra={**result.extra, "dest": dest})
+
+        return _Work(remote=get)
+
+    def _check_local(self, step: Step, target: Target, context: Mapping[str, Any]) -> HostResult:
+        msg_template: Template | None = step.args.get("msg")
+        if step.action == "fail":
+            assert msg_template is not None
+            message = msg_template.render(context)
+            return _host_result(target, "failed", error=message, extra={"msg": message})
+        for condition in step.args["that"]:
+            if not condition.evaluate(context):
+                message = (
+                    msg_template.render(context)
+                    if msg_template is not None
+                    else f"assertion failed: {condition.source}"
+                )
+                return _host_result(target, "failed", error=message, extra={"msg": message})
+        return _host_result(target, "ok", extra={"msg": "all assertions passed"})
+
+    def _analyze(self, step: Step, target: Target, context: Mapping[str, Any]) -> HostResult:
+        del context
+        return _host_result(
+            target,
+            "failed",
+            error=f"analyze {step.args['analyzer']}: analysis is not available in this version",
+        )
+
+    def _local_path(self, path: str) -> Path:
+        local = Path(path)
+        return local if local.is_absolute() else self.playbook.path.parent / local
+
+    def _read_script(self, path: Path) -> bytes:
+        key = ("script", str(path))
+        cached = self._sources.get(key)
+        if cached is not None:
+            return cached.files[0].data or b""
+        from remoteops.transfer import SourceSet
+
+        source = SourceSet.scan([str(path)])
+        if not source.is_single_file:
+            raise RemoteOpsError(f"script {path}: not a single file")
+        self._sources[key] = source
+        return source.files[0].data or b""
+
+    # ------------------------------------------------------------------ result
+
+    def _result(self, duration: float) -> PlaybookResult:
+        result = PlaybookResult(stopped=self._stopped, duration_s=duration)
+        for host, state in self.states.items():
+            if state.failure is not None:
+                final = state.failure
+            elif not state.started:
+                final = _host_result(state.target, "skipped", error="not started")
+            else:
+                final = _host_result(state.target, "ok")
+            if state.started:
+                final = dataclasses.replace(final, duration_s=state.finished - state.started)
+            result.add(final)
+            result.recap[host] = state.counts
+        return result
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _host_result(
+    target: Target,
+    status: str,
+    *,
+    error: str | None = None,
+    duration: float = 0.0,
+    extra: Mapping[str, Any] | None = None,
+) -> HostResult:
+    return HostResult(
+        host=target.name,
+        address=target.address,
+        port=target.port,
+        status=status,  # type: ignore[arg-type]
+        error=error,
+        duration_s=duration,
+        extra=dict(extra or {}),
+    )
+
+
+def _template_error(exc: Exception) -> str:
+    if isinstance(exc, RemoteOpsError):
+        return exc.message
+    return f"template error: {exc}"
+
+
+def _render_value(value: Any, templates: Mapping[str, Template], context: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        template = templates.get(value)
+        return template.render(context) if template is not None else value
+    if isinstance(value, Mapping):
+        return {k: _render_value(v, templates, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_value(v, templates, context) for v in value]
+    return value
+
+
+def _registered(step: Step, result: HostResult, changed: bool) -> dict[str, Any]:
+    """What ``register:`` stores: the result as plain data (``RESULT_FIELDS``)."""
+    data: dict[str, Any] = {
+        "status": result.status,
+        "failed": result.status not in ("ok", "skipped"),
+        "changed": changed,
+        "skipped": result.status == "skipped",
+        "error": result.error,
+        "duration_s": round(result.duration_s, 3),
+    }
+    extra = result.extra
+    if step.action in ("run", "script"):
+        stdout = result.stdout.decode("utf-8", errors="replace")
+        stderr = result.stderr.decode("utf-8", errors="replace")
+        data.update(
+            rc=result.exit_code,
+            stdout=stdout.rstrip("\n"),
+            stderr=stderr.rstrip("\n"),
+            stdout_lines=stdout.splitlines(),
+            stderr_lines=stderr.splitlines(),
+        )
+    elif step.action in ("put", "get"):
+        for key in ("files", "unchanged", "failed_files", "bytes"):
+            data[key] = extra.get(key, 0)
+        if step.action == "get":
+            data["dest"] = extra.get("dest", "")
+    elif step.action == "ping":
+        data.update(rtt_ms=extra.get("rtt_ms"), server_version=extra.get("server_version"))
+    elif step.action == "analyze":
+        data.update(
+            findings=extra.get("findings", []),
+            report=extra.get("report", ""),
+            count=extra.get("count", 0),
+        )
+    else:
+        data["msg"] = extra.get("msg", result.error or "")
+    return data
+
+
+_SHELLS = ("sh", "bash", "dash", "ksh", "zsh")
+
+
+def _script_command(script: bytes, args: str) -> str:
+    """The command that runs ``script`` sent on stdin: its ``#!`` interpreter, else ``sh``."""
+    first = script.split(b"\n", 1)[0]
+    interpreter = "sh"
+    if first.startswith(b"#!"):
+        interpreter = first[2:].decode("utf-8", errors="replace").strip() or "sh"
+    name = interpreter.split()[0].rsplit("/", 1)[-1]
+    words = interpreter.split()
+    is_shell = name in _SHELLS or (name == "env" and len(words) > 1 and words[1] in _SHELLS)
+    tail = f" {args}" if args else ""
+    if is_shell:
+        return f"{interpreter} -s --{tail}"
+    return f"{interpreter} /dev/stdin{tail}"
+
+
+def _ping(executor: Executor, session: Session, timeout: float | None) -> HostResult:
+    start = time.monotonic()
+    target = session.target
+
+    def on_deadline() -> None:
+        with contextlib.suppress(Exception):
+            session.transport.close()
+
+    with executor.watchdog.deadline(timeout or target.connect_timeout, on_deadline):
+        session.transport.global_request("keepalive@openssh.com", wait=True)
+    if not session.transport.is_active():
+        raise ConnectError(target.name, "no answer to a keepalive; the connection was closed")
+    rtt = time.monotonic() - start
+    return _host_result(
+        target,
+        "ok",
+        duration=rtt,
+        extra={"rtt_ms": round(rtt * 1000, 2), "server_version": session.server_version},
+    )
