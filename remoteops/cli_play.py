@@ -171,7 +171,7 @@ class _TextReporter:
             self.printer.host_done(result)
             has_output = bool(result.stdout or result.stderr) and not self.gather
             if not result.is_ok and (self.quiet or not has_output or result.error):
-                self._err(f"{result.host}: {result.status}: {result.error}")
+                self._err(f"{result.host.ljust(self.width)}: {result.status}: {result.error}")
             return
         if result.status == "skipped":
             return

@@ -482,7 +482,7 @@ class PlaybookRunner:
         try:
             for condition in step.when:
                 if self._not_run_in(condition, context):
-                    return _Work(plan=f"runs if {condition.source} (depends on --check results)")
+                    return _Work(plan=f"run if {condition.source} (depends on --check results)")
                 if not condition.evaluate(context):
                     return _Work(
                         local=_host_result(
@@ -508,7 +508,7 @@ class PlaybookRunner:
         if step.action in ("fail", "assert"):
             pending = [t for t in args.get("that", ()) if self._not_run_in(t, context)]
             if pending:
-                return _Work(plan=f"checks {pending[0].source} (depends on --check results)")
+                return _Work(plan=f"check {pending[0].source} (depends on --check results)")
             return _Work(local=self._check_local(step, target, context))
         if step.action == "analyze":
             return _Work(local=self._analyze(step, target, context))

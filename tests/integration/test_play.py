@@ -1,0 +1,420 @@
+"""`remoteops play` against the lab's real sshd servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remoteops.lab import Lab, lab_up
+from tests.conftest import free_port
+from tests.helpers import run_cli as cli
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOKS = ROOT / "playbooks"
+
+
+def play(lab: Lab, playbook: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return cli("play", str(playbook), "-i", str(lab.inventory), *args, **kwargs)
+
+
+def json_lines(output: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    objs = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert objs
+    assert objs[-1]["type"] == "summary"
+    assert all(o["type"] == "host" for o in objs[:-1])
+    return objs[:-1], objs[-1]
+
+
+def write_book(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "book.yml"
+    path.write_text(text)
+    return path
+
+
+def accepted(lab: Lab, host: str) -> int:
+    """Logins sshd accepted so far on ``host`` (LogLevel VERBOSE logs one line per login)."""
+    return lab.sshd_log(host).read_text(errors="replace").count("Accepted publickey")
+
+
+def seed(lab: Lab, host: str, remote: str, text: str) -> None:
+    """Write a file on a lab host as its login user would own it."""
+    entry = pwd.getpwnam(lab.user)
+    local = lab.host_path(host, remote)
+    for parent in reversed(local.relative_to(lab.host_path(host, "/srv")).parents):
+        directory = lab.host_path(host, "/srv") / parent
+        directory.mkdir(exist_ok=True)
+        os.chown(directory, entry.pw_uid, entry.pw_gid)
+    local.write_text(text)
+    os.chown(local, entry.pw_uid, entry.pw_gid)
+
+
+def start_lab(lab_factory: list[Path], tmp_path: Path, hosts: int) -> Lab:
+    lab_dir = tmp_path / f"lab{hosts}"
+    lab_factory.append(lab_dir)
+    return lab_up(lab_dir, hosts=hosts, port=free_port()).lab
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def test_example_playbooks_on_20_hosts(lab_factory: list[Path], tmp_path: Path) -> None:
+    lab = start_lab(lab_factory, tmp_path, 20)
+    names = [h.name for h in lab.hosts]
+    web = [n for n in names if n.startswith("web")]
+
+    # Rolling config update: every web host gets the config and loads it.
+    result = play(lab, PLAYBOOKS / "rolling-config.yml", "--json")
+    assert result.returncode == 0, result.stderr
+    lines, summary = json_lines(result.stdout)
+    assert summary["exit_code"] == 0
+    assert set(summary["recap"]) == set(web)
+    for host in web:
+        assert summary["recap"][host] == {
+            "ok": 6,
+            "changed": 3,
+            "failed": 0,
+            "skipped": 0,
+            "unreachable": 0,
+            "ignored": 0,
+        }
+        conf = lab.host_path(host, "/srv/app/app.conf").read_bytes()
+        assert conf == (PLAYBOOKS / "files" / "app.conf").read_bytes()
+        assert lab.host_path(host, "/srv/app/loaded.sha256").exists()
+    # serial [1, 25%] of 10 hosts: batches of 1, 2, 2, 2, 2, 1; the canary first.
+    first_step = [o["host"] for o in lines if o["step"] == 1]
+    assert first_step[0] == "web01"
+    # A second run changes nothing and restarts nothing.
+    again = play(lab, PLAYBOOKS / "rolling-config.yml", "--json")
+    assert again.returncode == 0
+    _, summary = json_lines(again.stdout)
+    assert summary["recap"]["web05"]["changed"] == 1  # only mkdir -p, which always runs
+    assert summary["recap"]["web05"]["skipped"] == 1  # the restart
+
+    # Version audit: db03 drifts from the fleet's app version.
+    for host in names:
+        seed(lab, host, "/srv/app/VERSION", "1.9\n" if host == "db03" else "2.0\n")
+    result = play(lab, PLAYBOOKS / "version-audit.yml", "--json")
+    assert result.returncode == 5
+    lines, summary = json_lines(result.stdout)
+    assert summary["failed"] == 1
+    assert summary["ok"] == 19
+    assert summary["recap"]["db03"]["failed"] == 1
+    (drift,) = [o for o in lines if o["status"] == "failed"]
+    assert drift["host"] == "db03"
+    assert drift["error"] == "app 1.9 drifts from the fleet's 2.0"
+
+    # Logs: db01 has two ERROR lines, web02 none, the others no log at all.
+    seed(lab, "db01", "/srv/app/log/app.log", "ok\nERROR disk\nERROR net\n")
+    seed(lab, "web02", "/srv/app/log/app.log", "ok\nfine\n")
+    collected = tmp_path / "collected"
+    result = play(
+        lab, PLAYBOOKS / "collect-logs.yml", "-e", f"collect_dir={collected} max_errors=1"
+    )
+    assert result.returncode == 5, result.stderr
+    assert "db01 : failed: 2 ERROR lines in /srv/app/log (limit 1)" in result.stderr
+    assert (collected / "db01/srv/app/log/app.log").read_text().count("ERROR") == 2
+    assert (collected / "web02/srv/app/log/app.log").exists()
+    assert sorted(p.name for p in collected.iterdir()) == ["db01", "web02"]
+    assert "web02  ok=4 changed=1 failed=0 skipped=0" in result.stdout
+    assert "web01  ok=1 changed=0 failed=0 skipped=3" in result.stdout
+
+    # Disk report: thresholds from -e; over the warning level every host warns.
+    result = play(lab, PLAYBOOKS / "disk-report.yml", "-e", "warn_percent=-1", "--gather")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING /srv is" in result.stdout
+    assert "(20)" in result.stdout  # the warning folded over all 20 hosts
+    result = play(lab, PLAYBOOKS / "disk-report.yml", "-e", "max_percent=-1", "--json")
+    assert result.returncode == 5
+    _, summary = json_lines(result.stdout)
+    assert summary["failed"] == 20
+    assert summary["recap"]["web01"] == {
+        "ok": 1,
+        "changed": 0,
+        "failed": 1,
+        "skipped": 1,
+        "unreachable": 0,
+        "ignored": 0,
+    }
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def test_five_steps_on_100_hosts_use_one_connection_per_host(
+    lab_factory: list[Path], tmp_path: Path
+) -> None:
+    lab = start_lab(lab_factory, tmp_path, 100)
+    (tmp_path / "motd").write_text("hello\n")
+    book = write_book(
+        tmp_path,
+        "- hosts: all\n"
+        "  steps:\n"
+        "    - run: hostname\n"
+        "      register: name\n"
+        "    - put: {src: motd, dest: /tmp/motd}\n"
+        "    - run: cat /tmp/motd\n"
+        "    - ping:\n"
+        "    - assert:\n"
+        "        that: name.stdout == inventory_hostname\n",
+    )
+    before = {h.name: accepted(lab, h.name) for h in lab.hosts}
+    result = play(lab, book, "--json")
+    assert result.returncode == 0, result.stderr
+    lines, summary = json_lines(result.stdout)
+    assert summary["ok"] == 100
+    assert len(lines) == 500
+    after = {h.name: accepted(lab, h.name) for h in lab.hosts}
+    assert {h: after[h] - before[h] for h in after} == {h: 1 for h in after}
+
+
+# --------------------------------------------------------------------------- rollout
+
+
+def test_a_failed_canary_stops_the_rollout_before_the_second_batch(
+    lab: Lab, tmp_path: Path
+) -> None:
+    marker = f"/tmp/rolled-{uuid.uuid4().hex[:8]}"
+    book = write_book(
+        tmp_path,
+        "- hosts: all\n"
+        '  serial: [1, "25%"]\n'
+        "  steps:\n"
+        "    - run: touch " + marker + "\n"
+        "    - run: test {{ inventory_hostname }} != web01\n"
+        "    - run: echo after\n",
+    )
+    before = {h.name: accepted(lab, h.name) for h in lab.hosts}
+    result = play(lab, book, "--json")
+    assert result.returncode == 5
+    lines, summary = json_lines(result.stdout)
+    assert {o["host"] for o in lines} == {"web01"}
+    assert [o["step"] for o in lines] == [1, 2]
+    assert summary["failed"] == 1
+    assert summary["skipped"] == len(lab.hosts) - 1
+    assert summary["stopped"].startswith("rollout stopped in batch 1/")
+    assert "all 1 hosts of the batch failed" in summary["stopped"]
+    assert "not started" in summary["stopped"]
+    assert "rollout stopped in batch 1/" in result.stderr
+    for host in lab.hosts:
+        contacted = accepted(lab, host.name) - before[host.name]
+        assert contacted == (1 if host.name == "web01" else 0)
+        assert lab.host_path(host.name, marker).exists() == (host.name == "web01")
+    lab.host_path("web01", marker).unlink()
+
+
+def test_failed_hosts_drop_out_and_the_retry_file_names_them(lab: Lab, tmp_path: Path) -> None:
+    book = write_book(
+        tmp_path,
+        "- hosts: all\n"
+        "  steps:\n"
+        "    - name: gate\n"
+        "      run: test {{ inventory_hostname }} != db02\n"
+        "    - name: after\n"
+        "      run: echo after\n"
+        "    - name: fails but ignored\n"
+        "      run: exit 3\n"
+        "      ignore_errors: true\n"
+        "      register: r\n"
+        "    - assert:\n"
+        "        that: r.rc == 3 and r.failed\n",
+    )
+    retry = tmp_path / "retry.txt"
+    result = play(lab, book, "--json", "--retry-file", str(retry))
+    assert result.returncode == 5
+    lines, summary = json_lines(result.stdout)
+    assert [o["step"] for o in lines if o["host"] == "db02"] == [1]
+    assert len([o for o in lines if o["step"] == 2]) == len(lab.hosts) - 1
+    assert retry.read_text() == "db02\n"
+    assert summary["recap"]["web01"] == {
+        "ok": 3,
+        "changed": 2,
+        "failed": 0,
+        "skipped": 0,
+        "unreachable": 0,
+        "ignored": 1,
+    }
+    # Again on the failed host only, from the second step on.
+    result = play(lab, book, "-l", f"@{retry}", "--start-at", "after", "--json")
+    assert result.returncode == 0, result.stderr
+    lines, summary = json_lines(result.stdout)
+    assert {o["host"] for o in lines} == {"db02"}
+    assert [o["step"] for o in lines] == [2, 3, 4]
+
+
+def test_a_step_timeout_is_exit_3(lab: Lab, tmp_path: Path) -> None:
+    book = write_book(tmp_path, "- hosts: web01\n  steps:\n    - run: sleep 30\n      timeout: 1\n")
+    result = play(lab, book, "--json", timeout=60)
+    assert result.returncode == 3
+    lines, _ = json_lines(result.stdout)
+    assert lines[0]["status"] == "timeout"
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def test_hostile_values_arrive_literally(lab: Lab, tmp_path: Path) -> None:
+    token = uuid.uuid4().hex[:8]
+    pwned = f"/tmp/pwned-{token}"
+    hostile = {
+        "semicolon": f"x; touch {pwned}-1",
+        "subst": f"$(touch {pwned}-2)",
+        "backtick": f"`touch {pwned}-3`",
+        "quote": f"a'b\"c; touch {pwned}-4",
+        "jinja": "{{ lookup('pipe', 'touch " + pwned + "-5') }}",
+        "newline": f"line\ntouch {pwned}-6",
+    }
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text(lab.inventory.read_text())
+    (inventory / "host_vars").mkdir()
+    (inventory / "host_vars" / "web01.yml").write_text(json.dumps(hostile))
+    steps = "".join(
+        f"    - run: printf '%s' {{{{ {name} }}}}\n      register: {name}_out\n"
+        f"    - assert:\n        that: {name}_out.stdout == {name}\n"
+        for name in hostile
+    )
+    book = write_book(
+        tmp_path,
+        "- hosts: web01\n  steps:\n" + steps + "    - run: printf '%s' $(printf x)"
+        " {{ subst_out.stdout }} {{ extra }}\n      register: again\n",
+    )
+    extra = json.dumps({"extra": f"; touch {pwned}-7"})
+    result = cli("play", str(book), "-i", str(inventory), "--json", "-e", extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines, _ = json_lines(result.stdout)
+    outputs = {o["step"]: o["stdout"] for o in lines if o["action"] == "run"}
+    assert list(outputs.values())[:-1] == list(hostile.values())
+    assert list(outputs.values())[-1] == f"x$(touch {pwned}-2); touch {pwned}-7"
+    leftovers = list(lab.host_path("web01", "/tmp").glob(f"pwned-{token}*"))
+    assert leftovers == []
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def test_check_mode_lists_steps_and_changes_nothing(lab: Lab, tmp_path: Path) -> None:
+    app_dir = f"/tmp/app-{uuid.uuid4().hex[:8]}"
+    before = {h.name: accepted(lab, h.name) for h in lab.hosts}
+    result = play(lab, PLAYBOOKS / "rolling-config.yml", "--check", "-e", f"app_dir={app_dir}")
+    assert result.returncode == 0, result.stderr
+    assert f"would run: mkdir -p {app_dir}  on web01 (1)" in result.stdout
+    assert f"would put {PLAYBOOKS.relative_to(ROOT)}" not in result.stdout  # absolute paths shown
+    assert "would run if upload.changed (depends on --check results)" in result.stdout
+    assert "web01  ok=0 changed=0 failed=0 skipped=6" in result.stdout
+    for host in lab.hosts:
+        assert accepted(lab, host.name) == before[host.name]
+        assert not lab.host_path(host.name, app_dir).exists()
+    # A step marked check_safe runs; its result feeds later steps.
+    book = write_book(
+        tmp_path,
+        "- hosts: web01\n  steps:\n    - run: hostname\n      register: h\n      check_safe: true\n"
+        "    - run: touch " + app_dir + "\n      when: h.stdout == 'web01'\n",
+    )
+    result = play(lab, book, "--check", "--json")
+    assert result.returncode == 0, result.stderr
+    lines, _ = json_lines(result.stdout)
+    assert lines[0]["stdout"] == "web01\n"
+    assert lines[1]["check_mode"] is True
+    assert lines[1]["would"] == f"run: touch {app_dir}"
+    assert not lab.host_path("web01", app_dir).exists()
+
+
+def test_become_script_env_and_get(lab: Lab, tmp_path: Path) -> None:
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "who.py").write_text(
+        "#!/usr/bin/env python3\nimport os, sys\nprint(os.getuid(), os.environ.get('LANG'),"
+        " *sys.argv[1:])\n"
+    )
+    name = f"/tmp/got-{uuid.uuid4().hex[:8]}"
+    book = write_book(
+        tmp_path,
+        "- hosts: db01\n  steps:\n"
+        "    - run: id -u\n      become: true\n      register: root\n"
+        "    - script: files/who.py {{ word }}\n      env: {LANG: C.UTF-8}\n      register: who\n"
+        "    - run: echo {{ root.stdout }} > " + name + "\n"
+        "    - get: {src: " + name + ", dest: " + str(tmp_path / "got") + "}\n"
+        "      register: got\n"
+        "    - assert:\n        that: [root.stdout == '0', got.files == 1]\n",
+    )
+    result = play(
+        lab,
+        book,
+        "--json",
+        "-e",
+        "word='two words'",
+        "--become-password-file",
+        str(lab.become_password_file),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines, _ = json_lines(result.stdout)
+    uid = pwd.getpwnam(lab.user).pw_uid
+    assert lines[1]["stdout"] == f"{uid} C.UTF-8 two words\n"
+    assert (tmp_path / "got" / "db01" / name.lstrip("/")).read_text() == "0\n"
+    password = lab.become_password_file.read_text().strip()
+    assert password not in result.stdout + result.stderr
+
+
+def test_step_asks_on_a_terminal(lab: Lab, tmp_path: Path) -> None:
+    import pty
+    import select
+    import time
+
+    marker = f"/tmp/step-{uuid.uuid4().hex[:8]}"
+    book = write_book(
+        tmp_path,
+        "- hosts: web01\n  steps:\n    - name: first\n      run: touch " + marker + "-1\n"
+        "    - name: second\n      run: touch " + marker + "-2\n",
+    )
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "remoteops",
+            "--no-log-file",
+            "play",
+            str(book),
+            "-i",
+            str(lab.inventory),
+            "--step",
+        ],
+        stdin=secondary,
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    seen = b""
+    answers = [b"n\n", b"y\n"]
+    deadline = time.monotonic() + 60
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                seen += os.read(main, 4096)
+            except OSError:
+                break
+            if seen.count(b"[q]uit: ") > 2 - len(answers):
+                os.write(main, answers.pop(0))
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert proc.returncode == 0
+    assert b"step 1 'first' (run) on web01 (1)?" in seen
+    assert not lab.host_path("web01", f"{marker}-1").exists()
+    assert lab.host_path("web01", f"{marker}-2").exists()
+    lab.host_path("web01", f"{marker}-2").unlink()
