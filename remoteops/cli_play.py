@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -191,6 +191,14 @@ class _TextReporter:
 
         for what, hosts in plan:
             self._out(f"  would {what}  on {fold_hosts(list(hosts))}")
+
+    def analysis(self, step: Step, text: str, objects: Sequence[Mapping[str, Any]]) -> None:
+        if self.as_json:
+            for obj in objects:
+                self.json_writer._emit({**obj, "step": step.number, "step_name": step.name})
+        elif not self.quiet:
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     def step_finished(self, step: Step, outcomes: Sequence[StepOutcome]) -> None:
         from remoteops.playbook import fold_hosts

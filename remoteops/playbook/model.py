@@ -87,7 +87,7 @@ _ACTION_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "get": frozenset({"src", "dest", "preserve", "checksum", "verify"}),
     "fail": frozenset({"msg"}),
     "assert": frozenset({"that", "msg"}),
-    "analyze": frozenset({"analyzer", "src", "rules"}),
+    "analyze": frozenset({"analyzer", "src", "rules", "fail_on_findings"}),
 }
 # Keys that only make sense for steps that run a remote command.
 _COMMAND_ONLY: Final = ("become", "become_user", "pty", "env")
@@ -500,17 +500,42 @@ class _Parser:
         self, value: Mapping[str, Any], lines: dict[Any, int], line: int
     ) -> dict[str, Any]:
         analyzer = value.get("analyzer")
-        if not isinstance(analyzer, str) or not analyzer.strip():
-            raise self.fail(lines.get("analyzer", line), "analyze needs analyzer: NAME[:ARGS]")
-        src = value.get("src")
-        if src is not None and not (isinstance(src, str) and _NAME.match(src)):
-            raise self.fail(
-                lines.get("src", line), "src: names a registered result (register: NAME)"
-            )
         rules = value.get("rules")
+        if analyzer is None and rules is None:
+            raise self.fail(line, "analyze needs analyzer: NAME[:ARGS] or rules: FILE.yml")
+        if analyzer is not None and (not isinstance(analyzer, str) or not analyzer.strip()):
+            raise self.fail(lines.get("analyzer", line), "analyzer: must be NAME[:ARGS]")
         if rules is not None and not isinstance(rules, str):
             raise self.fail(lines.get("rules", line), "rules: must be a local path")
-        return {"analyzer": analyzer.strip(), "src": src, "rules": rules, "line": line}
+        src = value.get("src")
+        if not (isinstance(src, str) and _NAME.match(src)):
+            raise self.fail(
+                lines.get("src", line),
+                "analyze needs src: the name a run, script or get step registered",
+            )
+        try:
+            from remoteops.analysis import load_rules, parse_spec
+        except ImportError:
+            raise self.fail(line, "analyze: analysis is not available in this version") from None
+        specs = []
+        if analyzer is not None:
+            where = f"{self.shown}:{lines.get('analyzer', line)}"
+            try:
+                specs.append(parse_spec(analyzer.strip(), where=where))
+            except UsageError as exc:  # its message starts with `where`
+                raise PlaybookError(str(exc)) from None
+        if rules is not None:
+            try:
+                specs.extend(load_rules(self.path.parent / rules))
+            except UsageError as exc:
+                raise self.fail(lines.get("rules", line), f"analyze rules: {exc}") from None
+        return {
+            "specs": tuple(specs),
+            "src": src,
+            "fail_on_findings": self.flag(value, "fail_on_findings", lines, line)
+            if "fail_on_findings" in value
+            else True,
+        }
 
     # ------------------------------------------------------------------ values
 

@@ -81,6 +81,9 @@ class Reporter(Protocol):
     def step_planned(self, step: Step, plan: Sequence[tuple[str, Sequence[str]]]) -> None:
         """``--check``: what the step would do, as (what, hosts) pairs."""
 
+    def analysis(self, step: Step, text: str, objects: Sequence[Mapping[str, Any]]) -> None:
+        """An analyze step's report: text tables and its JSON Lines objects."""
+
     def step_finished(self, step: Step, outcomes: Sequence[StepOutcome]) -> None:
         """A step finished on every host of the batch."""
 
@@ -97,6 +100,7 @@ class _HostState:
     target: Target
     counts: HostCounts = field(default_factory=HostCounts)
     registered: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, HostResult] = field(default_factory=dict)  # registered results, for analyze
     play_vars: dict[str, Any] = field(default_factory=dict)
     failure: HostResult | None = None
     started: float = 0.0
@@ -110,6 +114,7 @@ class _Work:
     remote: Callable[[Session], HostResult] | None = None
     local: HostResult | None = None
     plan: str | None = None  # --check: what would be done instead
+    analyze: bool = False  # an analyze step: run once for all its hosts
 
 
 class _HostVars(Mapping[str, Mapping[str, Any]]):
@@ -298,6 +303,7 @@ class PlaybookRunner:
         outcomes: list[StepOutcome] = []
         remote: dict[Future[HostResult], str] = {}
         plans: dict[str, list[str]] = {}
+        to_analyze: list[str] = []
         for host in hosts:
             state = self.states[host]
             if not state.started:
@@ -310,10 +316,15 @@ class PlaybookRunner:
                 outcomes.append(self._finish(play, step, host, result, check_plan=work.plan))
             elif work.local is not None:
                 outcomes.append(self._finish(play, step, host, work.local))
+            elif work.analyze:
+                to_analyze.append(host)
             elif work.remote is not None:
                 remote[pool.submit(self._on_session, host, work.remote)] = host
         if plans:
             self.reporter.step_planned(step, [(what, hs) for what, hs in plans.items()])
+        if to_analyze:
+            for host, result in self._analyze(step, to_analyze).items():
+                outcomes.append(self._finish(play, step, host, result))
         pending = set(remote)
         while pending:
             done, pending = wait(pending, timeout=_WAIT_S, return_when=FIRST_COMPLETED)
@@ -399,6 +410,7 @@ class PlaybookRunner:
             registered = _registered(step, result, changed)
         if step.register and check_plan is None:
             state.registered[step.register] = registered
+            state.raw[step.register] = result
         ignored = not result.is_ok and step.ignore_errors and result.status == "failed"
         counts = state.counts
         if result.status == "skipped":
@@ -511,7 +523,9 @@ class PlaybookRunner:
                 return _Work(plan=f"check {pending[0].source} (depends on --check results)")
             return _Work(local=self._check_local(step, target, context))
         if step.action == "analyze":
-            return _Work(local=self._analyze(step, target, context))
+            if isinstance(context.get(args["src"]), _NotRun):
+                return _Work(plan=f"analyze {args['src']} (depends on --check results)")
+            return _Work(analyze=True)
         if step.action == "ping":
             return _Work(remote=lambda session: _ping(self.executor, session, timeout))
         if step.action in ("run", "script"):
@@ -621,13 +635,55 @@ class PlaybookRunner:
                 return _host_result(target, "failed", error=message, extra={"msg": message})
         return _host_result(target, "ok", extra={"msg": "all assertions passed"})
 
-    def _analyze(self, step: Step, target: Target, context: Mapping[str, Any]) -> HostResult:
-        del context
-        return _host_result(
-            target,
-            "failed",
-            error=f"analyze {step.args['analyzer']}: analysis is not available in this version",
-        )
+    def _analyze(self, step: Step, hosts: list[str]) -> dict[str, HostResult]:
+        """Run the step's analyzers over ``src`` of every host at once; a result per host.
+
+        A run or script result is analysed by its stdout, a get result by the
+        files it downloaded. With ``fail_on_findings`` (the default) a host with
+        findings fails the step.
+        """
+        from remoteops.analysis import AnalysisStage
+
+        src = step.args["src"]
+        start = time.monotonic()
+        try:
+            with AnalysisStage(step.args["specs"]) as stage:
+                for host in hosts:
+                    raw = self.states[host].raw.get(src)
+                    if raw is None or raw.status == "skipped":
+                        continue
+                    if "dest" in raw.extra:
+                        root = Path(raw.extra["dest"])
+                        files = sorted(p for p in root.rglob("*") if p.is_file())
+                        paths = {str(p.relative_to(root)): p for p in files}
+                        if paths:
+                            stage.submit(raw, paths=paths)
+                    else:
+                        stage.submit(raw)
+                report = stage.finish()
+        except RemoteOpsError as exc:
+            return {
+                h: _host_result(self.states[h].target, "failed", error=f"analyze: {exc}")
+                for h in hosts
+            }
+        text = report.render_text()
+        self.reporter.analysis(step, text, report.to_json())
+        duration = time.monotonic() - start
+        results: dict[str, HostResult] = {}
+        for host in hosts:
+            found = [f.message for f in report.findings if f.host == host]
+            failed = bool(found) and step.args["fail_on_findings"]
+            error = None
+            if failed:
+                error = found[0] if len(found) == 1 else f"{len(found)} findings; first: {found[0]}"
+            results[host] = _host_result(
+                self.states[host].target,
+                "failed" if failed else "ok",
+                error=error,
+                duration=duration,
+                extra={"findings": found, "count": len(found), "report": text},
+            )
+        return results
 
     def _local_path(self, path: str) -> Path:
         local = Path(path)

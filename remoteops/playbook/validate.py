@@ -96,6 +96,8 @@ class _Checker:
                 extra = own if key in ("changed_when", "failed_when") else set()
                 line = template.line or step.line
                 self.check(template, line, defined=play_vars | guarded | extra, step=step, key=key)
+            if step.action == "analyze":
+                self.check_source(step)
             if step.register:
                 if start_at is not None and step.number < start_at:
                     self.not_run[step.register] = step
@@ -164,6 +166,27 @@ class _Checker:
                     f"{name}.{attr}: a {source.action} result has no {attr!r} (it has "
                     f"{', '.join(sorted(fields))})",
                 )
+
+    def check_source(self, step: Step) -> None:
+        name = step.args["src"]
+        line = step.lines.get("analyze", step.line)
+        if name in self.not_run:
+            raise self.error(
+                line,
+                f"analyze src {name!r}: --start-at skips the step that "
+                "registers it; start at that step or earlier",
+            )
+        source = self.registered.get(name)
+        if source is None:
+            raise self.error(
+                line,
+                f"analyze src {name!r}: no earlier step registers it; add register: {name} "
+                "to the run, script or get step whose output to analyse",
+            )
+        if source.action not in ("run", "script", "get"):
+            raise self.error(
+                line, f"analyze src {name!r}: a {source.action} result has no output to analyse"
+            )
 
     def error(self, line: int, message: str) -> PlaybookError:
         return self.playbook.error(line, message)

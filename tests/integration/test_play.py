@@ -125,8 +125,11 @@ def test_example_playbooks_on_20_hosts(lab_factory: list[Path], tmp_path: Path) 
     assert (collected / "db01/srv/app/log/app.log").read_text().count("ERROR") == 2
     assert (collected / "web02/srv/app/log/app.log").exists()
     assert sorted(p.name for p in collected.iterdir()) == ["db01", "web02"]
-    assert "web02  ok=4 changed=1 failed=0 skipped=0" in result.stdout
-    assert "web01  ok=1 changed=0 failed=0 skipped=3" in result.stdout
+    assert "web02  ok=5 changed=1 failed=0 skipped=0" in result.stdout
+    assert "web01  ok=1 changed=0 failed=0 skipped=4" in result.stdout
+    # The analysis stage saw db01's two messages, and only db01 had error lines.
+    assert "== logscan:top=5: 2 error lines on 1 of 2 hosts" in result.stdout
+    assert "  ! db01: 2 error lines" in result.stdout
 
     # Disk report: thresholds from -e; over the warning level every host warns.
     result = play(lab, PLAYBOOKS / "disk-report.yml", "-e", "warn_percent=-1", "--gather")

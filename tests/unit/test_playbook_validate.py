@@ -117,3 +117,29 @@ def test_start_at_refuses_steps_that_read_skipped_results() -> None:
     assert message.startswith("book.yml:7: ")
     assert "--start-at skips" in message
     check(START, start_at=1)
+
+
+@pytest.mark.parametrize(
+    ("steps", "fragment"),
+    [
+        ("    - analyze: {analyzer: grep:ERROR, src: out}\n", "no earlier step registers it"),
+        (
+            "    - ping:\n      register: out\n    - analyze: {analyzer: grep:ERROR, src: out}\n",
+            "a ping result has no output",
+        ),
+    ],
+)
+def test_analyze_needs_an_earlier_output(steps: str, fragment: str) -> None:
+    assert fragment in error_of("- hosts: web\n  steps:\n" + steps)
+
+
+def test_analyze_specs_are_checked_when_the_playbook_is_read() -> None:
+    with pytest.raises(PlaybookError, match=r"^book.yml:5: grep:\(: bad regex"):
+        book(
+            "- hosts: web\n  steps:\n    - run: x\n"
+            "      register: out\n    - analyze: {analyzer: 'grep:(', src: out}\n"
+        )
+    check(
+        "- hosts: web\n  steps:\n    - run: x\n      register: out\n"
+        "    - analyze: {analyzer: 'count:ERROR', src: out}\n"
+    )
