@@ -421,3 +421,89 @@ def test_step_asks_on_a_terminal(lab: Lab, tmp_path: Path) -> None:
     assert not lab.host_path("web01", f"{marker}-1").exists()
     assert lab.host_path("web01", f"{marker}-2").exists()
     lab.host_path("web01", f"{marker}-2").unlink()
+
+
+def test_policies_any_errors_fatal_and_max_fail_percentage(lab: Lab, tmp_path: Path) -> None:
+    fatal = write_book(
+        tmp_path,
+        "- hosts: all\n  any_errors_fatal: true\n  steps:\n"
+        "    - run: test {{ inventory_hostname }} != db01\n    - run: echo second\n",
+    )
+    result = play(lab, fatal, "--json")
+    assert result.returncode == 5
+    lines, summary = json_lines(result.stdout)
+    assert {o["step"] for o in lines} == {1}
+    assert "any_errors_fatal" in summary["stopped"]
+    assert summary["skipped"] == len(lab.hosts) - 1
+    # 1 failure in a batch of 3 is 33%: under 50% the rollout goes on.
+    tolerant = write_book(
+        tmp_path,
+        "- hosts: all\n  serial: 3\n  max_fail_percentage: 50\n  steps:\n"
+        "    - run: test {{ inventory_hostname }} != web02\n    - run: echo second\n",
+    )
+    result = play(lab, tolerant, "--json")
+    assert result.returncode == 5
+    lines, summary = json_lines(result.stdout)
+    assert summary["stopped"] is None
+    assert summary["ok"] == len(lab.hosts) - 1
+    assert len([o for o in lines if o["step"] == 2]) == len(lab.hosts) - 1
+
+
+def test_an_unreachable_host_is_exit_4_and_the_others_go_on(lab: Lab, tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        lab.inventory.read_text()
+        + f"    ghosts:\n      hosts:\n        ghost: {{ansible_host: 127.0.0.1, "
+        f"ansible_port: {free_port()}}}\n"
+    )
+    book = write_book(tmp_path, "- hosts: all\n  steps:\n    - ping:\n    - run: hostname\n")
+    result = cli("play", str(book), "-i", str(inventory), "--json")
+    assert result.returncode == 4, result.stderr
+    lines, summary = json_lines(result.stdout)
+    assert summary["unreachable"] == 1
+    assert summary["ok"] == len(lab.hosts)
+    assert summary["recap"]["ghost"]["unreachable"] == 1
+    assert [o["step"] for o in lines if o["host"] == "ghost"] == [1]
+
+
+def test_ctrl_c_stops_the_play_with_exit_130(lab: Lab, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    marker = f"/tmp/started-{uuid.uuid4().hex[:8]}"
+    book = write_book(
+        tmp_path,
+        "- hosts: web01\n  steps:\n    - run: touch " + marker + "; sleep 60\n"
+        "    - run: echo never\n",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "remoteops",
+            "--no-log-file",
+            "play",
+            str(book),
+            "-i",
+            str(lab.inventory),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not lab.host_path("web01", marker).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        lab.host_path("web01", marker).unlink(missing_ok=True)
+    assert proc.returncode == 130
+    lines, summary = json_lines(out)
+    assert [(o["step"], o["status"]) for o in lines] == [(1, "interrupted")]
+    assert summary["exit_code"] == 130
