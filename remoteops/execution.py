@@ -355,12 +355,11 @@ class Executor:
                 sink.close()
         duration = time.monotonic() - start
         if result.timed_out:
+            which = "--timeout" if timeout is None else "the step's timeout"
             status, error = (
                 "timeout",
-                (
-                    f"command did not finish within {deadline:g}s "
-                    "(--timeout); it was stopped on the host"
-                ),
+                f"command did not finish within {deadline:g}s ({which}); "
+                "it was stopped on the host",
             )
         elif result.interrupted:
             status, error = "interrupted", "interrupted; the command was stopped on the host"

@@ -260,6 +260,7 @@ def test_a_step_timeout_is_exit_3(lab: Lab, tmp_path: Path) -> None:
     assert result.returncode == 3
     lines, _ = json_lines(result.stdout)
     assert lines[0]["status"] == "timeout"
+    assert "within 1s (the step's timeout)" in lines[0]["error"]
 
 
 # --------------------------------------------------------------------------- templates
