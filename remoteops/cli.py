@@ -628,17 +628,37 @@ def _write_retry_file(path: Path, hosts: list[str]) -> None:
     tmp.replace(path)
 
 
-def _finish(run: Any, *, as_json: bool, json_writer: Any, retry_file: Path | None) -> NoReturn:
+def _finish(
+    run: Any,
+    *,
+    as_json: bool,
+    json_writer: Any,
+    retry_file: Path | None,
+    analysis: Any = None,
+    fail_on_findings: bool = False,
+) -> NoReturn:
     from remoteops.report import render_summary
 
-    if as_json:
+    code = run.exit_code
+    if analysis is not None:
+        from remoteops.cli_analyze import analysis_exit_code, emit_analysis
+
+        emit_analysis(analysis, as_json=as_json)
+        code = analysis_exit_code(code, analysis, fail_on_findings=fail_on_findings)
+        if as_json:
+            summary = dict(run.summary_json(), exit_code=code, findings=len(analysis.findings))
+            sys.stdout.write(
+                json.dumps(summary, ensure_ascii=False, separators=(", ", ": ")) + "\n"
+            )
+            sys.stdout.flush()
+    elif as_json:
         json_writer.summary(run)
     if retry_file is not None:
         _write_retry_file(retry_file, sorted(run.failed_hosts))
     if run.failed or run.interrupted_by or not as_json:
         sys.stderr.write(render_summary(run))
         sys.stderr.flush()
-    raise typer.Exit(run.exit_code)
+    raise typer.Exit(code)
 
 
 def _parse_env(values: list[str] | None) -> dict[str, str]:
@@ -649,6 +669,27 @@ def _parse_env(values: list[str] | None) -> dict[str, str]:
             raise UsageError(f"--env {item!r}: write it as NAME=VALUE")
         env[name] = value
     return env
+
+
+_AnalyzeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--analyze",
+        "-a",
+        help="Analyse results locally as hosts finish, in a process pool: NAME[:ARGS] "
+        "(group, grep, count, extract, threshold, drift, logscan, module:function). Repeatable.",
+    ),
+]
+_RulesOpt = Annotated[
+    Path | None,
+    typer.Option("--rules", help="YAML file of analysis rules ('- threshold: df.use% > 90')."),
+]
+_FailOnFindingsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fail-on-findings", help="Exit 5 when an analyzer reports a finding (unless 3 or 4)."
+    ),
+]
 
 
 @app.command("run")
@@ -728,6 +769,9 @@ def run_cmd(
             help="Unanswered probes before the host counts as frozen (ServerAliveCountMax, 3).",
         ),
     ] = None,
+    analyze: _AnalyzeOpt = None,
+    rules: _RulesOpt = None,
+    fail_on_findings: _FailOnFindingsOpt = False,
 ) -> None:
     """Run COMMAND on every host PATTERN matches, all at once (up to --forks).
 
@@ -765,6 +809,9 @@ def run_cmd(
         raise UsageError("--keepalive-interval must be 0 or more seconds")
     if keepalive_count is not None and keepalive_count < 1:
         raise UsageError("--keepalive-count must be 1 or more")
+    from remoteops.cli_analyze import feed, finish_stage, open_stage
+
+    stage = open_stage(analyze, rules)
     targets, executor = _resolve(
         pattern,
         opts,
@@ -798,17 +845,31 @@ def run_cmd(
                 sys.stderr.write(f"{result.host}: {result.status}: {result.error}\n")
                 sys.stderr.flush()
 
-    run = _drive(
-        executor.run_command(spec, on_line=printer.line if live else None, out_dir=out_dir),
-        cancel=executor.cancel,
-        on_result=show,
-        progress=progress,
-    )
-    if gather_output and not as_json:
-        shown = [r for r in run.values() if not (quiet and r.is_ok)]
-        sys.stdout.write(render_gathered(shown, color=use_color(sys.stdout)))
-        sys.stdout.flush()
-    _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
+    results = executor.run_command(spec, on_line=printer.line if live else None, out_dir=out_dir)
+
+    def out_file(result: HostResult) -> dict[str, Path] | None:
+        path = out_dir / f"{result.host}.out" if out_dir else None
+        return {"stdout": path} if path is not None and path.is_file() else None
+
+    with stage if stage is not None else contextlib.nullcontext():
+        run = _drive(
+            feed(stage, results, out_file) if stage else results,
+            cancel=executor.cancel if stage is None else stage.cancel_with(executor.cancel),
+            on_result=show,
+            progress=progress,
+        )
+        if gather_output and not as_json:
+            shown = [r for r in run.values() if not (quiet and r.is_ok)]
+            sys.stdout.write(render_gathered(shown, color=use_color(sys.stdout)))
+            sys.stdout.flush()
+        _finish(
+            run,
+            as_json=as_json,
+            json_writer=json_writer,
+            retry_file=retry_file,
+            analysis=finish_stage(stage, run) if stage else None,
+            fail_on_findings=fail_on_findings,
+        )
 
 
 @app.command("ping")

@@ -7,6 +7,7 @@ it; they reuse its targeting options, ``_resolve``, ``_Interrupts`` and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -16,9 +17,11 @@ from typing import Annotated, Any
 import typer
 
 from remoteops.cli import (
+    _AnalyzeOpt,
     _AskPass,
     _ConnectTimeout,
     _drive,
+    _FailOnFindingsOpt,
     _finish,
     _Forks,
     _Inventory,
@@ -33,6 +36,7 @@ from remoteops.cli import (
     _Quiet,
     _resolve,
     _Retries,
+    _RulesOpt,
     _SshConfig,
     _targeting,
     _User,
@@ -187,7 +191,10 @@ def _run_transfer(
     as_json: bool,
     quiet: bool,
     retry_file: Path | None,
+    stage: Any = None,
+    fail_on_findings: bool = False,
 ) -> None:
+    from remoteops.cli_analyze import finish_stage
     from remoteops.report import JsonLinesWriter
 
     width = max(len(t.name) for t in targets)
@@ -200,8 +207,17 @@ def _run_transfer(
         else:
             _report_host(result, width=width, quiet=quiet)
 
-    run = _drive(results, cancel=executor.cancel, on_result=show, progress=progress)
-    _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
+    cancel = executor.cancel if stage is None else stage.cancel_with(executor.cancel)
+    run = _drive(results, cancel=cancel, on_result=show, progress=progress)
+
+    _finish(
+        run,
+        as_json=as_json,
+        json_writer=json_writer,
+        retry_file=retry_file,
+        analysis=finish_stage(stage, run) if stage is not None else None,
+        fail_on_findings=fail_on_findings,
+    )
 
 
 def put_cmd(
@@ -307,6 +323,9 @@ def get_cmd(
     checksum: _Checksum = False,
     verify: _Verify = False,
     resume: _Resume = False,
+    analyze: _AnalyzeOpt = None,
+    rules: _RulesOpt = None,
+    fail_on_findings: _FailOnFindingsOpt = False,
 ) -> None:
     """Download remote files, directories and globs into LOCAL_DIR/<host>/<remote path>.
 
@@ -314,10 +333,14 @@ def get_cmd(
     globs ('/var/log/*.log', quoted) are expanded on each host. Names a server
     sends that could leave LOCAL_DIR/<host> are refused; remote symlinks inside
     a tree are skipped, never followed; symlinks under LOCAL_DIR/<host> are
-    never written through; setuid and setgid bits are dropped.
+    never written through; setuid and setgid bits are dropped. --analyze runs
+    analyzers over each host's files under LOCAL_DIR/<host> as soon as that
+    host's download ends (e.g. --analyze logscan).
 
     Example: remoteops get all /var/log/syslog ./logs
     """
+    from remoteops.analysis.sources import host_files
+    from remoteops.cli_analyze import feed, open_stage
     from remoteops.transfer import GetOptions, get
 
     if len(paths) < 2:
@@ -330,6 +353,7 @@ def get_cmd(
     local_dir = Path(local)
     if local_dir.exists() and not local_dir.is_dir():
         raise UsageError(f"local {local_dir}: not a directory")
+    stage = open_stage(analyze, rules)
     opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts, command_timeout=timeout)
     progress = _TransferProgress(len(targets), None, enabled=not quiet)
@@ -340,15 +364,18 @@ def get_cmd(
         options=GetOptions(preserve=preserve, checksum=checksum, verify=verify, resume=resume),
         progress=progress.moved,
     )
-    _run_transfer(
-        targets,
-        executor,
-        results,
-        progress,
-        as_json=as_json,
-        quiet=quiet,
-        retry_file=retry_file,
-    )
+    with stage if stage is not None else contextlib.nullcontext():
+        _run_transfer(
+            targets,
+            executor,
+            feed(stage, results, lambda r: host_files(local_dir / r.host)) if stage else results,
+            progress,
+            as_json=as_json,
+            quiet=quiet,
+            retry_file=retry_file,
+            stage=stage,
+            fail_on_findings=fail_on_findings,
+        )
 
 
 def register(app: typer.Typer) -> None:

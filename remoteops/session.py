@@ -35,6 +35,7 @@ from paramiko.auth_handler import AuthHandler
 from paramiko.common import cMSG_CHANNEL_REQUEST, cMSG_DISCONNECT, cMSG_GLOBAL_REQUEST
 from paramiko.message import Message
 
+from remoteops import fastio
 from remoteops.errors import (
     AuthenticationError,
     CommandTimeoutError,
@@ -572,14 +573,26 @@ class Session:
             timeout=self.target.connect_timeout,
         )
 
-    def open_stream(self, command: str) -> paramiko.Channel:
-        """Start ``command`` with no stdin and return its channel, to read bulk output from.
+    def open_stream(self, command: str, *, stdin: bool = False) -> paramiko.Channel:
+        """Start ``command`` and return its channel, for bulk data.
 
+        Its output is read with ``fastio.read_chunks`` (the channel is
+        ``fastio.attach``-ed); with ``stdin`` the caller writes the command's
+        input with ``fastio.send_all`` and ends it with ``shutdown_write``,
+        otherwise stdin is closed at once. Call ``fastio.detach`` when done.
         Raises paramiko's errors if the server refuses the channel or the command.
         """
         channel = self._open_channel()
-        channel.exec_command(command)
-        channel.shutdown_write()
+        fastio.attach(channel)
+        try:
+            channel.exec_command(command)
+            if not stdin:
+                channel.shutdown_write()
+        except BaseException:
+            fastio.detach(channel)
+            with contextlib.suppress(Exception):
+                channel.close()
+            raise
         return channel
 
     def _send_exec(self, channel: paramiko.Channel, command: str) -> None:
@@ -851,7 +864,14 @@ class _Transport(paramiko.Transport):
     same thread is the one that must finish it, so the connection stalls until
     paramiko's 30 s timeout drops it. Seen here on 1 GiB downloads. Such a reply
     is handed to a short-lived thread that waits instead.
+
+    Its packetizer is ``fastio.FastPacketizer``: bulk channel data without
+    paramiko's per-packet copies (see remoteops.fastio).
     """
+
+    def __init__(self, sock: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("packetizer_class", fastio.FastPacketizer)
+        super().__init__(sock, **kwargs)
 
     def _send_user_message(self, data: Message) -> None:
         if threading.current_thread() is self and not self.clear_to_send.is_set():

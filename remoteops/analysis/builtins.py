@@ -429,7 +429,11 @@ def _resolve(side: Any, doc: Document, found: dict[str, list[dict[str, Any]]]) -
     parser, field_name = side
     if parser == "":
         return [doc.exit_code]
-    return [rec.get(field_name) for rec in found.get(parser, [])]
+    values = [rec.get(field_name) for rec in found.get(parser, [])]
+    # Text that reads as a number compares as one (os-release.version_id >= 12).
+    return [
+        parse_number(v) if isinstance(v, str) and parse_number(v) is not None else v for v in values
+    ]
 
 
 class Threshold(Analyzer):

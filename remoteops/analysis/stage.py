@@ -24,9 +24,11 @@ import multiprocessing
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -54,6 +56,12 @@ _CRASHED: Final = (
 )
 
 _forkserver_users = 0
+
+
+class _Cancelled(Exception):
+    """The stage was cancelled while the feeder was about to start work."""
+
+
 _forkserver_lock = threading.Lock()
 
 
@@ -81,27 +89,68 @@ def _context() -> Any:
 
 
 def _stop_forkserver() -> None:
+    """Stop the forkserver this process started, and anything it forked that is left."""
     from multiprocessing import forkserver
 
     server = getattr(forkserver, "_forkserver", None)
-    stop = getattr(server, "_stop", None)
-    if server is not None and stop is not None and getattr(server, "_forkserver_pid", None):
-        with contextlib.suppress(OSError):  # already gone
-            stop()
+    pid = getattr(server, "_forkserver_pid", None)
+    if server is None or not isinstance(pid, int):
+        return
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.close(server._forkserver_alive_fd)  # the forkserver exits at EOF
+    for _ in range(100):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                time.sleep(0.05)
+                continue
+        break
+    else:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    address = server._forkserver_address
+    if isinstance(address, str) and not address.startswith("\0"):
+        with contextlib.suppress(OSError):
+            os.unlink(address)
+    server._forkserver_pid = None
+    server._forkserver_alive_fd = None
+    server._forkserver_address = None
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (Linux /proc; empty elsewhere)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+    return found
 
 
 def _kill_pool(pool: ProcessPoolExecutor) -> None:
-    """Terminate and reap every worker of ``pool`` (shutdown alone would wait for tasks)."""
+    """Terminate and reap every worker of ``pool``, then shut it down.
+
+    Workers go first: a worker still starting up must not find the pool's
+    queues already gone (shutdown alone would also wait for running tasks).
+    """
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for proc in processes:
-        if proc.is_alive():
+        with contextlib.suppress(OSError, ValueError):
             proc.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
+        with contextlib.suppress(ValueError):
             proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class AnalysisStage:
@@ -141,6 +190,9 @@ class AnalysisStage:
         self._partials: list[list[tuple[Document, Any]]] = [[] for _ in self.specs]
         self._errors: list[list[dict[str, Any]]] = [[] for _ in self.specs]
         self._feeder: threading.Thread | None = None
+        # Set by the feeder as it ends. Not Thread.is_alive(): after a join() that
+        # KeyboardInterrupt broke, is_alive() can say False while the thread runs.
+        self._feeder_done = threading.Event()
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._spill_dir: Path | None = None
@@ -201,22 +253,35 @@ class AnalysisStage:
             self._finished = True
             if self._feeder is not None:
                 self._put_done()
-                while self._feeder.is_alive():
-                    self._feeder.join(0.2)
+                while not self._feeder_done.wait(0.2):
+                    pass
         return self._report()
 
     def cancel(self) -> None:
         """Stop analysing (safe from a signal handler: it only sets a flag)."""
         self._cancelled.set()
 
+    def cancel_with(self, other: Callable[[], None]) -> Callable[[], None]:
+        """A cancel function that calls ``other`` (e.g. ``Executor.cancel``) and ``cancel``."""
+
+        def cancel_both() -> None:
+            other()
+            self.cancel()
+
+        return cancel_both
+
     def close(self) -> None:
         """Stop the feeder and the workers (terminated and reaped); remove spilled files."""
         if self._closed:
             return
         self._closed = True
-        if self._feeder is not None and self._feeder.is_alive():
+        if self._feeder is not None:
             self._cancelled.set()
-            self._feeder.join(10)
+            # The feeder ends at its next check; a worker it is starting may take a
+            # while on a loaded machine, and must not outlive the forkserver.
+            for _ in range(1200):
+                if self._feeder_done.wait(0.1):
+                    break
         self._drop_pool()
         if self._uses_forkserver:
             global _forkserver_users
@@ -231,7 +296,7 @@ class AnalysisStage:
 
     def _put_done(self) -> None:
         for _ in range(10**9):
-            if self._cancelled.is_set() or not (self._feeder and self._feeder.is_alive()):
+            if self._cancelled.is_set() or self._feeder_done.is_set():
                 return
             try:
                 self._queue.put(_DONE, timeout=0.2)
@@ -322,6 +387,8 @@ class AnalysisStage:
             return self._pool
 
     def _submit(self, task: Task) -> Future[list[tuple[int, bool, Any]]]:
+        if self._cancelled.is_set():
+            raise _Cancelled
         try:
             return self._ensure_pool().submit(run_task, task)
         except BrokenProcessPool:
@@ -340,12 +407,18 @@ class AnalysisStage:
                 self._feed_inline()
             else:
                 self._feed_pool()
-        except Exception:
-            logger.exception("analysis stopped by an internal error")
-            self._cancelled.set()
+        except _Cancelled:
+            pass
+        except Exception as exc:
+            if self._cancelled.is_set():
+                logger.debug("analysis feeder stopped while cancelled: %r", exc)
+            else:
+                logger.exception("analysis stopped by an internal error")
+                self._cancelled.set()
         finally:
             if self._cancelled.is_set():
                 self._drop_pool()
+            self._feeder_done.set()
 
     def _next(self, timeout: float) -> Any:
         try:

@@ -6,6 +6,7 @@ new worker starts with the analyzers already imported.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -53,12 +54,31 @@ def init_worker(log_settings: LogSettings | None, sys_path: list[str]) -> None:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):  # pragma: no cover - best effort
             pass
+    _close_forkserver_alive_fd()
     for entry in sys_path:
         if entry not in sys.path:
             sys.path.append(entry)
     if log_settings is not None:
         setup_logging(log_settings)
     logger.debug("analysis worker %d started", os.getpid())
+
+
+def _close_forkserver_alive_fd() -> None:
+    """Drop this worker's copy of the forkserver's "alive" pipe.
+
+    The forkserver exits when every copy is closed; if workers kept theirs, a
+    parent that dies without cleaning up (SIGKILL) would leave the forkserver
+    and, through it, the workers running forever. Without it the forkserver
+    exits with the parent, and PDEATHSIG then ends the workers.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if server is not None and isinstance(fd, int):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None
 
 
 def run_task(task: Task) -> list[tuple[int, bool, Any]]:

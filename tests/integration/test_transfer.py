@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -267,6 +268,52 @@ class _Interrupted:
     root: Path
 
 
+def run_interrupted(
+    argv: list[str],
+    watch: Path,
+    at_bytes: int,
+    interrupt: Callable[[subprocess.Popen[str]], None],
+) -> tuple[int, str, str]:
+    """Run the CLI with ARGV; call INTERRUPT once .huge.bin's part file in WATCH passes AT_BYTES.
+
+    Returns (exit code, stdout, stderr); fails if the run ended before that.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remoteops", "--no-log-file", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        acted = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            parts = [p for p in watch.iterdir() if p.name.startswith(".huge.bin.remoteops")]
+            if parts and parts[0].stat().st_size > at_bytes:
+                interrupt(proc)
+                acted = True
+                break
+            time.sleep(0.002)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)  # reaps it and closes its pipes
+    assert acted, "the transfer finished before it could be interrupted"
+    return proc.returncode, out, err
+
+
+def kill_connections(lab: Lab, index: int) -> Callable[[subprocess.Popen[str]], None]:
+    """An interrupt for ``run_interrupted``: SIGKILL host INDEX's sshd connection processes."""
+
+    def kill(_: subprocess.Popen[str]) -> None:
+        for pid in descendants([lab.hosts[index].pid]):
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                os.kill(pid, signal.SIGKILL)
+
+    return kill
+
+
 def _interrupt_upload(
     lab: Lab,
     remote_dir: str,
@@ -287,43 +334,17 @@ def _interrupt_upload(
     chown_lab(lab, dest)
     before = dest.read_bytes()
     root = lab.host_path(victim.name, remote_dir)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "remoteops", "--no-log-file", "put", victim.name, "-i",
-         str(lab.inventory), "--json", str(src), f"{remote_dir}/"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        acted = False
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            parts = [p for p in root.iterdir() if p.name.startswith(".huge.bin.remoteops")]
-            if parts and parts[0].stat().st_size > at_mib * 1024 * 1024:
-                interrupt(proc)
-                acted = True
-                break
-            time.sleep(0.005)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert acted, "the upload finished before it could be interrupted"
-    return _Interrupted(proc.returncode, out, err, before, dest, root)
+    argv = ["put", victim.name, "-i", str(lab.inventory), "--json", str(src), f"{remote_dir}/"]
+    returncode, out, err = run_interrupted(argv, root, at_mib * 1024 * 1024, interrupt)
+    return _Interrupted(returncode, out, err, before, dest, root)
 
 
 def test_killed_connection_mid_upload_leaves_the_destination_untouched(
     lab: Lab, remote_dir: str, tmp_path: Path
 ) -> None:
     victim = lab.hosts[0]
-
-    def kill_sshd(_: subprocess.Popen[str]) -> None:
-        for pid in descendants([victim.pid]):
-            os.kill(pid, signal.SIGKILL)
-
     done = _interrupt_upload(
-        lab, remote_dir, tmp_path, size_mib=200, at_mib=50, interrupt=kill_sshd
+        lab, remote_dir, tmp_path, size_mib=200, at_mib=50, interrupt=kill_connections(lab, 0)
     )
     assert done.returncode == 5, done.out + done.err
     hosts, _ = json_lines(done.out)
@@ -538,19 +559,24 @@ def test_many_small_files_go_in_one_tar_stream(lab: Lab, remote_dir: str, many_s
     assert lab.sshd_log(host).read_text().count("Starting session: command") == before + 1
 
 
-@pytest.fixture
-def no_tar(lab: Lab) -> Iterator[str]:
-    """The first host's tar replaced by /bin/false inside its own mount namespace."""
-    host = lab.hosts[0]
-    tar = "/usr/bin/tar" if Path("/usr/bin/tar").exists() else "/bin/tar"
+@contextlib.contextmanager
+def replaced_by_false(lab: Lab, index: int, program: str) -> Iterator[str]:
+    """Lab host INDEX's PROGRAM (e.g. "tar") replaced by /bin/false in its mount namespace."""
+    host = lab.hosts[index]
+    path = f"/usr/bin/{program}" if Path(f"/usr/bin/{program}").exists() else f"/bin/{program}"
     enter = ["nsenter", "--target", str(host.pid), "--mount", "--"]
-    subprocess.run([*enter, "mount", "--bind", "/bin/false", tar], check=True)
+    subprocess.run([*enter, "mount", "--bind", "/bin/false", path], check=True)
     try:
         yield host.name
     finally:
-        subprocess.run(
-            ["nsenter", "--target", str(host.pid), "--mount", "--", "umount", tar], check=False
-        )
+        subprocess.run([*enter, "umount", path], check=False)
+
+
+@pytest.fixture
+def no_tar(lab: Lab) -> Iterator[str]:
+    """The first host without a working tar."""
+    with replaced_by_false(lab, 0, "tar") as host:
+        yield host
 
 
 def test_many_small_files_fall_back_to_sftp_without_tar(

@@ -228,3 +228,78 @@ def test_a_crashing_worker_costs_only_its_input(monkeypatch: pytest.MonkeyPatch)
     assert sorted(r["host"] for r in plugin.rows) == [r.host for r in results if r.host != "h05"]
     assert count.data["total"] == 12  # the other analyzer also ran on h05
     assert not count.errors
+
+
+def test_an_entry_point_names_a_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remoteops.analysis import registry
+
+    dist = tmp_path / "mychecks-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mychecks\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[remoteops.analyzers]\nlooked = plugins:boom\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(DATA))
+    registry._entry_points.cache_clear()
+    try:
+        spec = parse_spec("looked:nobody")
+        with AnalysisStage([spec], workers=0) as stage:
+            stage.submit(HostResult("web01", "127.0.0.1", 22, "ok", 0, b"x\n"))
+            report = stage.finish()
+    finally:
+        registry._entry_points.cache_clear()
+    assert (spec.name, spec.args) == ("looked", "nobody")
+    assert [(f.analyzer, f.host, f.message) for f in report.findings] == [
+        ("looked", "web01", "looked at it")
+    ]
+
+
+def test_workers_log_to_the_same_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from remoteops.logconfig import LogSettings
+
+    monkeypatch.syspath_prepend(str(DATA))
+    log = tmp_path / "remoteops.log"
+    with AnalysisStage(["plugins:boom:web02"], workers=2, log_settings=LogSettings(log)) as stage:
+        for result in _results():
+            stage.submit(result)
+        report = stage.finish()
+    assert len(report.errors) == 1
+    lines = [line for line in log.read_text().splitlines() if "analyzer plugins:boom" in line]
+    assert len(lines) == 1
+    assert "Host 'web02': analyzer plugins:boom failed on stdout: ValueError" in lines[0]
+    assert int(lines[0].split()[2]) != os.getpid()  # written by a worker process
+
+
+def test_threshold_compares_numbers_in_text() -> None:
+    release = b'ID=debian\nVERSION_ID="12"\n'
+    with AnalysisStage(["threshold:os-release.version_id >= 12"], workers=0) as stage:
+        stage.submit(HostResult("h", "127.0.0.1", 22, "ok", 0, release))
+        report = stage.finish()
+    assert [f.message for f in report.findings] == ["os-release.version_id >= 12: 12 >= 12"]
+
+
+def test_big_files_split_into_ranges_give_the_same_answer(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    paths = {}
+    for host in ("a", "b"):
+        lines = [
+            f"2024-05-01T10:{n % 60:02d}:00Z {host} app: "
+            + rng.choice(["INFO ok", "ERROR disk full", "fatal: bad 0x1f", "WARN slow"])
+            + f" {n}"
+            for n in range(20000)
+        ]
+        paths[host] = tmp_path / f"{host}.log"
+        paths[host].write_text("\n".join(lines) + "\n")
+    specs = ["logscan:top=5", "grep:fatal", "count:ERROR"]
+
+    def analyse(workers: int, chunk_size: int) -> list[dict[str, object]]:
+        with AnalysisStage(specs, workers=workers, chunk_size=chunk_size) as stage:
+            for host, path in paths.items():
+                stage.submit(HostResult(host, "", 0, "ok"), paths={"/var/log/app": path})
+            return stage.finish().to_json()
+
+    whole = analyse(0, 1 << 30)
+    split = analyse(2, 10_000)
+    assert split == whole
+    assert whole[0]["by_host"]["a"] > 9000

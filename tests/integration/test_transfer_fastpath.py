@@ -1,0 +1,244 @@
+"""The bulk-data fast paths against the lab's real sshd: `cat` streams and FastPacketizer.
+
+Large puts go through ``cat >> TEMP`` and large gets through ``cat``/``tail -c``
+on exec channels, framed and unframed by ``remoteops.fastio`` when AES-GCM is
+in use. These tests check the bytes (large, odd and zero sizes), the
+guarantees when the server dies mid-transfer, and the fallbacks: SFTP when the
+host has no usable ``cat``, paramiko's own packet path for other ciphers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from remoteops import fastio
+from remoteops.hostkeys import HostKeyStore
+from remoteops.lab import Lab
+from remoteops.session import Credentials, Session, SessionSettings, Watchdog, connect
+from remoteops.target import Target
+from tests.integration.test_transfer import (
+    chown_lab,
+    get,
+    json_lines,
+    kill_connections,
+    leftovers,
+    put,
+    replaced_by_false,
+    run_interrupted,
+)
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+BIG = 64 * MIB + 4099  # over the stream threshold, not a multiple of any block size
+
+
+def _commands(lab: Lab, host: str) -> int:
+    time.sleep(0.2)  # sshd writes its log line after the session starts
+    return lab.sshd_log(host).read_text().count("Starting session: command")
+
+
+def _sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _big_source(tmp_path: Path) -> tuple[bytes, Path]:
+    """BIG random bytes and the local file big.bin holding them."""
+    data = os.urandom(BIG)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    return data, src
+
+
+# --------------------------------------------------------------------------- put
+
+
+def test_large_put_streams_through_cat_byte_identical(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    host = lab.hosts[0].name
+    data, src = _big_source(tmp_path)
+    src.chmod(0o640)
+    before = _commands(lab, host)
+    result = put(lab, str(src), f"{remote_dir}/", pattern=host)
+    assert result.returncode == 0, result.stdout + result.stderr
+    hosts, _ = json_lines(result.stdout)
+    assert (hosts[host]["files"], hosts[host]["bytes"]) == (1, BIG)
+    remote = lab.host_path(host, f"{remote_dir}/big.bin")
+    assert _sha(remote.read_bytes()) == _sha(data)
+    assert remote.stat().st_mode & 0o7777 == 0o640
+    assert not leftovers(lab.host_path(host, remote_dir))
+    # Without --verify the only command session is the `cat` that carried the bytes.
+    assert _commands(lab, host) == before + 1
+
+    again = put(lab, "--verify", "--checksum", str(src), f"{remote_dir}/", pattern=host)
+    assert json_lines(again.stdout)[0][host]["unchanged"] == 1
+
+
+def test_large_put_resumes_and_verifies_through_the_stream(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    host = lab.hosts[0].name
+    data, src = _big_source(tmp_path)
+    final = lab.host_path(host, f"{remote_dir}/big.bin")
+    part = lab.host_path(host, f"{remote_dir}/.big.bin.remoteops.part")
+    for keep in (1, BIG // 3):
+        final.unlink(missing_ok=True)
+        part.write_bytes(data[:keep])
+        chown_lab(lab, part)
+        result = put(lab, "--resume", "--verify", str(src), f"{remote_dir}/", pattern=host)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json_lines(result.stdout)[0][host]["bytes"] == BIG - keep
+        assert _sha(final.read_bytes()) == _sha(data)
+        assert not part.exists()
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_535, 64 * MIB - 1, 64 * MIB, 64 * MIB + 1])
+def test_put_and_get_round_trip_of_assorted_sizes(
+    lab: Lab, remote_dir: str, tmp_path: Path, size: int
+) -> None:
+    host = lab.hosts[1].name
+    data = os.urandom(size)
+    src = tmp_path / "f.bin"
+    src.write_bytes(data)
+    result = put(lab, str(src), f"{remote_dir}/", pattern=host)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lab.host_path(host, f"{remote_dir}/f.bin").read_bytes() == data
+    out = tmp_path / "out"
+    back = get(lab, f"{remote_dir}/f.bin", str(out), pattern=host)
+    assert back.returncode == 0, back.stdout + back.stderr
+    local = out / host / remote_dir.lstrip("/") / "f.bin"
+    assert local.read_bytes() == data
+    assert json_lines(back.stdout)[0][host]["bytes"] == size
+    assert not leftovers(out)
+
+
+def test_large_put_and_get_fall_back_to_sftp_without_cat(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    data, src = _big_source(tmp_path)
+    out = tmp_path / "out"
+    with replaced_by_false(lab, 2, "cat") as host:
+        result = put(lab, str(src), f"{remote_dir}/", pattern=host)
+        back = get(lab, f"{remote_dir}/big.bin", str(out), pattern=host)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json_lines(result.stdout)[0][host]["bytes"] == BIG
+    assert _sha(lab.host_path(host, f"{remote_dir}/big.bin").read_bytes()) == _sha(data)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert json_lines(back.stdout)[0][host]["bytes"] == BIG
+    assert _sha((out / host / remote_dir.lstrip("/") / "big.bin").read_bytes()) == _sha(data)
+    assert not leftovers(out)
+    assert not leftovers(lab.host_path(host, remote_dir))
+
+
+# --------------------------------------------------------------------------- get
+
+
+def test_killed_sshd_mid_download_keeps_the_old_local_file(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    victim = lab.hosts[3]
+    lab.host_path(victim.name, f"{remote_dir}/huge.bin").write_bytes(os.urandom(400 * MIB))
+    out = tmp_path / "out"
+    local_dir = out / victim.name / remote_dir.lstrip("/")
+    local_dir.mkdir(parents=True)
+    (local_dir / "huge.bin").write_bytes(b"previous version\n")
+    argv = ["get", victim.name, "-i", str(lab.inventory), "--json", f"{remote_dir}/huge.bin"]
+    returncode, stdout, stderr = run_interrupted(
+        [*argv, str(out)], local_dir, 40 * MIB, kill_connections(lab, 3)
+    )
+    assert returncode == 5, stdout + stderr
+    hosts, _ = json_lines(stdout)
+    assert hosts[victim.name]["status"] == "failed"
+    assert f"remote {remote_dir}/huge.bin" in hosts[victim.name]["error"]
+    assert (local_dir / "huge.bin").read_bytes() == b"previous version\n"
+    assert leftovers(out) == []
+
+
+# --------------------------------------------------------------------------- fastio itself
+
+
+def _session(lab: Lab, index: int, ciphers_off: list[str]) -> tuple[Session, Watchdog]:
+    host = lab.hosts[index]
+    target = Target(
+        name=host.name,
+        address=host.address,
+        port=host.port,
+        user=lab.user,
+        identity_files=(str(lab.client_key),),
+        identities_only=True,
+        known_hosts_files=(str(lab.known_hosts),),
+        strict_host_key_checking="yes",
+    )
+    watchdog = Watchdog()
+    session = connect(
+        target,
+        store=HostKeyStore([lab.known_hosts]),
+        credentials=Credentials(use_agent=False),
+        settings=SessionSettings(
+            host_key_policy="strict", disabled_algorithms={"ciphers": ciphers_off}
+        ),
+        watchdog=watchdog,
+    )
+    return session, watchdog
+
+
+GCM = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+
+
+@pytest.mark.parametrize(
+    ("ciphers_off", "fast"),
+    [([], True), (GCM, False)],
+    ids=["aes-gcm-fast-path", "other-cipher-paramiko-path"],
+)
+@pytest.mark.parametrize("rekey", [False, True], ids=["", "rekeying"])
+def test_fastio_streams_both_ways(
+    lab: Lab, remote_dir: str, ciphers_off: list[str], fast: bool, rekey: bool
+) -> None:
+    """send_all and read_chunks move bytes intact, with paramiko's path as the fallback.
+
+    With ``rekeying`` the session re-keys every 2 MiB, many times mid-stream.
+    """
+    session, watchdog = _session(lab, 4, ciphers_off)
+    try:
+        packetizer = session.transport.packetizer
+        assert isinstance(packetizer, fastio.FastPacketizer)
+        assert packetizer.can_send_fast() is fast
+        if rekey:
+            packetizer.REKEY_BYTES = 2 * MIB  # type: ignore[misc]
+        data = os.urandom(24 * MIB + 13)
+        path = f"{remote_dir}/stream.bin"
+        channel = session.open_stream(f"cat > {path}", stdin=True)
+        try:
+            fastio.send_all(channel, data)
+            channel.shutdown_write()
+            assert channel.recv_exit_status() == 0
+        finally:
+            fastio.detach(channel)
+            channel.close()
+        assert _sha(lab.host_path(session.target.name, path).read_bytes()) == _sha(data)
+
+        channel = session.open_stream(f"cat {path}")
+        got: list[bytes] = []
+        try:
+            for _ in range(100_000):
+                chunks = fastio.read_chunks(channel, 3 * MIB, 5.0)
+                assert chunks is not None, "no data for 5 s"
+                if not chunks:
+                    break
+                got += [bytes(c) for c in chunks]
+            assert channel.recv_exit_status() == 0
+        finally:
+            fastio.detach(channel)
+            channel.close()
+        assert _sha(b"".join(got)) == _sha(data)
+        # The session still works for ordinary commands afterwards.
+        assert session.exec("echo ok").stdout == b"ok\n"
+    finally:
+        session.close()
+        watchdog.stop()
