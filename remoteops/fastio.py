@@ -77,7 +77,7 @@ class ChunkPipe:
         self._chunks: deque[Chunk] = deque()
         self._size = 0
         self._closed = False
-        self._waiting = False
+        self._want = 0  # a reader waits for this many bytes (0: nobody waits)
         self._event: Any = None
 
     def set_event(self, event: Any) -> None:
@@ -96,22 +96,27 @@ class ChunkPipe:
             self._size += len(data)
             if self._event is not None:
                 self._event.set()
-            if self._waiting:
+            if self._want and self._size >= self._want:
                 self._cv.notify()
 
     def read_ready(self) -> bool:
         """True if ``take`` or ``read`` would return data at once."""
         return self._size > 0
 
-    def take(self, limit: int, timeout: float | None) -> list[Chunk] | None:
-        """Up to ``limit`` bytes as a list of chunks; [] at EOF, None on timeout."""
+    def take(self, limit: int, timeout: float | None, wait_for: int = 1) -> list[Chunk] | None:
+        """Up to ``limit`` bytes as a list of chunks; [] at EOF, None on timeout.
+
+        Waits (at most ``timeout``) until ``wait_for`` bytes are buffered or
+        the pipe is closed, then returns what there is: a reader that asks
+        for 1 MiB is woken once per MiB, not once per packet.
+        """
         with self._lock:
-            if not self._size and not self._closed:
-                self._waiting = True
+            if self._size < wait_for and not self._closed:
+                self._want = max(1, wait_for)
                 try:
                     self._cv.wait(timeout)
                 finally:
-                    self._waiting = False
+                    self._want = 0
             if not self._size:
                 return [] if self._closed else None
             out: list[Chunk] = []
@@ -311,7 +316,6 @@ class FastPacketizer(Packetizer):
         """Move the unread bytes to the front, growing the buffer if a packet needs it."""
         pending = bytes(self._rview[self._rstart : self._rend])
         if need > len(self._rbuf):
-            self._rview.release()
             self._rbuf = bytearray(need + _RECV_BUFFER)
             self._rview = memoryview(self._rbuf)
         self._rbuf[: len(pending)] = pending
@@ -325,7 +329,6 @@ class FastPacketizer(Packetizer):
         pending = bytes(self._rview[self._rstart : self._rend])
         data = extra + pending
         if len(data) > len(self._rbuf):
-            self._rview.release()
             self._rbuf = bytearray(len(data) + _RECV_BUFFER)
             self._rview = memoryview(self._rbuf)
         self._rbuf[: len(data)] = data
@@ -459,15 +462,18 @@ def detach(channel: paramiko.Channel) -> None:
         packetizer.remove_sink(channel.get_id())
 
 
-def read_chunks(channel: paramiko.Channel, limit: int, timeout: float) -> list[Chunk] | None:
+def read_chunks(
+    channel: paramiko.Channel, limit: int, timeout: float, wait_for: int = 1
+) -> list[Chunk] | None:
     """Up to ``limit`` bytes of an attached channel's data; [] at EOF, None on timeout.
 
-    Acknowledges what it takes (window adjust), as ``Channel.recv`` does.
+    ``wait_for`` as in ``ChunkPipe.take`` (keep it well under the channel's
+    window). Acknowledges what it takes (window adjust), as ``Channel.recv`` does.
     """
     pipe = channel.in_buffer
     if not isinstance(pipe, ChunkPipe):
         raise TypeError("read_chunks needs a channel set up with attach()")
-    chunks = pipe.take(limit, timeout)
+    chunks = pipe.take(limit, timeout, wait_for)
     if chunks:
         ack = _private(channel)._check_add_window(sum(len(c) for c in chunks))
         if ack > 0:

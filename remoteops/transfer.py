@@ -1170,7 +1170,7 @@ def _put_stream_exec(
     nothing (exec not allowed, no usable ``cat``, a full disk) the file is
     sent over SFTP instead, which also names SFTP's error if there is one.
     """
-    command = f"cat >> {shlex.quote(item.temp)}"
+    command = _append_command(item.temp)
     try:
         channel = session.open_stream(command, stdin=True)
     except Exception:
@@ -1209,6 +1209,21 @@ def _put_stream_exec(
         detail = detail.removeprefix("cat: ").removeprefix("write error: ")
         item.error = f"remote {item.temp}: {detail}"
     return True
+
+
+def _append_command(temp: str) -> str:
+    """A shell command appending its stdin to the existing regular file ``temp``.
+
+    The file is opened by name, so the shell checks that what it opened is
+    the regular file SFTP made, not a symlink swapped in meanwhile by someone
+    else who can write to the directory; anything odd exits before a byte is
+    written, and SFTP (which writes through its own handle) takes over.
+    """
+    quoted = shlex.quote(temp)
+    return (
+        f"[ -f {quoted} ] && [ ! -L {quoted} ] && exec 3>> {quoted} && [ ! -L {quoted} ] && "
+        f"[ /dev/fd/3 -ef {quoted} ] && exec cat >&3"
+    )
 
 
 def _remote_size(pipe: _Pipe, item: _PutItem) -> int | None:
@@ -1722,6 +1737,7 @@ def _get_batch(
 
 _EXEC_STREAM_MIN = 64 * 1024 * 1024
 _STREAM_READ = 8 * 1024 * 1024  # bytes taken (and written with one pwritev) at a time
+_STREAM_WAKE = 1024 * 1024  # the reader wakes per MiB received, not per packet
 _MAX_STREAM_TURNS = 1 << 40  # bounds the stream loops; a stalled peer meets the deadline first
 
 
@@ -1782,7 +1798,7 @@ def _get_stream_exec(
         for _ in range(_MAX_STREAM_TURNS):
             if cancel.is_set():
                 raise InterruptedHostError(stats.host, "interrupted; transfer stopped")
-            chunks = fastio.read_chunks(channel, _STREAM_READ, 0.5)
+            chunks = fastio.read_chunks(channel, _STREAM_READ, 0.5, wait_for=_STREAM_WAKE)
             if chunks is None:
                 continue  # nothing for 0.5 s: check for Ctrl-C (the deadline closes the channel)
             if not chunks:

@@ -21,6 +21,7 @@ from remoteops.hostkeys import HostKeyStore
 from remoteops.lab import Lab
 from remoteops.session import Credentials, Session, SessionSettings, Watchdog, connect
 from remoteops.target import Target
+from remoteops.transfer import _append_command
 from tests.integration.test_transfer import (
     chown_lab,
     get,
@@ -134,6 +135,31 @@ def test_large_put_and_get_fall_back_to_sftp_without_cat(
     assert _sha((out / host / remote_dir.lstrip("/") / "big.bin").read_bytes()) == _sha(data)
     assert not leftovers(out)
     assert not leftovers(lab.host_path(host, remote_dir))
+
+
+def test_the_append_command_refuses_a_symlink_in_place_of_the_temporary_file(
+    lab: Lab, remote_dir: str
+) -> None:
+    session, watchdog = _session(lab, 5, [])
+    try:
+        host = session.target.name
+        victim = lab.host_path(host, f"{remote_dir}/victim")
+        victim.write_bytes(b"keep me\n")
+        chown_lab(lab, victim)
+        temp = lab.host_path(host, f"{remote_dir}/.f.remoteops-x.part")
+        temp.symlink_to(victim)
+        result = session.exec(_append_command(f"{remote_dir}/.f.remoteops-x.part"), stdin=b"evil")
+        assert result.exit_code != 0
+        assert victim.read_bytes() == b"keep me\n"
+        temp.unlink()
+        temp.write_bytes(b"start ")
+        chown_lab(lab, temp)
+        result = session.exec(_append_command(f"{remote_dir}/.f.remoteops-x.part"), stdin=b"end")
+        assert result.exit_code == 0, result.stderr
+        assert temp.read_bytes() == b"start end"
+    finally:
+        session.close()
+        watchdog.stop()
 
 
 # --------------------------------------------------------------------------- get
