@@ -22,6 +22,7 @@ from remoteops.lab import Lab
 from remoteops.session import Credentials, Session, SessionSettings, Watchdog, connect
 from remoteops.target import Target
 from remoteops.transfer import _append_command
+from tests.helpers import run_cli as cli
 from tests.integration.test_transfer import (
     chown_lab,
     get,
@@ -160,6 +161,25 @@ def test_the_append_command_refuses_a_symlink_in_place_of_the_temporary_file(
     finally:
         session.close()
         watchdog.stop()
+
+
+def test_large_put_and_get_through_a_jump_host(lab: Lab, remote_dir: str, tmp_path: Path) -> None:
+    """Behind ProxyJump the socket is a channel: paramiko's own packet path carries the stream."""
+    jump, target = lab.hosts[0], lab.hosts[5]
+    option = f"-o UserKnownHostsFile={lab.known_hosts}"
+    hop = f"{lab.user}@{jump.address}:{jump.port}"
+    inventory = tmp_path / "jump.yml"
+    inventory.write_text(lab.inventory.read_text().replace(option, f"{option} -o ProxyJump={hop}"))
+    data, src = _big_source(tmp_path)
+    out = tmp_path / "out"
+    args = ("-i", str(inventory), "--json")
+    result = cli("put", target.name, *args, str(src), f"{remote_dir}/", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _sha(lab.host_path(target.name, f"{remote_dir}/big.bin").read_bytes()) == _sha(data)
+    back = cli("get", target.name, *args, f"{remote_dir}/big.bin", str(out), timeout=300)
+    assert back.returncode == 0, back.stdout + back.stderr
+    local = out / target.name / remote_dir.lstrip("/") / "big.bin"
+    assert _sha(local.read_bytes()) == _sha(data)
 
 
 # --------------------------------------------------------------------------- get
