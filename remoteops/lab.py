@@ -689,6 +689,7 @@ def lab_up(
     import pwd
 
     layout = host_layout(hosts, port)
+    _check_ports_free(layout, latency_ms=latency_ms)
     if isolate:
         password = _ensure_lab_user()
         user = LAB_USER
@@ -719,6 +720,14 @@ def lab_up(
                 f"{len(missing)} lab host(s) did not answer within {timeout:.0f}s "
                 f"({', '.join(missing[:5])}...); see {lab.sshd_log(missing[0])}"
             )
+        # An answer can come from someone else's server on the same address
+        # if ours lost a race for it: every sshd we started must still run.
+        dead = [h for h in lab.hosts if not is_alive(h.pid)]
+        if dead:
+            raise LabError(
+                f"{len(dead)} lab sshd(s) exited after starting ({dead[0].name}: "
+                f"{_last_line(lab.sshd_log(dead[0].name))}); see {lab.sshd_log(dead[0].name)}"
+            )
     except BaseException:
         lab.save()
         with contextlib.suppress(Exception):
@@ -732,6 +741,31 @@ def lab_up(
             f"login user (every host logs in as {user}; no sudo rule)",
         )
     return LabReport(lab=lab, elapsed_s=time.monotonic() - started, not_isolated=not_isolated)
+
+
+def _check_ports_free(layout: Sequence[LabHost], *, latency_ms: int) -> None:
+    """Refuse to start when another server already listens where a lab host would."""
+    ports = (0, 1) if latency_ms else (0,)
+    for host in layout:
+        for offset in ports:
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((host.address, host.port + offset))
+                except OSError as exc:
+                    raise LabError(
+                        f"{host.address}:{host.port + offset} (lab host {host.name}) is taken "
+                        f"({exc.strerror}): another lab or server listens there; stop it "
+                        "(`remoteops lab down --dir DIR`) or pick another --port"
+                    ) from None
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "empty log"
 
 
 def _start_hosts(

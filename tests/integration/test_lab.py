@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -109,6 +110,25 @@ def test_up_on_a_running_lab_says_so(lab: Lab) -> None:
     assert other.returncode == 2
     assert "lab down" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+def test_up_refuses_an_address_another_server_holds(
+    lab_factory: list[Path], tmp_path: Path
+) -> None:
+    port = free_port()
+    lab_dir = tmp_path / "clash"
+    lab_factory.append(lab_dir)
+    with socket.socket() as squatter:
+        squatter.bind(("127.66.0.2", port))
+        squatter.listen()
+        result = cli("lab", "up", "--dir", str(lab_dir), "--hosts", "3", "--port", str(port))
+    assert result.returncode == 2
+    assert f"127.66.0.2:{port} (lab host web02) is taken" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Nothing was started, and the port is usable again once freed.
+    assert not (lab_dir / "lab.json").exists()
+    lab = lab_up(lab_dir, hosts=3, port=port).lab
+    assert all(is_alive(h.pid) for h in lab.hosts)
 
 
 def test_fifty_hosts_then_down_leaves_nothing(lab_factory: list[Path], tmp_path: Path) -> None:
