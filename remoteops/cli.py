@@ -643,14 +643,10 @@ def _finish(
     if analysis is not None:
         from remoteops.cli_analyze import analysis_exit_code, emit_analysis
 
-        emit_analysis(analysis, as_json=as_json)
+        emit_analysis(analysis, as_json=as_json, json_writer=json_writer)
         code = analysis_exit_code(code, analysis, fail_on_findings=fail_on_findings)
         if as_json:
-            summary = dict(run.summary_json(), exit_code=code, findings=len(analysis.findings))
-            sys.stdout.write(
-                json.dumps(summary, ensure_ascii=False, separators=(", ", ": ")) + "\n"
-            )
-            sys.stdout.flush()
+            json_writer.summary(run, exit_code=code, findings=len(analysis.findings))
     elif as_json:
         json_writer.summary(run)
     if retry_file is not None:

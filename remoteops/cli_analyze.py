@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from remoteops.errors import UsageError
+from remoteops.report import JsonLinesWriter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -85,14 +86,15 @@ def finish_stage(stage: AnalysisStage, run: Any) -> AnalysisReport:
     return report
 
 
-def emit_analysis(report: AnalysisReport, *, as_json: bool) -> None:
+def emit_analysis(
+    report: AnalysisReport, *, as_json: bool, json_writer: JsonLinesWriter | None = None
+) -> None:
     """Print the report: JSON Lines objects (``type: analysis``) or text tables, on stdout."""
     try:
         if as_json:
+            writer = json_writer or JsonLinesWriter(sys.stdout)
             for obj in report.to_json():
-                sys.stdout.write(
-                    json.dumps(obj, ensure_ascii=False, separators=(", ", ": "), default=str) + "\n"
-                )
+                writer.record(obj)
         else:
             sys.stdout.write(report.render_text())
         sys.stdout.flush()

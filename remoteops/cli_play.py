@@ -178,7 +178,8 @@ class _TextReporter:
         if action in ("put", "get"):
             from remoteops.cli_transfer import _report_host
 
-            _report_host(result, width=self.width, quiet=self.quiet)
+            verb = "sent" if action == "put" else "fetched"
+            _report_host(result, width=self.width, quiet=self.quiet, verb=verb)
         elif not result.is_ok:
             self._err(f"{result.host.ljust(self.width)}: {result.status}: {result.error}")
         elif action == "ping":
@@ -195,7 +196,7 @@ class _TextReporter:
     def analysis(self, step: Step, text: str, objects: Sequence[Mapping[str, Any]]) -> None:
         if self.as_json:
             for obj in objects:
-                self.json_writer._emit({**obj, "step": step.number, "step_name": step.name})
+                self.json_writer.record({**obj, "step": step.number, "step_name": step.name})
         elif not self.quiet:
             sys.stdout.write(text)
             sys.stdout.flush()

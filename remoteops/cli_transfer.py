@@ -153,10 +153,10 @@ class _TransferProgress:
             self._progress.__exit__(None, None, None)
 
 
-def _report_host(result: HostResult, *, width: int, quiet: bool) -> None:
+def _report_host(result: HostResult, *, width: int, quiet: bool, verb: str) -> None:
     extra = result.extra
     counts = (
-        f"{extra.get('files', 0)} sent, {extra.get('unchanged', 0)} unchanged"
+        f"{extra.get('files', 0)} {verb}, {extra.get('unchanged', 0)} unchanged"
         + (f", {extra['failed_files']} failed" if extra.get("failed_files") else "")
         + (f", {extra['skipped']} skipped" if extra.get("skipped") else "")
         + f", {_size(extra.get('bytes', 0))} in {result.duration_s:.1f}s"
@@ -193,6 +193,7 @@ def _run_transfer(
     retry_file: Path | None,
     stage: Any = None,
     fail_on_findings: bool = False,
+    verb: str = "sent",
 ) -> None:
     from remoteops.cli_analyze import finish_stage
     from remoteops.report import JsonLinesWriter
@@ -205,7 +206,7 @@ def _run_transfer(
         if as_json:
             json_writer.host(result)
         else:
-            _report_host(result, width=width, quiet=quiet)
+            _report_host(result, width=width, quiet=quiet, verb=verb)
 
     cancel = executor.cancel if stage is None else stage.cancel_with(executor.cancel)
     run = _drive(results, cancel=cancel, on_result=show, progress=progress)
@@ -375,6 +376,7 @@ def get_cmd(
             retry_file=retry_file,
             stage=stage,
             fail_on_findings=fail_on_findings,
+            verb="fetched",
         )
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 from remoteops.nodeset import fold
@@ -100,14 +100,15 @@ class JsonLinesWriter:
 
     def host(self, result: HostResult) -> None:
         """Write one host line and flush it."""
-        self._emit(result.to_json())
+        self.record(result.to_json())
 
-    def summary(self, run: RunResult) -> None:
-        """Write the summary line."""
-        self._emit(run.summary_json())
+    def summary(self, run: RunResult, **fields: Any) -> None:
+        """Write the summary line; ``fields`` add to or override the run's own."""
+        self.record({**run.summary_json(), **fields})
 
-    def _emit(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
+    def record(self, obj: Mapping[str, Any]) -> None:
+        """Write any other object (a command's own line type) and flush it."""
+        line = json.dumps(obj, ensure_ascii=False, separators=(", ", ": "), default=str)
         with self._lock:
             if self._closed:
                 return
