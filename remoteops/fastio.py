@@ -53,7 +53,7 @@ __all__ = [
 
 _MSG_CHANNEL_DATA = 94
 _GCM_TAG = 16
-_RECV_BUFFER = 1024 * 1024  # one recv_into takes whatever the kernel has, up to this
+_RECV_BUFFER = 256 * 1024  # one recv_into takes what the kernel has, up to this (stays in cache)
 _MIN_ROOM = 64 * 1024  # compact the buffer rather than recv into less than this
 _MAX_PACKET = 4 * 1024 * 1024  # a larger length field is a broken stream, not a packet
 _SEND_BATCH = 1024 * 1024  # bytes framed and written per sendmsg
@@ -229,14 +229,16 @@ class FastPacketizer(Packetizer):
     def _read_aead_packet(self) -> tuple[bytes, int, int]:
         """Decrypt the next packet: (plaintext, its sequence number, end of its payload)."""
         p = _engine_fields(self)
-        self._fill(4, check_rekey=True)
+        if self._rend - self._rstart < 4:
+            self._fill(4, check_rekey=True)
         start = self._rstart
         size = int.from_bytes(self._rbuf[start : start + 4], "big")
         if size < 5 or size > _MAX_PACKET:
             raise paramiko.SSHException(f"Invalid packet length {size}")
         total = 4 + size + _GCM_TAG
-        self._fill(total, check_rekey=False)
-        start = self._rstart
+        if self._rend - start < total:
+            self._fill(total, check_rekey=False)
+            start = self._rstart
         view = self._rview
         iv = p._Packetizer__iv_in
         plain: bytes = p._Packetizer__block_engine_in.decrypt(
