@@ -220,6 +220,8 @@ class FastPacketizer(Packetizer):
                     if self.need_rekey():
                         # Back to Transport.run, which starts the key exchange.
                         raise NeedRekeyException()
+                    if p._Packetizer__closed:  # Transport.close() while data streams in
+                        raise EOFError()
                     continue
             message = Message(plain[2:end])
             message.seqno = seqno

@@ -9,8 +9,10 @@ host has no usable ``cat``, paramiko's own packet path for other ciphers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 
 from remoteops import fastio
 from remoteops.hostkeys import HostKeyStore
-from remoteops.lab import Lab
+from remoteops.lab import Lab, descendants
 from remoteops.session import Credentials, Session, SessionSettings, Watchdog, connect
 from remoteops.target import Target
 from remoteops.transfer import _append_command
@@ -202,6 +204,41 @@ def test_killed_sshd_mid_download_keeps_the_old_local_file(
     hosts, _ = json_lines(stdout)
     assert hosts[victim.name]["status"] == "failed"
     assert f"remote {remote_dir}/huge.bin" in hosts[victim.name]["error"]
+    assert (local_dir / "huge.bin").read_bytes() == b"previous version\n"
+    assert leftovers(out) == []
+
+
+def test_stalled_download_stream_meets_the_deadline_and_cleans_up(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    """sshd frozen mid-stream: -t closes the connection; the old file stays, no temp is left."""
+    victim = lab.hosts[4]
+    lab.host_path(victim.name, f"{remote_dir}/huge.bin").write_bytes(os.urandom(400 * MIB))
+    out = tmp_path / "out"
+    local_dir = out / victim.name / remote_dir.lstrip("/")
+    local_dir.mkdir(parents=True)
+    (local_dir / "huge.bin").write_bytes(b"previous version\n")
+    frozen: list[int] = []
+
+    def freeze(_: object) -> None:
+        for pid in descendants([victim.pid]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+
+    argv = ["get", victim.name, "-i", str(lab.inventory), "--json", "-t", "3"]
+    try:
+        returncode, stdout, stderr = run_interrupted(
+            [*argv, f"{remote_dir}/huge.bin", str(out)], local_dir, 20 * MIB, freeze
+        )
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+    hosts, _ = json_lines(stdout)
+    assert hosts[victim.name]["status"] == "timeout", stdout + stderr
+    assert returncode != 0
     assert (local_dir / "huge.bin").read_bytes() == b"previous version\n"
     assert leftovers(out) == []
 
