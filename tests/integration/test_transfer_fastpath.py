@@ -187,15 +187,26 @@ def test_large_put_and_get_through_a_jump_host(lab: Lab, remote_dir: str, tmp_pa
 # --------------------------------------------------------------------------- get
 
 
+def _download_over_an_old_copy(
+    lab: Lab, host: str, remote_dir: str, tmp_path: Path
+) -> tuple[Path, Path]:
+    """A 400 MiB remote huge.bin, and an older local copy where `get` will put it.
+
+    Returns (LOCAL_DIR for `get`, the directory holding the local copy).
+    """
+    lab.host_path(host, f"{remote_dir}/huge.bin").write_bytes(os.urandom(400 * MIB))
+    out = tmp_path / "out"
+    local_dir = out / host / remote_dir.lstrip("/")
+    local_dir.mkdir(parents=True)
+    (local_dir / "huge.bin").write_bytes(b"previous version\n")
+    return out, local_dir
+
+
 def test_killed_sshd_mid_download_keeps_the_old_local_file(
     lab: Lab, remote_dir: str, tmp_path: Path
 ) -> None:
     victim = lab.hosts[3]
-    lab.host_path(victim.name, f"{remote_dir}/huge.bin").write_bytes(os.urandom(400 * MIB))
-    out = tmp_path / "out"
-    local_dir = out / victim.name / remote_dir.lstrip("/")
-    local_dir.mkdir(parents=True)
-    (local_dir / "huge.bin").write_bytes(b"previous version\n")
+    out, local_dir = _download_over_an_old_copy(lab, victim.name, remote_dir, tmp_path)
     argv = ["get", victim.name, "-i", str(lab.inventory), "--json", f"{remote_dir}/huge.bin"]
     returncode, stdout, stderr = run_interrupted(
         [*argv, str(out)], local_dir, 40 * MIB, kill_connections(lab, 3)
@@ -213,11 +224,7 @@ def test_stalled_download_stream_meets_the_deadline_and_cleans_up(
 ) -> None:
     """sshd frozen mid-stream: -t closes the connection; the old file stays, no temp is left."""
     victim = lab.hosts[4]
-    lab.host_path(victim.name, f"{remote_dir}/huge.bin").write_bytes(os.urandom(400 * MIB))
-    out = tmp_path / "out"
-    local_dir = out / victim.name / remote_dir.lstrip("/")
-    local_dir.mkdir(parents=True)
-    (local_dir / "huge.bin").write_bytes(b"previous version\n")
+    out, local_dir = _download_over_an_old_copy(lab, victim.name, remote_dir, tmp_path)
     frozen: list[int] = []
 
     def freeze(_: object) -> None:
