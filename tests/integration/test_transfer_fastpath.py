@@ -34,6 +34,7 @@ from tests.integration.test_transfer import (
     put,
     replaced_by_false,
     run_interrupted,
+    tiny_tmpfs,  # noqa: F401 (a fixture)
 )
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,21 @@ def test_large_put_streams_through_cat_byte_identical(
 
     again = put(lab, "--verify", "--checksum", str(src), f"{remote_dir}/", pattern=host)
     assert json_lines(again.stdout)[0][host]["unchanged"] == 1
+
+
+def test_disk_full_mid_stream_fails_naming_the_file_and_removes_it(
+    lab: Lab,
+    tiny_tmpfs: str,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    host = lab.hosts[0].name
+    _, src = _big_source(tmp_path)
+    result = put(lab, str(src), f"{tiny_tmpfs}/", pattern=host)
+    assert result.returncode == 5, result.stdout + result.stderr
+    error = json_lines(result.stdout)[0][host]["error"]
+    assert "No space left on device" in error
+    assert f"remote {tiny_tmpfs}/" in error
+    assert list(lab.host_path(host, tiny_tmpfs).iterdir()) == []  # temporary file removed
 
 
 def test_large_put_resumes_and_verifies_through_the_stream(
