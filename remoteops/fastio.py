@@ -54,7 +54,8 @@ __all__ = [
 _MSG_CHANNEL_DATA = 94
 _GCM_TAG = 16
 _RECV_BUFFER = 256 * 1024  # one recv_into takes what the kernel has, up to this (stays in cache)
-_MIN_ROOM = 64 * 1024  # compact the buffer rather than recv into less than this
+# Until a bulk channel is attached: a run of 1,000 hosts holds 1,000 of these.
+_IDLE_BUFFER = 16 * 1024
 _MAX_PACKET = 4 * 1024 * 1024  # a larger length field is a broken stream, not a packet
 _SEND_BATCH = 1024 * 1024  # bytes framed and written per sendmsg
 _IOV_MAX = 1024
@@ -166,8 +167,10 @@ class FastPacketizer(Packetizer):
     def __init__(self, sock: Any) -> None:
         super().__init__(sock)
         self._fast_socket: socket.socket | None = sock if isinstance(sock, socket.socket) else None
-        self._rbuf = bytearray(_RECV_BUFFER)
+        self._rbuf = bytearray(_IDLE_BUFFER)
         self._rview = memoryview(self._rbuf)
+        # Set by other threads (attach/detach); only the reading thread resizes.
+        self._buffer_size = _IDLE_BUFFER
         self._rstart = 0
         self._rend = 0
         self._sinks: dict[int, ChunkPipe] = {}
@@ -178,10 +181,13 @@ class FastPacketizer(Packetizer):
     def add_sink(self, chanid: int, pipe: ChunkPipe) -> None:
         """Hand CHANNEL_DATA for local channel ``chanid`` straight to ``pipe``."""
         self._sinks[chanid] = pipe
+        self._buffer_size = _RECV_BUFFER
 
     def remove_sink(self, chanid: int) -> None:
         """Stop handing data for ``chanid`` to its pipe."""
         self._sinks.pop(chanid, None)
+        if not self._sinks:
+            self._buffer_size = _IDLE_BUFFER
 
     def can_send_fast(self) -> bool:
         """True while outgoing packets use AES-GCM on a plain socket."""
@@ -286,7 +292,12 @@ class FastPacketizer(Packetizer):
         """Have at least ``need`` raw bytes buffered; paramiko's ``read_all`` semantics."""
         if self._rend - self._rstart >= need:
             return
-        if need > len(self._rbuf) - self._rstart or len(self._rbuf) - self._rend < _MIN_ROOM:
+        size, have = self._buffer_size, len(self._rbuf)
+        # Grow when a bulk channel is attached; shrink once it is gone.
+        if size > have or (have >= _RECV_BUFFER > size >= self._rend - self._rstart):
+            self._resize(size)
+        room = len(self._rbuf) - self._rend
+        if need > len(self._rbuf) - self._rstart or room < len(self._rbuf) // 4:
             self._compact(need)
         sock = self._fast_socket
         assert sock is not None
@@ -318,10 +329,21 @@ class FastPacketizer(Packetizer):
 
     def _compact(self, need: int) -> None:
         """Move the unread bytes to the front, growing the buffer if a packet needs it."""
-        pending = bytes(self._rview[self._rstart : self._rend])
         if need > len(self._rbuf):
-            self._rbuf = bytearray(need + _RECV_BUFFER)
-            self._rview = memoryview(self._rbuf)
+            self._resize(need + self._buffer_size)
+            return
+        pending = bytes(self._rview[self._rstart : self._rend])
+        self._rbuf[: len(pending)] = pending
+        self._rstart, self._rend = 0, len(pending)
+
+    def _resize(self, size: int) -> None:
+        """A new buffer of ``size`` bytes (never less than what is buffered), unread bytes first."""
+        pending = bytes(self._rview[self._rstart : self._rend])
+        size = max(size, len(pending))
+        if size == len(self._rbuf) and self._rstart == 0:
+            return
+        self._rbuf = bytearray(size)
+        self._rview = memoryview(self._rbuf)
         self._rbuf[: len(pending)] = pending
         self._rstart, self._rend = 0, len(pending)
 
