@@ -340,7 +340,7 @@ def get_cmd(
 
     Example: remoteops get all /var/log/syslog ./logs
     """
-    from remoteops.analysis.sources import host_files
+    from remoteops.analysis.sources import downloaded_files
     from remoteops.cli_analyze import feed, open_stage
     from remoteops.transfer import GetOptions, get
 
@@ -365,11 +365,15 @@ def get_cmd(
         options=GetOptions(preserve=preserve, checksum=checksum, verify=verify, resume=resume),
         progress=progress.moved,
     )
+
+    def files_of(result: HostResult) -> dict[str, Path]:
+        return downloaded_files(local_dir / result.host, result)
+
     with stage if stage is not None else contextlib.nullcontext():
         _run_transfer(
             targets,
             executor,
-            feed(stage, results, lambda r: host_files(local_dir / r.host)) if stage else results,
+            feed(stage, results, files_of) if stage else results,
             progress,
             as_json=as_json,
             quiet=quiet,

@@ -81,7 +81,8 @@ class HostResult:
             data["stdout_truncated_bytes"] = self.stdout_truncated
             data["stderr_truncated_bytes"] = self.stderr_truncated
         for key, value in self.extra.items():
-            data.setdefault(key, value)
+            if not key.startswith("_"):  # "_name": for other stages in this process only
+                data.setdefault(key, value)
         return data
 
 

@@ -558,6 +558,8 @@ class _Stats:
     current: str = ""
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # get: remote paths of the files this run left in place, downloaded or unchanged
+    covered: list[str] = field(default_factory=list)
 
     def moved(self, nbytes: int) -> None:
         self.bytes += nbytes
@@ -589,6 +591,7 @@ class _Stats:
             "changed": bool(self.files or self.attrs_changed),
             "warnings": self.warnings[:20],
             "errors": self.errors[:20],
+            "_covered": tuple(self.covered),
         }
 
 
@@ -1643,6 +1646,7 @@ def _get_compare(
         )
         if same:
             stats.unchanged += 1
+            stats.covered.append(item.file.remote)
         else:
             todo.append(item)
     return todo
@@ -1862,6 +1866,7 @@ def _get_checksum_filter(
         remote = hashes.get(item.file.remote) or _sftp_sha256(session, item.file.remote)
         if remote == local:
             stats.unchanged += 1
+            stats.covered.append(item.file.remote)
         else:
             todo.append(item)
     return todo
@@ -1995,6 +2000,7 @@ def _get_finish(
             item.error = f"local {shown}: {exc.strerror}"
             continue
         stats.done()
+        stats.covered.append(item.file.remote)
 
 
 # --- per-session entry points (used by playbooks)

@@ -18,7 +18,7 @@ from pathlib import Path
 from remoteops.errors import UsageError
 from remoteops.results import STATUSES, HostResult
 
-__all__ = ["SourceItem", "host_files", "iter_source", "source_kind"]
+__all__ = ["SourceItem", "downloaded_files", "host_files", "iter_source", "source_kind"]
 
 # (result, {document name: local path} or None for the result's stdout)
 SourceItem = tuple[HostResult, dict[str, Path] | None]
@@ -123,6 +123,20 @@ def host_files(host_dir: Path) -> dict[str, Path]:
             if full.is_file() and not full.is_symlink() and not name.endswith(".part"):
                 files["/" + full.relative_to(host_dir).as_posix()] = full
     return files
+
+
+def downloaded_files(host_dir: Path, result: HostResult) -> dict[str, Path]:
+    """The files of ``host_dir`` that a ``get`` run's ``result`` covered.
+
+    Those it downloaded or found unchanged, not what earlier runs left in the
+    same directory; named as :func:`host_files` names them.
+    """
+    files = host_files(host_dir)
+    covered = result.extra.get("_covered")
+    if covered is None:
+        return files
+    keep = set(covered)
+    return {name: path for name, path in files.items() if name in keep}
 
 
 def _get_dir(path: Path) -> Iterator[SourceItem]:

@@ -643,6 +643,7 @@ class PlaybookRunner:
         findings fails the step.
         """
         from remoteops.analysis import AnalysisStage
+        from remoteops.analysis.sources import downloaded_files
 
         src = step.args["src"]
         start = time.monotonic()
@@ -653,9 +654,7 @@ class PlaybookRunner:
                     if raw is None or raw.status == "skipped":
                         continue
                     if "dest" in raw.extra:
-                        root = Path(raw.extra["dest"])
-                        files = sorted(p for p in root.rglob("*") if p.is_file())
-                        paths = {str(p.relative_to(root)): p for p in files}
+                        paths = downloaded_files(Path(raw.extra["dest"]), raw)
                         if paths:
                             stage.submit(raw, paths=paths)
                     else:

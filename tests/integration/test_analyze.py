@@ -157,6 +157,27 @@ def test_get_with_logscan_and_analyze_again(lab: Lab, remote_dir: str, tmp_path:
     assert {f["document"] for f in grep_obj["findings"]} == {f"{remote_dir}/app.log"}
 
 
+def test_get_analyzes_what_this_run_covered_not_older_files(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    expected = _write_logs(lab, remote_dir)
+    local = tmp_path / "logs"
+    first = lab.hosts[0].name
+    stale = local / first / remote_dir.lstrip("/") / "old.log"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("2024-04-01T00:00:00Z old app[1]: ERROR from an earlier run\n" * 50)
+    args = ["get", "all", "-i", str(lab.inventory), "--json", "-a", "logscan"]
+    args += [f"{remote_dir}/app.log", str(local)]
+    for round_ in ("downloaded", "unchanged"):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+        hosts, (logscan,), _ = parse(result.stdout)
+        assert logscan["by_host"] == expected, round_
+        key = "files" if round_ == "downloaded" else "unchanged"
+        assert all(h[key] == 1 and "_covered" not in h for h in hosts.values()), round_
+    assert stale.exists()
+
+
 def test_analysis_of_early_hosts_ends_before_the_slowest_host_answers(lab: Lab) -> None:
     slow = lab.hosts[-1].name
     # Each host prints the time it finished; the plugin records when it analysed a host.
