@@ -40,6 +40,8 @@ _MASKS: Final = (
         b"<hex>",
     ),
     (re.compile(rb"\d+(?:\.\d+)*"), b"<n>"),
+    # Last: columns padded to their numbers' widths (df, free, ps) differ in spaces only.
+    (re.compile(rb"[ \t]+"), b" "),
 )
 
 _TIMESTAMP: Final = re.compile(
@@ -55,7 +57,8 @@ _MONTHS: Final = {
 
 
 def normalise(data: bytes, *, host: str | None = None) -> bytes:
-    """Mask what varies between hosts and runs: times, UUIDs, hex ids, numbers, the host name.
+    """Mask what varies between hosts and runs: times, UUIDs, hex ids, numbers, the host name,
+    and the width of the spaces that align columns.
 
     Works on any number of lines at once (one ``re.sub`` per mask over the whole
     input is much faster than one per line).

@@ -164,6 +164,10 @@ def test_normalise_masks_what_varies() -> None:
     assert normalise(line, host="web01") == (
         b"<time> <host> app[<n>]: request <hex> id=<hex> uuid=<uuid> from <n> took <n> ms"
     )
+    # free(1) on two hosts: the same table once the numbers' widths are masked too.
+    assert normalise(b"Mem:   8000000   950000  7050000\n") == normalise(
+        b"Mem:   8000000  1050000  6950000\n"
+    )
     assert leading_timestamp(b"May  1 12:00:00 web01 x") == ("05-01T12:00:00", "May  1 12:00:00")
     assert leading_timestamp(b"no time") is None
 
