@@ -41,7 +41,7 @@ _MASKS: Final = (
     ),
     (re.compile(rb"\d+(?:\.\d+)*"), b"<n>"),
     # Last: columns padded to their numbers' widths (df, free, ps) differ in spaces only.
-    (re.compile(rb"[ \t]+"), b" "),
+    (re.compile(rb"[ \t]{2,}|\t"), b" "),  # a lone space is left as it is: fewer substitutions
 )
 
 _TIMESTAMP: Final = re.compile(
