@@ -1178,8 +1178,11 @@ def console_main() -> NoReturn:
     shutdown = getattr(threading, "_shutdown", None)
     if shutdown is None:  # not CPython: leave it to the interpreter
         raise SystemExit(status)
-    shutdown()  # joins non-daemon threads, as interpreter exit would
-    atexit._run_exitfuncs()
+    try:
+        shutdown()  # joins non-daemon threads, as interpreter exit would
+        atexit._run_exitfuncs()
+    except KeyboardInterrupt:  # Ctrl-C while exiting: leave now, as a second Ctrl-C does
+        os._exit(EXIT_SIGINT)
     _flush_stdout_quietly()
     with contextlib.suppress(Exception):
         sys.stderr.flush()
