@@ -49,12 +49,15 @@ def check_playbook(
 ) -> None:
     """Raise ``PlaybookError`` (``FILE:LINE: ...``) for the first name no host could read."""
     registered: dict[str, Step] = {}
+    registered_on: dict[str, set[str]] = {}  # results are per host: which hosts have each
     not_run: dict[str, Step] = {}
     for play in playbook.plays:
         hosts = play_hosts.get(play.index, ())
         if not hosts:
             continue
-        _Checker(playbook, play, hosts, host_vars, extra_vars, registered, not_run).run(start_at)
+        checker = _Checker(playbook, play, hosts, host_vars, extra_vars, registered, not_run)
+        checker.registered_on = registered_on
+        checker.run(start_at)
 
 
 class _Checker:
@@ -79,6 +82,7 @@ class _Checker:
         self.common: set[str] = set.intersection(*keys) if keys else set()
         self.anywhere: set[str] = set.union(*keys) if keys else set()
         self.later = {s.register: s for s in play.steps if s.register}
+        self.registered_on: dict[str, set[str]] = {}
 
     def run(self, start_at: int | None) -> None:
         play_vars: set[str] = set()
@@ -104,6 +108,7 @@ class _Checker:
                 else:
                     self.not_run.pop(step.register, None)
                     self.registered[step.register] = step
+                    self.registered_on.setdefault(step.register, set()).update(self.hosts)
 
     def check(
         self,
@@ -127,6 +132,7 @@ class _Checker:
                     "--start-at skips; start at that step or earlier",
                 )
             if name in self.registered:
+                self.check_hosts_have(name, line)
                 continue
             if name in self.later and step is not None:
                 after = self.later[name]
@@ -183,9 +189,24 @@ class _Checker:
                 f"analyze src {name!r}: no earlier step registers it; add register: {name} "
                 "to the run, script or get step whose output to analyse",
             )
+        self.check_hosts_have(name, line)
         if source.action not in ("run", "script", "get"):
             raise self.error(
                 line, f"analyze src {name!r}: a {source.action} result has no output to analyse"
+            )
+
+    def check_hosts_have(self, name: str, line: int) -> None:
+        """A result registered by an earlier play exists only on that play's hosts."""
+        have = self.registered_on.get(name, set())
+        missing = [h for h in self.hosts if h not in have]
+        if missing:
+            source = self.registered[name]
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise self.error(
+                line,
+                f"{name!r} is registered by step {source.number} {source.name!r} (line "
+                f"{source.line}) of a play that does not run on {missing[0]}{more}; register "
+                f"it in this play, or guard the step with `when: {name} is defined`",
             )
 
     def error(self, line: int, message: str) -> PlaybookError:

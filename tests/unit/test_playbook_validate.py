@@ -143,3 +143,40 @@ def test_analyze_specs_are_checked_when_the_playbook_is_read() -> None:
         "- hosts: web\n  steps:\n    - run: x\n      register: out\n"
         "    - analyze: {analyzer: 'count:ERROR', src: out}\n"
     )
+
+
+TWO_PLAYS = """\
+- hosts: web01
+  steps:
+    - name: probe
+      run: hostname
+      register: r
+- hosts: web
+  steps:
+    - run: echo {{ r.stdout }}
+    - run: echo {{ r.stdout }}
+      when: r is defined
+"""
+
+
+def test_a_result_from_an_earlier_play_exists_only_on_its_hosts() -> None:
+    playbook = book(TWO_PLAYS)
+    first, second = (p.index for p in playbook.plays)
+    with pytest.raises(PlaybookError) as info:
+        check_playbook(
+            playbook,
+            play_hosts={first: ["web01"], second: ["web01", "web02"]},
+            host_vars=lambda h: HOST_VARS[h],
+            extra_vars={},
+        )
+    message = str(info.value)
+    assert message.startswith("book.yml:8: "), message
+    assert "'r' is registered by step 1 'probe'" in message
+    assert "does not run on web02" in message
+    # The same plays over the same hosts: r exists everywhere it is read.
+    check_playbook(
+        playbook,
+        play_hosts={first: ["web01", "web02"], second: ["web01", "web02"]},
+        host_vars=lambda h: HOST_VARS[h],
+        extra_vars={},
+    )
