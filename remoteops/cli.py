@@ -28,7 +28,7 @@ from remoteops.errors import RemoteOpsError, UsageError
 from remoteops.logconfig import LogSettings, default_log_path, setup_logging
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
     from contextlib import AbstractContextManager
 
     from remoteops.results import HostResult, RunResult
@@ -462,8 +462,14 @@ def _resolve(
     command_timeout: float | None = None,
     keepalive_interval: float | None = None,
     keepalive_count: int | None = None,
+    inventory: Any = None,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[Any], Any]:
-    """Load inventories and ssh_config, select hosts, build targets and an Executor."""
+    """Load inventories and ssh_config, select hosts, build targets and an Executor.
+
+    ``inventory`` (already loaded) and ``names`` (hosts already selected, in
+    inventory order) spare a caller that has both doing it twice.
+    """
     from remoteops.execution import Executor, Limits, Timeouts
     from remoteops.inventory import default_inventory_sources, load_inventory
     from remoteops.session import Credentials, SessionSettings
@@ -477,9 +483,11 @@ def _resolve(
     if opts.retries < 0:
         raise UsageError("--retries must be 0 or more")
     sources = opts.inventory or default_inventory_sources()
-    inventory = load_inventory(sources)
-    hosts = inventory.select(pattern, limit=opts.limit)
-    if not hosts:
+    if inventory is None:
+        inventory = load_inventory(sources)
+    if names is None:
+        names = [h.name for h in inventory.select(pattern, limit=opts.limit)]
+    if not names:
         shown = pattern + (f" --limit {opts.limit}" if opts.limit else "")
         raise UsageError(
             f"no host matches {shown!r} in {', '.join(map(str, sources))}; "
@@ -498,9 +506,7 @@ def _resolve(
         known_hosts=str(opts.known_hosts) if opts.known_hosts else None,
         connect_timeout=opts.connect_timeout,
     )
-    targets = resolve_targets(
-        inventory, [h.name for h in hosts], ssh_config=ssh_config, overrides=overrides
-    )
+    targets = resolve_targets(inventory, list(names), ssh_config=ssh_config, overrides=overrides)
     passphrase = (
         _read_secret_file(opts.key_passphrase_file, "--key-passphrase-file")
         if opts.key_passphrase_file

@@ -333,7 +333,9 @@ def play_cmd(
     )
     plays_with_hosts = [p for p in book.plays if play_hosts[p.index]]
     pattern = plays_with_hosts[0].hosts if len(plays_with_hosts) == 1 else "all"
-    targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    wanted = {h for hosts in play_hosts.values() for h in hosts}
+    names = [h for h in inv.hosts if h in wanted]  # only the plays' hosts, inventory order
+    targets, executor = _resolve(pattern, opts, command_timeout=timeout, inventory=inv, names=names)
     by_name = {t.name: t for t in targets}
     width = max(len(t.name) for t in targets)
     reporter = _TextReporter(as_json=as_json, gather=gather_output, quiet=quiet, width=width)
