@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from remoteops.errors import (
     CommandTimeoutError,
@@ -48,6 +49,7 @@ __all__ = [
     "Limits",
     "Timeouts",
     "default_forks",
+    "host_result",
 ]
 
 logger = logging.getLogger(__name__)
@@ -247,18 +249,18 @@ class Executor:
 
         def guarded(target: Target) -> HostResult:
             if self.cancel_event.is_set():
-                return _result(target, "skipped", error="not started: the run was interrupted")
+                return host_result(target, "skipped", error="not started: the run was interrupted")
             start = time.monotonic()
             try:
                 return work(target)
             except HostError as exc:
-                return _result(
+                return host_result(
                     target, exc.status, error=str(exc), duration=time.monotonic() - start
                 )
             except Exception as exc:
                 logger.debug("Host %r: unexpected error", target.name, exc_info=True)
                 logger.error("Host %r: internal error %r (--debug shows where)", target.name, exc)
-                return _result(
+                return host_result(
                     target,
                     "failed",
                     error=f"internal error: {exc!r}",
@@ -429,7 +431,15 @@ class Executor:
         return result
 
 
-def _result(target: Target, status: str, *, error: str, duration: float = 0.0) -> HostResult:
+def host_result(
+    target: Target,
+    status: str,
+    *,
+    error: str | None = None,
+    duration: float = 0.0,
+    extra: Mapping[str, Any] | None = None,
+) -> HostResult:
+    """A result for ``target`` with no command output (refused, skipped, local checks)."""
     return HostResult(
         host=target.name,
         address=target.address,
@@ -437,6 +447,7 @@ def _result(target: Target, status: str, *, error: str, duration: float = 0.0) -
         status=status,  # type: ignore[arg-type]
         error=error,
         duration_s=duration,
+        extra=dict(extra or {}),
     )
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from jinja2 import TemplateError
 
 from remoteops.errors import ConnectError, HostError, RemoteOpsError
+from remoteops.execution import host_result
 from remoteops.playbook.model import Play, Playbook, Step
 from remoteops.playbook.recap import HostCounts, PlaybookResult, fold_hosts
 from remoteops.playbook.template import Template
@@ -290,7 +291,7 @@ class PlaybookRunner:
             for host in hosts:
                 state = self.states[host]
                 if state.failure is None:
-                    state.failure = _host_result(
+                    state.failure = host_result(
                         state.target, "skipped", error=f"not finished: {reason}"
                     )
 
@@ -312,7 +313,7 @@ class PlaybookRunner:
             if work.plan is not None:
                 plans.setdefault(work.plan, []).append(host)
                 state.registered.update({step.register: _NotRun()} if step.register else {})
-                result = _host_result(state.target, "skipped", error="--check: not run")
+                result = host_result(state.target, "skipped", error="--check: not run")
                 outcomes.append(self._finish(play, step, host, result, check_plan=work.plan))
             elif work.local is not None:
                 outcomes.append(self._finish(play, step, host, work.local))
@@ -338,15 +339,15 @@ class PlaybookRunner:
         start = time.monotonic()
         try:
             if self.executor.cancel_event.is_set():
-                return _host_result(state.target, "skipped", error="not started: interrupted")
+                return host_result(state.target, "skipped", error="not started: interrupted")
             return work(self._session(host))
         except HostError as exc:
-            return _host_result(
+            return host_result(
                 state.target, exc.status, error=str(exc), duration=time.monotonic() - start
             )
         except Exception as exc:
             logger.debug("Host %r: unexpected error", host, exc_info=True)
-            return _host_result(
+            return host_result(
                 state.target,
                 "failed",
                 error=f"internal error: {exc!r}",
@@ -479,7 +480,7 @@ class PlaybookRunner:
                 try:
                     value = _render_value(value, templates, context)
                 except (TemplateError, RemoteOpsError) as exc:
-                    state.failure = _host_result(
+                    state.failure = host_result(
                         state.target,
                         "failed",
                         error=f"play {play.index} vars: {name}: {_template_error(exc)}",
@@ -497,13 +498,13 @@ class PlaybookRunner:
                     return _Work(plan=f"run if {condition.source} (depends on --check results)")
                 if not condition.evaluate(context):
                     return _Work(
-                        local=_host_result(
+                        local=host_result(
                             state.target, "skipped", error=f"when: {condition.source} is false"
                         )
                     )
             return self._prepare_action(play, step, host, context)
         except (TemplateError, RemoteOpsError) as exc:
-            return _Work(local=_host_result(state.target, "failed", error=_template_error(exc)))
+            return _Work(local=host_result(state.target, "failed", error=_template_error(exc)))
 
     def _not_run_in(self, template: Template, context: Mapping[str, Any]) -> bool:
         return self.check and any(isinstance(context.get(n), _NotRun) for n in template.names)
@@ -624,7 +625,7 @@ class PlaybookRunner:
         if step.action == "fail":
             assert msg_template is not None
             message = msg_template.render(context)
-            return _host_result(target, "failed", error=message, extra={"msg": message})
+            return host_result(target, "failed", error=message, extra={"msg": message})
         for condition in step.args["that"]:
             if not condition.evaluate(context):
                 message = (
@@ -632,8 +633,8 @@ class PlaybookRunner:
                     if msg_template is not None
                     else f"assertion failed: {condition.source}"
                 )
-                return _host_result(target, "failed", error=message, extra={"msg": message})
-        return _host_result(target, "ok", extra={"msg": "all assertions passed"})
+                return host_result(target, "failed", error=message, extra={"msg": message})
+        return host_result(target, "ok", extra={"msg": "all assertions passed"})
 
     def _analyze(self, step: Step, hosts: list[str]) -> dict[str, HostResult]:
         """Run the step's analyzers over ``src`` of every host at once; a result per host.
@@ -662,7 +663,7 @@ class PlaybookRunner:
                 report = stage.finish()
         except RemoteOpsError as exc:
             return {
-                h: _host_result(self.states[h].target, "failed", error=f"analyze: {exc}")
+                h: host_result(self.states[h].target, "failed", error=f"analyze: {exc}")
                 for h in hosts
             }
         text = report.render_text()
@@ -675,7 +676,7 @@ class PlaybookRunner:
             error = None
             if failed:
                 error = found[0] if len(found) == 1 else f"{len(found)} findings; first: {found[0]}"
-            results[host] = _host_result(
+            results[host] = host_result(
                 self.states[host].target,
                 "failed" if failed else "ok",
                 error=error,
@@ -709,9 +710,9 @@ class PlaybookRunner:
             if state.failure is not None:
                 final = state.failure
             elif not state.started:
-                final = _host_result(state.target, "skipped", error="not started")
+                final = host_result(state.target, "skipped", error="not started")
             else:
-                final = _host_result(state.target, "ok")
+                final = host_result(state.target, "ok")
             if state.started:
                 final = dataclasses.replace(final, duration_s=state.finished - state.started)
             result.add(final)
@@ -720,25 +721,6 @@ class PlaybookRunner:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _host_result(
-    target: Target,
-    status: str,
-    *,
-    error: str | None = None,
-    duration: float = 0.0,
-    extra: Mapping[str, Any] | None = None,
-) -> HostResult:
-    return HostResult(
-        host=target.name,
-        address=target.address,
-        port=target.port,
-        status=status,  # type: ignore[arg-type]
-        error=error,
-        duration_s=duration,
-        extra=dict(extra or {}),
-    )
 
 
 def _template_error(exc: Exception) -> str:
@@ -828,7 +810,7 @@ def _ping(executor: Executor, session: Session, timeout: float | None) -> HostRe
     if not session.transport.is_active():
         raise ConnectError(target.name, "no answer to a keepalive; the connection was closed")
     rtt = time.monotonic() - start
-    return _host_result(
+    return host_result(
         target,
         "ok",
         duration=rtt,
