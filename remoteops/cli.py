@@ -402,6 +402,10 @@ _PassphraseFile = Annotated[
     Path | None,
     typer.Option("--key-passphrase-file", help="File holding the passphrase of encrypted keys."),
 ]
+_RetryFile = Annotated[
+    Path | None,
+    typer.Option("--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."),
+]
 _AskPass = Annotated[
     bool, typer.Option("--ask-pass", "-k", help="Prompt once for an SSH password (terminal only).")
 ]
@@ -731,12 +735,7 @@ def run_cmd(
             "--out-dir", help="Write DIR/<host>.out, .err and .exit with the exact bytes."
         ),
     ] = None,
-    retry_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."
-        ),
-    ] = None,
+    retry_file: _RetryFile = None,
     become: Annotated[
         bool, typer.Option("--become", "-b", help="Run the command with sudo.")
     ] = False,
@@ -899,12 +898,7 @@ def ping_cmd(
     retries: _Retries = 0,
     key_passphrase_file: _PassphraseFile = None,
     ask_pass: _AskPass = False,
-    retry_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."
-        ),
-    ] = None,
+    retry_file: _RetryFile = None,
 ) -> None:
     """Connect and authenticate to every matched host; report round-trip time and server version.
 

@@ -36,6 +36,7 @@ from remoteops.cli import (
     _read_secret_file,
     _resolve,
     _Retries,
+    _RetryFile,
     _SshConfig,
     _targeting,
     _Timeout,
@@ -274,12 +275,7 @@ def play_cmd(
         bool,
         typer.Option("-g", "--gather", help="Fold hosts with identical output, per step."),
     ] = False,
-    retry_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."
-        ),
-    ] = None,
+    retry_file: _RetryFile = None,
     become_password_file: Annotated[
         Path | None,
         typer.Option(

@@ -36,6 +36,7 @@ from remoteops.cli import (
     _Quiet,
     _resolve,
     _Retries,
+    _RetryFile,
     _RulesOpt,
     _SshConfig,
     _targeting,
@@ -76,10 +77,6 @@ _Resume = Annotated[
         help="Keep partial files of a failed run (.NAME.remoteops.part) and continue them "
         "when their prefix matches.",
     ),
-]
-_RetryFile = Annotated[
-    Path | None,
-    typer.Option("--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."),
 ]
 
 
