@@ -2,10 +2,12 @@
 
 As root, every lab host is one ``sshd -D`` process in its own mount and UTS
 namespace: its own loopback address (``127.66.x.y``), its own ed25519 host key,
-its own hostname, and its own ``/tmp``, ``/srv``, ``/etc/ssh``, ``/etc/hosts``
-and login home bind-mounted from ``DIR/hosts/NAME/``, so that a file uploaded to
-one host is not visible on another. Logins use the unprivileged user
-``rolab``, who may ``sudo`` with the password in ``DIR/become_password``.
+its own hostname, and its own ``/tmp``, ``/srv``, ``/etc/ssh``, ``/etc/hosts``,
+login home and ``/root`` bind-mounted from ``DIR/hosts/NAME/``, so that a file
+uploaded to one host is not visible on another. Logins use the unprivileged
+user ``rolab``, who may ``sudo`` with the password in ``DIR/become_password``;
+``root`` may log in with the same client key (``PermitRootLogin
+prohibit-password``, as most real fleets), into a private ``/root``.
 
 Without root the lab falls back to plain ``sshd`` processes on loopback
 addresses, logging in as the current user: addresses, host keys and ports are
@@ -78,7 +80,7 @@ StrictModes {strict_modes}
 PubkeyAuthentication yes
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
-PermitRootLogin {permit_root}
+PermitRootLogin prohibit-password
 UsePAM no
 UseDNS no
 PrintMotd no
@@ -104,7 +106,6 @@ def render_sshd_config(
         port=port,
         etc=etc,
         strict_modes="yes" if is_root_mode else "no",
-        permit_root="no" if is_root_mode else "prohibit-password",
     )
 
 
@@ -173,12 +174,15 @@ class Lab:
             ("/tmp", root / "tmp"),  # noqa: S108 - the host's own /tmp
             ("/srv", root / "srv"),
             (home, root / "home"),
+            ("/root", root / "root-home"),
             ("/etc/ssh", root / "etc-ssh"),
         ]
         for prefix, local in parts:
             if remote_path == prefix or remote_path.startswith(prefix + "/"):
                 return local / remote_path[len(prefix) :].lstrip("/")
-        raise LabError(f"{remote_path}: not inside a lab host's private areas (/tmp, /srv, {home})")
+        raise LabError(
+            f"{remote_path}: not inside a lab host's private areas (/tmp, /srv, {home}, /root)"
+        )
 
     def sshd_log(self, name: str) -> Path:
         """The sshd log of one host (LogLevel VERBOSE: one line per connection)."""
@@ -455,12 +459,29 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
+def _mount_order(binds: Sequence[tuple[str, str]], lab_dir: Path) -> list[tuple[str, str]]:
+    """``binds`` with those that would hide the lab directory last.
+
+    The lab directory may live under ``/tmp`` (tests) or ``/root`` (the default
+    ``$XDG_STATE_HOME``): once ``/tmp`` or ``/root`` is covered, paths below it
+    name the host's private copy instead.
+    """
+    lab = lab_dir.resolve()
+
+    def hides_lab(bind: tuple[str, str]) -> bool:
+        return Path(bind[1]) in (lab, *lab.parents)
+
+    return sorted(binds, key=hides_lab)  # stable: the others keep their order
+
+
 def _enter_host_namespaces(name: str, binds: Sequence[tuple[str, str]]) -> Callable[[], None]:
     """Build the ``preexec_fn`` that gives one sshd its own mounts and hostname.
 
     It runs in the forked child before ``exec``: only async-signal-safe-ish
     system calls through ctypes, no Python-level locks (the lab starts sshd from
-    a single thread).
+    a single thread). Every source is opened (``O_PATH``) before the first
+    mount and bound through ``/proc/self/fd``, so a bind covering the lab
+    directory cannot redirect a later source.
     """
     encoded = [(src.encode(), dst.encode()) for src, dst in binds]
     hostname = name.encode()
@@ -475,8 +496,10 @@ def _enter_host_namespaces(name: str, binds: Sequence[tuple[str, str]]) -> Calla
 
         check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWUTS), "unshare")
         check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount private")
-        for src, dst in encoded:
-            check(libc.mount(src, dst, None, _MS_BIND, None), f"bind {dst.decode()}")
+        sources = [os.open(src, os.O_PATH | os.O_CLOEXEC) for src, _ in encoded]
+        for fd, (_, dst) in zip(sources, encoded, strict=True):
+            source = f"/proc/self/fd/{fd}".encode()
+            check(libc.mount(source, dst, None, _MS_BIND, None), f"bind {dst.decode()}")
         check(libc.sethostname(hostname, len(hostname)), "sethostname")
         os.setsid()
 
@@ -788,12 +811,14 @@ def _start_hosts(
         sshd_port = host.port + 1 if latency_ms else host.port
         root = lab.host_root(host.name)
         etc = root / "etc-ssh"
-        for sub in ("tmp", "srv", "home", "etc-ssh", "etc-ssh/authorized_keys"):
+        for sub in ("tmp", "srv", "home", "root-home", "etc-ssh", "etc-ssh/authorized_keys"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         host_private, host_public = _ed25519_keypair()
         _write_atomic(etc / "ssh_host_ed25519_key", host_private, 0o600)
         _write_atomic(etc / "ssh_host_ed25519_key.pub", host_public + "\n")
         _write_atomic(etc / "authorized_keys" / lab.user, client_public + "\n", 0o644)
+        if lab.is_root_mode:  # root logs in with the same key, as on most real fleets
+            _write_atomic(etc / "authorized_keys" / "root", client_public + "\n", 0o644)
         etc_in_host = "/etc/ssh" if lab.is_root_mode else str(etc)
         config = render_sshd_config(
             address=host.address,
@@ -809,6 +834,8 @@ def _start_hosts(
             os.chown(root / "srv", entry.pw_uid, entry.pw_gid)
             os.chown(root / "home", entry.pw_uid, entry.pw_gid)
             os.chmod(root / "home", 0o700)
+            os.chown(root / "root-home", 0, 0)
+            os.chmod(root / "root-home", 0o700)
             _write_atomic(root / "etc-hosts", _etc_hosts(host))
             _write_atomic(root / "etc-hostname", host.name + "\n")
             home = entry.pw_dir
@@ -819,9 +846,10 @@ def _start_hosts(
                 (str(root / "etc-hosts"), "/etc/hosts"),
                 (str(root / "etc-hostname"), "/etc/hostname"),
                 (str(etc), "/etc/ssh"),
-                (str(root / "tmp"), "/tmp"),  # noqa: S108 - last: the lab dir may live in /tmp
+                (str(root / "tmp"), "/tmp"),  # noqa: S108 - the host's own /tmp
+                (str(root / "root-home"), pwd.getpwuid(0).pw_dir),
             ]
-            preexec = _enter_host_namespaces(host.name, binds)
+            preexec = _enter_host_namespaces(host.name, _mount_order(binds, lab.dir))
         # -r: no re-exec per connection. Re-exec re-randomises a production
         # sshd's address space; in a lab whose servers share this machine's CPUs
         # with the client under test it only costs ~5 ms of CPU per connection.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import paramiko
@@ -68,6 +70,58 @@ def test_login_user_is_unprivileged_and_sudo_takes_the_password(lab: Lab) -> Non
     assert result.stdout.strip() == "0"
     wrong = ssh(lab, host, "sudo -S -p '' id -u", input="not-the-password\n")
     assert wrong.returncode != 0
+
+
+def test_root_logs_in_with_the_client_key_into_a_private_root_home(lab: Lab) -> None:
+    """Lab hosts accept root as real fleets do; each host's /root is its own, never ours."""
+    marker = f"root-only-{uuid.uuid4().hex[:10]}"
+    result = cli(
+        "run", "all", "-i", str(lab.inventory), "-u", "root", "--json", "--",
+        f"id -u; stat -c %a:%U /root; hostname > /root/{marker}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    hosts = {
+        obj["host"]: obj
+        for obj in map(json.loads, result.stdout.splitlines())
+        if obj["type"] == "host"
+    }
+    assert set(hosts) == {h.name for h in lab.hosts}
+    for host in lab.hosts:
+        assert hosts[host.name]["stdout"].splitlines() == ["0", "700:root"]
+        local = lab.host_path(host.name, f"/root/{marker}")
+        assert local.parent == lab.host_root(host.name) / "root-home"
+        assert local.read_text() == f"{host.name}\n"  # each host wrote its own /root
+        local.unlink()
+    assert not (Path("/root") / marker).exists()
+    # The inventory's user is still the unprivileged one.
+    assert ssh(lab, lab.hosts[0].name, "id -u").stdout.strip() != "0"
+
+
+def test_lab_dir_under_root_home_still_isolates_root(
+    lab_factory: list[Path], tmp_path: Path
+) -> None:
+    """The default lab dir is under $XDG_STATE_HOME, i.e. /root: binding /root must not hide it."""
+    import tempfile
+
+    lab_dir = Path(tempfile.mkdtemp(prefix=".remoteops-test-lab-", dir="/root"))
+    lab_factory.append(lab_dir)
+    try:
+        home = lab_up(lab_dir, hosts=2, port=free_port()).lab
+        marker = f"m-{uuid.uuid4().hex[:10]}"
+        first, second = (h.name for h in home.hosts)
+        for user in ("root", home.user):
+            args = ["-l", user]
+            shell = ["ssh", "-F", str(home.ssh_config), *args, first, f"touch ~/{marker}"]
+            assert subprocess.run(shell, capture_output=True, timeout=30).returncode == 0
+            again = ["ssh", "-F", str(home.ssh_config), *args, second, f"test -e ~/{marker}"]
+            assert subprocess.run(again, capture_output=True, timeout=30).returncode == 1
+        assert (home.host_root(first) / "root-home" / marker).exists()
+        assert not (lab_dir.parent / marker).exists()
+    finally:
+        if (lab_dir / "lab.json").exists():
+            lab_down(lab_dir)
+        with contextlib.suppress(OSError):
+            lab_dir.rmdir()
 
 
 def test_inventory_lists_every_host_with_groups(lab: Lab) -> None:
