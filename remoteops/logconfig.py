@@ -5,6 +5,8 @@ The library itself adds no handlers (``logging.getLogger(__name__)`` only).
 worker through its pool initializer, so each process builds its own
 ``ConcurrentRotatingFileHandler``; the handler's lock file keeps writes and
 rotations from several processes correct.
+
+Without ``--debug`` no handler ever prints a traceback (see ``_NoTracebacks``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,43 @@ class LogSettings:
     backup_count: int = 5
 
 
+class _NoTracebacks(logging.Filter):
+    """Keeps tracebacks out of a handler: installed on every handler unless ``--debug``.
+
+    When paramiko's transport thread ends on an error (a host that never sends
+    its banner, sends garbage or an SSH-1 banner, resets the connection, or
+    whose socket the connect deadline closed), paramiko logs the error and then
+    its traceback one line per record, all at ERROR. The worker waiting on that
+    transport gets the same error and reports it as the host's one-line result,
+    naming the host, which paramiko's lines do not: so paramiko's ERROR records
+    are dropped (``--debug`` shows them). A remoteops record that carries an
+    exception keeps its message and gains a one-line summary of the exception
+    instead of the traceback. Records are shared by every handler of a process,
+    and all of them carry this filter, so changing one in place is safe.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("paramiko") and record.levelno >= logging.ERROR:
+            return False
+        if record.exc_info or record.exc_text or record.stack_info:
+            error = record.exc_info[1] if record.exc_info else None
+            summary = f" ({type(error).__name__}: {error})" if error is not None else ""
+            record.msg = f"{record.getMessage()}{summary}".replace("\n", " ")
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.stack_info = None
+        return True
+
+
+def _quiet(handler: logging.Handler, settings: LogSettings) -> None:
+    """Give ``handler`` the traceback filter unless ``--debug`` (and take it off with it)."""
+    for old in [f for f in handler.filters if isinstance(f, _NoTracebacks)]:
+        handler.removeFilter(old)
+    if not settings.debug:
+        handler.addFilter(_NoTracebacks())
+
+
 def _stderr_level(settings: LogSettings) -> int:
     if settings.debug or settings.verbosity >= 2:
         return logging.DEBUG
@@ -67,6 +106,7 @@ def setup_logging(
     if stderr_handler is not None:
         stderr_handler.setLevel(_stderr_level(settings))
         setattr(stderr_handler, _MARKER, True)
+        _quiet(stderr_handler, settings)
         root.addHandler(stderr_handler)
 
     if settings.log_file is not None:
@@ -84,6 +124,7 @@ def setup_logging(
         file_handler.setLevel(logging.DEBUG if settings.debug else settings.file_level)
         file_handler.setFormatter(logging.Formatter(_FILE_FORMAT))
         setattr(file_handler, _MARKER, True)
+        _quiet(file_handler, settings)
         root.addHandler(file_handler)
 
     # paramiko logs every negotiation step at DEBUG/INFO; keep it quiet unless asked.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing
 from pathlib import Path
@@ -52,4 +53,36 @@ def test_paramiko_stays_at_warning_unless_debug(tmp_path: Path) -> None:
     assert logging.getLogger("paramiko").level == logging.WARNING
     setup_logging(LogSettings(log_file=None, debug=True))
     assert logging.getLogger("paramiko").level == logging.DEBUG
+    setup_logging(LogSettings(log_file=None))
+
+
+def _log_failure_and_paramiko_dump() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("remoteops.test").debug("step failed", exc_info=True)
+        logging.getLogger("paramiko.transport").error("Exception (client): boom")
+        logging.getLogger("paramiko.transport").error("Traceback (most recent call last):")
+
+
+def test_no_traceback_on_any_handler_without_debug(tmp_path: Path) -> None:
+    """-vv shows remoteops' debug lines, with the exception in one line, never a traceback."""
+    stream = io.StringIO()
+    log_file = tmp_path / "remoteops.log"
+    settings = LogSettings(log_file=log_file, verbosity=2, file_level=logging.DEBUG)
+    setup_logging(settings, stderr_handler=logging.StreamHandler(stream))
+    _log_failure_and_paramiko_dump()
+    for handler in logging.getLogger("remoteops").handlers:
+        handler.flush()
+    for text in (stream.getvalue(), log_file.read_text()):
+        assert "step failed (ValueError: boom)" in text
+        assert "Traceback" not in text
+        assert "paramiko" not in text
+        assert len([line for line in text.splitlines() if "step failed" in line]) == 1
+
+    stream = io.StringIO()
+    setup_logging(LogSettings(debug=True), stderr_handler=logging.StreamHandler(stream))
+    _log_failure_and_paramiko_dump()
+    assert "Traceback" in stream.getvalue()  # --debug shows everything
+    assert "Exception (client): boom" in stream.getvalue()
     setup_logging(LogSettings(log_file=None))
