@@ -385,7 +385,11 @@ _Policy = Annotated[
     ),
 ]
 _ConnectTimeout = Annotated[
-    float | None, typer.Option("--connect-timeout", help="Per-host connect deadline, seconds (10).")
+    float | None,
+    typer.Option(
+        "--connect-timeout",
+        help="Per-host deadline to resolve, connect and log in, seconds (10).",
+    ),
 ]
 _Timeout = Annotated[
     float | None, typer.Option("-t", "--timeout", help="Per-host command deadline, seconds.")

@@ -46,6 +46,7 @@ from remoteops.errors import (
     RemoteOpsError,
 )
 from remoteops.hostkeys import HostKeyStore, verify_host_key
+from remoteops.resolve import ResolveError, resolve
 from remoteops.target import Target
 
 __all__ = [
@@ -805,9 +806,11 @@ def _tcp_connect(
 
     Closing a socket from another thread does not reliably wake a blocked
     ``connect()``, so this one waits in 0.2 s slices and checks in between.
+    Name resolution is part of the same deadline (remoteops.resolve); a name
+    that does not resolve raises ResolveError.
     """
     error: OSError | None = None
-    for family, kind, proto, _, addr in socket.getaddrinfo(address, port, type=socket.SOCK_STREAM):
+    for family, kind, proto, _, addr in resolve(address, port, deadline=deadline, stopped=stopped):
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
@@ -832,7 +835,7 @@ def _tcp_connect(
             if isinstance(exc, TimeoutError):
                 raise
             error = exc
-    raise error if error is not None else OSError(f"cannot resolve {address}")
+    raise error if error is not None else ResolveError(f"cannot resolve {address}: no address")
 
 
 def _open_socket(
@@ -852,7 +855,12 @@ def _open_socket(
             .replace("%%", "%")
         )
         return paramiko.ProxyCommand(command)
-    return _tcp_connect(target.address, target.port, deadline, stopped)
+    try:
+        return _tcp_connect(target.address, target.port, deadline, stopped)
+    except ResolveError as exc:
+        # Unreachable, even when the resolver's silence outlasted the deadline:
+        # no host was reached, and the message says why.
+        raise ConnectError(target.name, f"{exc}; check ansible_host and the DNS") from exc
 
 
 class _Transport(paramiko.Transport):
