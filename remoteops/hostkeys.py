@@ -479,11 +479,33 @@ def _thread_lock(real: str) -> threading.Lock:
 
 @contextlib.contextmanager
 def _exclusive(real: str) -> Iterator[None]:
-    """Serialize writers of ``real``: a threading.Lock, then flock on ``<real>.lock``."""
+    """Serialize writers of ``real``: a threading.Lock, then flock on ``<real>.lock``.
+
+    The lock file belongs to the known_hosts file's owner and group, whoever
+    creates it (root's cron must not leave a lock its owner cannot open), and
+    is at most as readable as that file. A lock file this user may only read
+    is locked read-only (flock does not need write access on a local disk).
+    """
     with _thread_lock(real):
         # a fresh descriptor each time: flock belongs to the open file description
-        fd = os.open(real + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock = real + ".lock"
         try:
+            st: os.stat_result | None = os.stat(real)
+        except FileNotFoundError:
+            st = None
+        mode = 0o600 if st is None else (st.st_mode & 0o666) | 0o600
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        except PermissionError as denied:
+            try:
+                fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise denied from None
+        try:
+            if st is not None and os.geteuid() == 0:
+                mine = os.fstat(fd)
+                if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
+                    os.fchown(fd, st.st_uid, st.st_gid)
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
@@ -498,13 +520,30 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _write_replace(real: str, data: bytes, mode: int) -> None:
-    """Write ``data`` to a temp file beside ``real``, fsync, rename over it, fsync the dir."""
+class _OwnerNotKept(Exception):
+    """A replacement file cannot be given the owner and group of the file it replaces."""
+
+
+def _write_replace(real: str, data: bytes, st: os.stat_result | None) -> None:
+    """Write ``data`` to a temp file beside ``real``, fsync, rename over it, fsync the dir.
+
+    The temp file gets the owner, group and mode of the file it replaces (``st``;
+    a new file is 0600 and this user's); raises _OwnerNotKept, leaving ``real``
+    untouched, if this user may not give it that owner and group.
+    """
     directory = os.path.dirname(real)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(real)}.", suffix=".tmp")
     try:
         try:
-            os.fchmod(fd, mode)
+            if st is not None:
+                mine = os.fstat(fd)
+                if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
+                    try:
+                        os.fchown(fd, st.st_uid, st.st_gid)
+                    except PermissionError:
+                        raise _OwnerNotKept from None
+            # after fchown, which may clear set-id bits
+            os.fchmod(fd, 0o600 if st is None else st.st_mode & 0o7777)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -517,6 +556,44 @@ def _write_replace(real: str, data: bytes, mode: int) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+def _append_in_place(real: str, old: bytes, data: bytes) -> None:
+    """Write ``data``, which starts with the file's bytes ``old``, by appending the rest.
+
+    For a file a replacement cannot stand in for: owned by another user that
+    this one may not give a file to, or hard-linked. One write, fsynced; if it
+    fails the file is cut back to ``old``.
+    """
+    fd = os.open(real, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        try:
+            view = memoryview(data)[len(old) :]
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, len(old))
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_keeping_owner(real: str, old: bytes, data: bytes, st: os.stat_result | None) -> None:
+    """Replace ``real`` (whose bytes are ``old``) by ``data`` with its owner, group and mode.
+
+    Atomically, through a temp file, when the temp file can be given the
+    owner and group (root, or the file's own owner in its group); otherwise,
+    and for a hard-linked file, by appending in place, which keeps them too.
+    """
+    if st is not None and st.st_nlink > 1:
+        _append_in_place(real, old, data)
+        return
+    try:
+        _write_replace(real, data, st)
+    except _OwnerNotKept:
+        _append_in_place(real, old, data)
 
 
 class HostKeyStore:
@@ -605,7 +682,9 @@ class HostKeyStore:
         """Append ``name keytype base64`` to the write file unless it is already there.
 
         Safe against threads and processes adding at once: the file is re-read under an
-        exclusive lock and replaced atomically; existing lines are kept byte for byte.
+        exclusive lock and replaced atomically; existing lines are kept byte for byte, and
+        so are its owner, group and mode, whoever writes it (a file that a replacement
+        cannot keep them for, or a hard link, is appended to in place instead).
         Returns True if the key was written. Raises OSError if the file cannot be written.
         """
         return self._add(host, port, key, alias=alias, hash_name=hash_name, if_unknown=False)
@@ -636,12 +715,13 @@ class HostKeyStore:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             os.chmod(directory, 0o700)
         with _exclusive(real):
+            st: os.stat_result | None
             try:
                 with open(real, "rb") as fh:
-                    mode = os.fstat(fh.fileno()).st_mode & 0o7777
+                    st = os.fstat(fh.fileno())
                     data = fh.read()
             except FileNotFoundError:
-                data, mode = b"", 0o600
+                data, st = b"", None
             current = load_known_hosts(real)
             if current.data != data:  # the cache may be a stale version; trust the bytes
                 current = parse_known_hosts(data, source=real)
@@ -655,7 +735,7 @@ class HostKeyStore:
             elif any(e.key_blob == blob for e in current.lookup(name)):
                 return False
             updated = current.appended(line)
-            _write_replace(real, updated.data, mode)
+            _write_keeping_owner(real, data, updated.data, st)
             _remember(real, updated)
         logger.info(
             "Host %r: added %s key %s to %s", host, key_type, fingerprint_sha256(blob), real

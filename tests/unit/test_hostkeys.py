@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -538,7 +539,11 @@ _CHILD = textwrap.dedent(
 
 
 @needs_ssh_keygen
-def test_processes_and_threads_add_concurrently(tmp_path: Path) -> None:
+@pytest.mark.parametrize("foreign", [False, True], ids=["own-file", "file-of-another-user"])
+def test_processes_and_threads_add_concurrently(tmp_path: Path, foreign: bool) -> None:
+    """Every line kept, in order; a file of another user stays theirs (root writing it)."""
+    if foreign:
+        _require_root()
     path = tmp_path / "known_hosts"
     old = (
         b"# fleet keys, managed by hand\n"
@@ -548,6 +553,9 @@ def test_processes_and_threads_add_concurrently(tmp_path: Path) -> None:
         + _line("[db1]:2222", paramiko.ECDSAKey.generate()).rstrip(b"\n")
     )
     path.write_bytes(old)
+    if foreign:
+        os.chown(path, _OTHER_UID, _OTHER_GID)
+        path.chmod(0o640)
     own = {p: [(30000 + 100 * p + i, _new_ed25519()) for i in range(25)] for p in (0, 1)}
     shared = [(31000 + i, _new_ed25519()) for i in range(5)]  # both processes add these
     go = tmp_path / "go"
@@ -595,6 +603,9 @@ def test_processes_and_threads_add_concurrently(tmp_path: Path) -> None:
     assert sorted(new_lines) == sorted(expected)
     names = {p.name for p in tmp_path.iterdir() if not p.name.startswith(("go", "jobs"))}
     assert names == {"known_hosts", "known_hosts.lock"}  # no temp file left behind
+    if foreign:
+        assert _owner_and_mode(path) == (_OTHER_UID, _OTHER_GID, 0o640)
+        assert _owner_and_mode(tmp_path / "known_hosts.lock")[:2] == (_OTHER_UID, _OTHER_GID)
 
     for port, key in own[0] + own[1] + shared:
         found = [n for n, tag in _ssh_keygen_found(f"[127.0.0.1]:{port}", path) if tag == ""]
@@ -602,3 +613,102 @@ def test_processes_and_threads_add_concurrently(tmp_path: Path) -> None:
         assert final.splitlines()[found[0] - 1].decode().split()[2] == key.get_base64()
     store = HostKeyStore([path])
     assert all(store.check("127.0.0.1", p, k) is HostKeyStatus.KNOWN for p, k in shared)
+
+
+# --------------------------------------------------------------------------- owners
+
+# Numeric ids of no account: root may give files to any uid and gid.
+_OTHER_UID, _OTHER_GID, _MEMBER_UID = 4242, 4343, 4244
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root: files of other users must be tested")
+        pytest.skip("only root can give a file to another user")
+
+
+def _owner_and_mode(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+
+def test_root_adding_keeps_the_owner_group_and_mode(tmp_path: Path) -> None:
+    """root's cron recording a key in a user's known_hosts leaves the file (and lock) theirs."""
+    _require_root()
+    path = tmp_path / "known_hosts"
+    old = b"# shared\n" + _line("web1", _new_ed25519()) + _line("web2", _new_ed25519())
+    path.write_bytes(old)
+    os.chown(path, _OTHER_UID, _OTHER_GID)
+    path.chmod(0o640)
+    (tmp_path / "known_hosts.lock").touch(0o600)  # left by an earlier root run
+    key = _new_ed25519()
+    verify_host_key(HostKeyStore([path]), "db1", 22, key, "accept-new")
+    assert path.read_bytes() == old + _line("db1", key)
+    assert _owner_and_mode(path) == (_OTHER_UID, _OTHER_GID, 0o640)
+    assert _owner_and_mode(tmp_path / "known_hosts.lock")[:2] == (_OTHER_UID, _OTHER_GID)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["known_hosts", "known_hosts.lock"]
+
+
+def test_hard_linked_file_is_appended_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    path.write_bytes(b"# kept\n")
+    twin = tmp_path / "known_hosts.shared"
+    os.link(path, twin)
+    key = _new_ed25519()
+    assert HostKeyStore([path]).add("web1", 22, key)
+    assert twin.read_bytes() == path.read_bytes() == b"# kept\n" + _line("web1", key)
+    assert path.stat().st_ino == twin.stat().st_ino
+
+
+_AS_GROUP_MEMBER = textwrap.dedent(
+    """
+    import base64, os, sys
+    import paramiko
+    from remoteops.hostkeys import HostKeyStore
+
+    path, uid, gid, key_type, b64 = sys.argv[1:6]
+    key = paramiko.PKey.from_type_string(key_type, base64.b64decode(b64))
+    os.setgroups([int(gid)])  # everything is imported: drop root, keep the group
+    os.setgid(int(gid))
+    os.setuid(int(uid))
+    print(HostKeyStore([path]).add("web9", 22, key))
+    """
+)
+
+
+def test_group_member_adding_keeps_the_owner(tmp_path: Path) -> None:
+    """A user who may write another's file, but not give a file away, appends in place."""
+    _require_root()
+    shared = Path(tempfile.mkdtemp(prefix="remoteops-kh-"))
+    try:
+        shared.chmod(0o711)  # pytest's tmp_path is root's alone
+        ssh_dir = shared / "ssh"
+        ssh_dir.mkdir()
+        os.chown(ssh_dir, _OTHER_UID, _OTHER_GID)
+        ssh_dir.chmod(0o770)  # the group may create files: a replace would be allowed
+        path = ssh_dir / "known_hosts"
+        old = b"# team file\n" + _line("web1", _new_ed25519()).rstrip(b"\n")
+        path.write_bytes(old)
+        os.chown(path, _OTHER_UID, _OTHER_GID)
+        path.chmod(0o660)
+        inode = path.stat().st_ino
+        key = _new_ed25519()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        args = [str(path), str(_MEMBER_UID), str(_OTHER_GID), key.get_name(), key.get_base64()]
+        result = subprocess.run(
+            [sys.executable, "-c", _AS_GROUP_MEMBER, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "True"
+        assert path.read_bytes() == old + b"\n" + _line("web9", key)
+        assert _owner_and_mode(path) == (_OTHER_UID, _OTHER_GID, 0o660)
+        assert path.stat().st_ino == inode  # written in place
+        assert not [p for p in ssh_dir.iterdir() if p.name.endswith(".tmp")]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
