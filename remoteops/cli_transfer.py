@@ -55,7 +55,12 @@ _TransferTimeout = Annotated[
     typer.Option("-t", "--timeout", help="Per-host transfer deadline, seconds."),
 ]
 _Preserve = Annotated[
-    bool, typer.Option("-p", "--preserve", help="Keep modification times (whole seconds).")
+    bool,
+    typer.Option(
+        "-p",
+        "--preserve",
+        help="Keep access times too, as scp -p does (modification times are always kept).",
+    ),
 ]
 _Checksum = Annotated[
     bool,
@@ -67,9 +72,12 @@ _Checksum = Annotated[
 _Verify = Annotated[
     bool,
     typer.Option(
-        "--verify", help="Check each file's sha256 on the far side before renaming it into place."
+        "--verify",
+        help="Check each file's sha256 on the far side before renaming it into place "
+        "(and decide what is unchanged by sha256, as --checksum).",
     ),
 ]
+
 _Resume = Annotated[
     bool,
     typer.Option(
@@ -252,8 +260,10 @@ def put_cmd(
     A directory SRC lands as DEST/SRC/...; SRC/ (trailing slash) sends its
     contents into DEST. One file and a DEST that is not an existing remote
     directory (and does not end in /) is written as DEST itself. Files are
-    written to a temporary name and renamed into place; files with the same
-    size and modification time are left alone, so a second run sends nothing.
+    written to a temporary name and renamed into place. A copy with exactly
+    the source's size and modification time (whole seconds) is left alone, so
+    a second run sends nothing; an older or newer copy (a rollback, an edit)
+    is replaced. Every copy gets its source's modification time.
     Symlinks named on the command line are followed; inside a directory a
     symlink is sent as the file it points to only if that file is inside the
     same directory, else it is skipped with a warning.
@@ -331,7 +341,10 @@ def get_cmd(
     globs ('/var/log/*.log', quoted) are expanded on each host. Names a server
     sends that could leave LOCAL_DIR/<host> are refused; remote symlinks inside
     a tree are skipped, never followed; symlinks under LOCAL_DIR/<host> are
-    never written through; setuid and setgid bits are dropped. --analyze runs
+    never written through; setuid and setgid bits are dropped. A local copy
+    with exactly the remote file's size and modification time (whole seconds)
+    is left alone; every copy gets the remote file's modification time.
+    --analyze runs
     analyzers over each host's files under LOCAL_DIR/<host> as soon as that
     host's download ends (e.g. --analyze logscan).
 

@@ -14,6 +14,14 @@ with ``resume``) and renamed into place only once its size (and, with
 temporary files are removed, over a fresh connection if the old one is gone,
 unless ``resume`` asks to keep them for the next run.
 
+What is unchanged (rsync's quick check): a copy with exactly the source's size
+and modification time, compared in whole seconds (SFTP version 3 carries no
+more); every copy, sent or fetched, is stamped with its source's mtime (as
+``rsync -t`` does), so a second run sends nothing, while a rollback (an older
+time) or an edit is sent. ``checksum`` and ``verify`` decide by sha256 instead,
+never by times, and stamp the source's mtime on a copy whose content matched.
+``preserve`` sets the source's access time too.
+
 Speed: paramiko sends one SFTP request and waits for its answer. Here a
 ``_Pipe`` keeps many requests in flight on the session's one SFTP channel
 (OpenSSH's sftp-server answers them in order): stats, opens, 64 KiB reads and
@@ -133,6 +141,7 @@ _MAX_DEPTH = 256
 _FD_CACHE = 64
 _DROP_SPECIAL_BITS = 0o777  # get: setuid, setgid and sticky bits are dropped
 _MAGIC = frozenset("*?[")
+_MAX_WIRE_TIME = 2**32 - 1  # SFTP version 3 carries times as unsigned 32-bit seconds
 
 ProgressSink = Callable[[str, int, int], None]
 """Called with (host, bytes just moved, files just finished); must be thread-safe."""
@@ -174,6 +183,34 @@ def _has_magic(text: str) -> bool:
     return any(c in _MAGIC for c in text)
 
 
+# --------------------------------------------------------------------------- times
+
+
+def _wire_seconds(ns: int) -> int:
+    """A file time in nanoseconds as SFTP version 3 carries it: whole seconds, truncated.
+
+    The quick check compares both sides at this precision (the remote side
+    never has more over SFTP v3); a time before 1970 or after 2106 is clamped
+    to what the protocol can carry, the same way on every run.
+    """
+    return min(max(ns // 1_000_000_000, 0), _MAX_WIRE_TIME)
+
+
+def _now() -> int:
+    """The current time in whole seconds, as a copy's access time when -p is not given."""
+    return _wire_seconds(time.time_ns())
+
+
+def _same_copy(size: int, mtime: int, other_size: int | None, other_mtime: int | None) -> bool:
+    """rsync's quick check: a copy is unchanged only when size and mtime are exactly equal.
+
+    Not "not older": a rollback (``cp -p backup.conf app.conf``) has an older
+    time and is sent. Every copy is stamped with its source's mtime, so a
+    second run recognises the copies of the first.
+    """
+    return other_size == size and other_mtime == mtime
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -188,6 +225,7 @@ class SourceFile:
     mtime: int
     sha256: str | None = None
     data: bytes | None = field(default=None, repr=False)
+    atime: int = 0
 
     def chunks(self, start: int = 0, size: int = _CHUNK) -> Iterator[bytes]:
         """The file's bytes from ``start``, from memory or streamed from disk."""
@@ -329,9 +367,10 @@ def _read_source(
         relative=relative,
         size=info.st_size,
         mode=mode if mode is not None else stat.S_IMODE(info.st_mode),
-        mtime=int(info.st_mtime),
+        mtime=_wire_seconds(info.st_mtime_ns),
         sha256=digest,
         data=data,
+        atime=_wire_seconds(info.st_atime_ns),
     )
 
 
@@ -464,14 +503,19 @@ def _attrs_of(kind: int, msg: Message) -> SFTPAttributes | None:
     return attrs
 
 
-def _attrs(*, mode: int | None = None, mtime: int | None = None) -> SFTPAttributes:
+def _attrs(*, mode: int | None = None, times: tuple[int, int] | None = None) -> SFTPAttributes:
+    """SFTP attributes to set: permission bits and/or (access time, modification time)."""
     attrs = SFTPAttributes()
     if mode is not None:
         attrs.st_mode = mode
-    if mtime is not None:
-        attrs.st_atime = mtime
-        attrs.st_mtime = mtime
+    if times is not None:
+        attrs.st_atime, attrs.st_mtime = times
     return attrs
+
+
+def _copy_times(src: SourceFile, opts: TransferOptions) -> tuple[int, int]:
+    """(atime, mtime) of a copy: always the source's mtime; its atime too with ``preserve``."""
+    return (src.atime if opts.preserve else _now(), src.mtime)
 
 
 def _statvfs_free(pipe: _Pipe, path: str) -> int | None:
@@ -748,9 +792,9 @@ def put(
 
     ``dest`` is a directory (created with its parents) unless the sources are a
     single file and ``dest`` does not end in ``/`` and is not an existing remote
-    directory: then it is the file's new path. A file whose remote copy has the
-    same size and mtime (without ``preserve``: a remote mtime not older than
-    the local one) is left alone; ``checksum`` compares sha256 instead.
+    directory: then it is the file's new path. A file whose remote copy has
+    exactly its size and mtime is left alone (``checksum`` or ``verify``: its
+    sha256); see the module's notes on what is unchanged.
     """
     opts = options or PutOptions()
     cancel = executor.cancel_event
@@ -875,8 +919,9 @@ def _put_compare(
     stats: _Stats,
     cancel: threading.Event,
 ) -> list[_PutItem]:
-    """Stat the remote copies; count unchanged files (fixing their modes); return the rest."""
+    """Stat the remote copies; count unchanged files (fixing modes and times); return the rest."""
     replies = pipe.run((CMD_LSTAT, (item.remote,)) for item in batch)
+    by_content = opts.checksum or opts.verify
     todo: list[_PutItem] = []
     same_size: list[tuple[_PutItem, SFTPAttributes]] = []
     for item, (kind, msg) in zip(batch, replies, strict=True):
@@ -890,12 +935,11 @@ def _put_compare(
             continue
         if not stat.S_ISREG(mode) or attrs.st_size != item.src.size:
             todo.append(item)
-            continue
-        if opts.checksum or _times_match(item.src.mtime, attrs.st_mtime or 0, exact=opts.preserve):
+        elif by_content or _same_copy(item.src.size, item.src.mtime, attrs.st_size, attrs.st_mtime):
             same_size.append((item, attrs))
         else:
             todo.append(item)
-    if opts.checksum and same_size:
+    if by_content and same_size:
         remote_hashes = _remote_sha256(session, [i.remote for i, _ in same_size], cancel)
         kept: list[tuple[_PutItem, SFTPAttributes]] = []
         for item, attrs in same_size:
@@ -903,36 +947,30 @@ def _put_compare(
             local = item.src.sha256 or item.src.prefix_sha256(item.src.size)
             (kept.append((item, attrs)) if digest == local else todo.append(item))
         same_size = kept
-    fixes: list[tuple[_PutItem, SFTPAttributes]] = []
+    # Same content (by sha256) with another mtime: stamp the source's, so that the
+    # next run's quick check sees the copy as unchanged; a drifted mode is repaired.
+    requests: list[tuple[int, tuple[Any, ...]]] = []
+    fixes: list[_PutItem] = []
     for item, attrs in same_size:
         wrong_mode = stat.S_IMODE(attrs.st_mode or 0) != item.src.mode
-        wrong_time = opts.preserve and attrs.st_mtime != item.src.mtime
-        if wrong_mode or wrong_time:
-            fixes.append((item, attrs))
-        else:
+        wrong_time = attrs.st_mtime != item.src.mtime
+        if not (wrong_mode or wrong_time):
             stats.unchanged += 1
-    requests = [
-        (
-            CMD_SETSTAT,
-            (
-                item.remote,
-                _attrs(mode=item.src.mode, mtime=item.src.mtime if opts.preserve else None),
-            ),
-        )
-        for item, _ in fixes
-    ]
-    for (item, _), (kind, msg) in zip(fixes, pipe.run(requests), strict=True):
+            continue
+        times = None
+        if wrong_time:
+            atime = item.src.atime if opts.preserve else (attrs.st_atime or _now())
+            times = (atime, item.src.mtime)
+        fixes.append(item)
+        requests.append((CMD_SETSTAT, (item.remote, _attrs(mode=item.src.mode, times=times))))
+    for item, (kind, msg) in zip(fixes, pipe.run(requests), strict=True):
         code, text = _status_of(kind, msg)
         if code != SFTP_OK:
-            stats.fail(f"remote {item.remote}: {text} (setting its mode)")
+            stats.fail(f"remote {item.remote}: {text} (setting its mode and time)")
         else:
             stats.unchanged += 1
             stats.attrs_changed += 1
     return todo
-
-
-def _times_match(local: int, remote: int, *, exact: bool) -> bool:
-    return remote == local if exact else remote >= local
 
 
 def _put_resume_offsets(
@@ -962,7 +1000,6 @@ def _put_tar(
     session: Session,
     pipe: _Pipe,
     batch: list[_PutItem],
-    opts: PutOptions,
     stats: _Stats,
     temps: set[str],
     cancel: threading.Event,
@@ -977,13 +1014,12 @@ def _put_tar(
     SFTP.
     """
     buffer = io.BytesIO()
-    now = time.time()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for item in batch:
             info = tarfile.TarInfo(item.temp.lstrip("/"))
             info.size = item.src.size
             info.mode = item.src.mode & 0o7777
-            info.mtime = item.src.mtime if opts.preserve else int(now)
+            info.mtime = item.src.mtime  # tar -x stamps it: the quick check's time
             try:
                 data = b"".join(item.src.chunks(0))
             except (TransferError, OSError):
@@ -1033,7 +1069,7 @@ def _put_batch(
         and len(batch) >= _TAR_MIN_FILES
         and all(item.src.size <= _TAR_MAX_FILE for item in batch)
         and sum(item.src.size for item in batch) <= _TAR_MAX_BATCH
-        and _put_tar(session, pipe, batch, opts, stats, temps, cancel)
+        and _put_tar(session, pipe, batch, stats, temps, cancel)
     )
     if not tarred:
         opens = []
@@ -1086,7 +1122,7 @@ def _put_batch(
                 item.error = exc.message
             except OSError as exc:
                 item.error = f"local {item.src.path}: {exc.strerror}"
-            final = _attrs(mode=item.src.mode, mtime=item.src.mtime if opts.preserve else None)
+            final = _attrs(mode=item.src.mode, times=_copy_times(item.src, opts))
             pending.append((pipe.send(CMD_FSETSTAT, item.handle, final), item, 0))
             pending.append((pipe.send(CMD_CLOSE, item.handle), item, 0))
             settle(_WINDOW)
@@ -1111,6 +1147,10 @@ def _put_batch(
             local = item.src.sha256 or item.src.prefix_sha256(item.src.size)
             if digest != local:
                 item.error = f"remote {item.remote}: sha256 mismatch after upload; not renamed"
+    if opts.preserve:
+        # The source's access time, set last: tar -x leaves the time of extraction,
+        # and reading the file back for --verify may update it.
+        _stamp_source_times(pipe, [item for item in batch if item.error is None], opts)
     written = [item for item in batch if item.error is None]
     renames = pipe.run(
         (CMD_EXTENDED, ("posix-rename@openssh.com", item.temp, item.remote)) for item in written
@@ -1132,6 +1172,17 @@ def _put_batch(
     if failed and opts.resume:
         for item in failed:
             temps.discard(item.temp)
+
+
+def _stamp_source_times(pipe: _Pipe, items: list[_PutItem], opts: PutOptions) -> None:
+    """``preserve``: give each temporary file its source's access and modification times."""
+    replies = pipe.run(
+        (CMD_SETSTAT, (item.temp, _attrs(times=_copy_times(item.src, opts)))) for item in items
+    )
+    for item, (kind, msg) in zip(items, replies, strict=True):
+        code, text = _status_of(kind, msg)
+        if code != SFTP_OK:
+            item.error = f"remote {item.temp}: {text} (setting its times)"
 
 
 def _source_blocks(src: SourceFile, start: int) -> Iterator[memoryview]:
@@ -1256,6 +1307,7 @@ class _RemoteFile:
     size: int
     mode: int
     mtime: int
+    atime: int
 
 
 class _LocalTree:
@@ -1352,7 +1404,9 @@ def get(
 
     A remote absolute path ``/var/log/x`` lands as ``local_dir/<host>/var/log/x``;
     a relative one is taken from the login directory and lands under its
-    absolute path. Yields each host's result as it finishes.
+    absolute path. A local copy with exactly the remote file's size and mtime
+    is left alone (``checksum`` or ``verify``: its sha256). Yields each host's
+    result as it finishes.
     """
     opts = options or GetOptions()
     cancel = executor.cancel_event
@@ -1570,7 +1624,12 @@ def _add_remote(
         return
     if stat.S_ISREG(mode):
         found[path] = _RemoteFile(
-            path, path.lstrip("/"), attrs.st_size or 0, mode, attrs.st_mtime or 0
+            path,
+            path.lstrip("/"),
+            attrs.st_size or 0,
+            mode,
+            attrs.st_mtime or 0,
+            attrs.st_atime or 0,
         )
         return
     if not stat.S_ISDIR(mode):
@@ -1608,7 +1667,12 @@ def _add_remote(
                 stack.append((full, depth + 1))
             elif stat.S_ISREG(emode):
                 found[full] = _RemoteFile(
-                    full, full.lstrip("/"), entry.st_size or 0, emode, entry.st_mtime or 0
+                    full,
+                    full.lstrip("/"),
+                    entry.st_size or 0,
+                    emode,
+                    entry.st_mtime or 0,
+                    entry.st_atime or 0,
                 )
             elif stat.S_ISLNK(emode):
                 stats.warn(f"remote {full}: symlink not followed (skipped)")
@@ -1640,9 +1704,10 @@ def _get_compare(
             continue
         same = (
             stat.S_ISREG(info.st_mode)
-            and info.st_size == item.file.size
-            and not opts.checksum
-            and _times_match(item.file.mtime, int(info.st_mtime), exact=opts.preserve)
+            and not (opts.checksum or opts.verify)  # those decide by content, in _get_batch
+            and _same_copy(
+                item.file.size, item.file.mtime, info.st_size, _wire_seconds(info.st_mtime_ns)
+            )
         )
         if same:
             stats.unchanged += 1
@@ -1679,8 +1744,8 @@ def _get_batch(
 ) -> None:
     """Download a batch into temporary files, check them, rename them into place."""
     pipe = _Pipe(session, cancel)
-    if opts.checksum:
-        batch = _get_checksum_filter(session, tree, batch, stats, cancel)
+    if opts.checksum or opts.verify:
+        batch = _get_checksum_filter(session, tree, batch, opts, stats, cancel)
     opened: list[_GetItem] = []
     try:
         for item in batch:
@@ -1845,10 +1910,16 @@ def _get_checksum_filter(
     session: Session,
     tree: _LocalTree,
     batch: list[_GetItem],
+    opts: GetOptions,
     stats: _Stats,
     cancel: threading.Event,
 ) -> list[_GetItem]:
-    candidates: list[tuple[_GetItem, str]] = []
+    """``checksum``/``verify``: leave out local copies with the remote file's sha256.
+
+    Such a copy with another mtime gets the remote one, so that a later run's
+    quick check sees it as unchanged.
+    """
+    candidates: list[tuple[_GetItem, os.stat_result, str]] = []
     todo: list[_GetItem] = []
     for item in batch:
         fd = tree.dir_fd(item.parts[:-1])
@@ -1858,17 +1929,30 @@ def _get_checksum_filter(
             todo.append(item)
             continue
         if stat.S_ISREG(info.st_mode) and info.st_size == item.file.size:
-            candidates.append((item, _local_sha256(fd, item.name)))
+            candidates.append((item, info, _local_sha256(fd, item.name)))
         else:
             todo.append(item)
-    hashes = _remote_sha256(session, [i.file.remote for i, _ in candidates], cancel)
-    for item, local in candidates:
+    hashes = _remote_sha256(session, [i.file.remote for i, _, _ in candidates], cancel)
+    for item, info, local in candidates:
         remote = hashes.get(item.file.remote) or _sftp_sha256(session, item.file.remote)
-        if remote == local:
-            stats.unchanged += 1
-            stats.covered.append(item.file.remote)
-        else:
+        if remote != local:
             todo.append(item)
+            continue
+        if _wire_seconds(info.st_mtime_ns) != item.file.mtime:
+            atime = item.file.atime if opts.preserve else _wire_seconds(info.st_atime_ns)
+            try:
+                os.utime(
+                    item.name,
+                    (atime, item.file.mtime),
+                    dir_fd=tree.dir_fd(item.parts[:-1]),
+                    follow_symlinks=False,
+                )
+            except OSError as exc:
+                stats.fail(f"local {tree.root.joinpath(*item.parts)}: {exc.strerror}")
+                continue
+            stats.attrs_changed += 1
+        stats.unchanged += 1
+        stats.covered.append(item.file.remote)
     return todo
 
 
@@ -1990,8 +2074,8 @@ def _get_finish(
         try:
             os.ftruncate(item.fd, item.file.size)
             os.fchmod(item.fd, stat.S_IMODE(item.file.mode) & _DROP_SPECIAL_BITS)
-            if opts.preserve:
-                os.utime(item.fd, (item.file.mtime, item.file.mtime))
+            atime = item.file.atime if opts.preserve else _now()
+            os.utime(item.fd, (atime, item.file.mtime))
             os.close(item.fd)
             item.fd = -1
             os.rename(item.temp, item.name, src_dir_fd=fd, dst_dir_fd=fd)
