@@ -241,7 +241,7 @@ def test_resume_from_partial_files_of_every_size(lab: Lab, remote_dir: str, tmp_
         "all-but-one": data[:-1],
         "equal": data,
         "larger": data + b"extra",
-        "wrong-prefix": b"X" + data[1:half],
+        "wrong-prefix": bytes([data[0] ^ 0xFF]) + data[1:half],  # never a prefix
     }
     for label, partial in cases.items():
         final.unlink(missing_ok=True)
