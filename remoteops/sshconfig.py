@@ -4,7 +4,8 @@ Our own resolver (``paramiko.SSHConfig`` misses first-match for several keys, ``
 after ``-l``, ``Include`` and the second "final" pass), written against OpenSSH 9.2:
 
 * The first value obtained for a key wins; ``IdentityFile``, ``CertificateFile``, the forwards
-  and ``SendEnv`` accumulate in order.
+  and ``SendEnv`` accumulate in order. A file ``IdentityFile`` or ``CertificateFile`` already
+  names (the same text, from another block or the second pass) is not added again, as in ssh.
 * ``Host`` patterns (``*``, ``?``, ``!negation``, one pattern per word; commas are literal, as
   in ssh) match the host *as given*, case-sensitively. ``Match host`` matches the ``HostName``
   substituted so far, ``Match originalhost`` the host as given; both case-insensitively and as
@@ -135,6 +136,9 @@ _ACCUMULATE: Final = frozenset(
     {"identityfile", "certificatefile", "localforward", "remoteforward", "dynamicforward",
      "sendenv"}
 )  # fmt: skip
+# Accumulating keys whose repeats ssh drops (add_identity_file, add_certificate_file): a file
+# named again, by another matching block or by the second pass, is listed once.
+_ACCUMULATE_ONCE: Final = frozenset({"identityfile", "certificatefile"})
 # Keys whose argument is the rest of the line, unsplit and unquoted (ssh's parse_command).
 _COMMAND_KEYS: Final = frozenset(
     {"proxycommand", "localcommand", "remotecommand", "knownhostscommand"}
@@ -738,7 +742,14 @@ class _Resolution:
     def _apply(self, st: _Option) -> None:
         key = st.key
         if key in _ACCUMULATE:
-            self.raw.setdefault(key, []).extend(st.args)
+            values = self.raw.setdefault(key, [])
+            if key in _ACCUMULATE_ONCE:
+                new = [arg for arg in st.args if arg not in values]
+                if not new:
+                    return
+                values.extend(new)
+            else:
+                values.extend(st.args)
             previous = self.sources.get(key)
             self.sources[key] = st.where if previous is None else f"{previous}, {st.where}"
             return
@@ -830,9 +841,14 @@ class _Resolution:
             hostname=hostname,
             port=port,
             user=user,
-            identity_files=expand(identity_raw or DEFAULT_IDENTITY_FILES, "identityfile"),
+            # Two spellings of one file ("~/.ssh/k", "%d/.ssh/k") are tried once.
+            identity_files=tuple(
+                dict.fromkeys(expand(identity_raw or DEFAULT_IDENTITY_FILES, "identityfile"))
+            ),
             identities_only=bool(get("identitiesonly", False)),
-            certificate_files=expand(self.raw.get("certificatefile", ()), "certificatefile"),
+            certificate_files=tuple(
+                dict.fromkeys(expand(self.raw.get("certificatefile", ()), "certificatefile"))
+            ),
             proxy_jump=jump,
             proxy_command=proxy_command if isinstance(proxy_command, str) else None,
             connect_timeout=_int_or_none(get("connecttimeout", None)),

@@ -372,3 +372,19 @@ def test_default_files_match_plain_ssh() -> None:
     assert ours.user == ssh["user"][0]
     assert list(ours.options.get("identityfile", DEFAULT_IDENTITY_FILES)) == ssh["identityfile"]
     assert " ".join(ours.user_known_hosts_files) == ssh["userknownhostsfile"][0]
+
+
+def test_a_file_named_again_is_listed_once(tmp_path: Path) -> None:
+    """Two matching blocks naming one IdentityFile (ssh -G lists it once; see the
+    repeat_across_blocks case); two spellings of one path are tried once too."""
+    cfg = _config(
+        tmp_path,
+        "Host web*\n  IdentityFile ~/.ssh/k\n  CertificateFile /c\n"
+        "Host *\n  IdentityFile ~/.ssh/k\n  IdentityFile %d/.ssh/k\n  CertificateFile /c\n",
+        home="/home/x",
+        local_user="x",
+    )
+    result = cfg.resolve("web1")
+    assert result.options["identityfile"] == ("~/.ssh/k", "%d/.ssh/k")
+    assert result.identity_files == ("/home/x/.ssh/k",)
+    assert result.certificate_files == ("/c",)
