@@ -344,7 +344,17 @@ _Inventory = Annotated[
     ),
 ]
 _Limit = Annotated[
-    str | None, typer.Option("-l", "--limit", help="Further limit hosts (Ansible pattern).")
+    str | None,
+    typer.Option(
+        "-l",
+        "--limit",
+        help=(
+            "Further limit hosts (Ansible pattern). Numbers with - or , in brackets are a "
+            "node set of names (web[01-03,07]); [x:y] and [x] pick a group's hosts by "
+            "position (web[0:2]). @FILE: the names in FILE, one per line, # comments; a "
+            "FILE naming no host selects none."
+        ),
+    ),
 ]
 _Forks = Annotated[
     int | None,
@@ -971,7 +981,8 @@ def inventory_list_cmd(
     inv = _load(inventory)
     hosts = inv.select(pattern, limit=limit)
     if not hosts:
-        raise UsageError(f"no host matches {pattern!r}; see `remoteops inventory graph`")
+        shown = pattern + (f" --limit {limit}" if limit else "")
+        raise UsageError(f"no host matches {shown!r}; see `remoteops inventory graph`")
     if as_json:
         data = inv.to_ansible_list()
         if pattern != "all" or limit:

@@ -13,13 +13,42 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
-__all__ = ["LogSettings", "default_log_path", "setup_logging"]
+__all__ = ["NOTICE", "LogSettings", "default_log_path", "setup_logging"]
 
 _FILE_FORMAT = "%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s"
 _MARKER = "_remoteops_handler"
+_NOTICE_ATTR = "remoteops_notice"
+
+#: ``extra=`` for a warning addressed to the operator about their input (a pattern term that
+#: matches nothing, an empty ``@file``): on stderr it is one plain line,
+#: ``remoteops: warning: MESSAGE``, with no logger name; the log file gets it as usual.
+NOTICE = MappingProxyType({_NOTICE_ATTR: True})
+
+
+def _is_notice(record: logging.LogRecord) -> bool:
+    return bool(getattr(record, _NOTICE_ATTR, False))
+
+
+def _is_not_notice(record: logging.LogRecord) -> bool:
+    return not _is_notice(record)
+
+
+class _NoticeHandler(logging.Handler):
+    """Writes notices to stderr as one line each, without the logger's name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().split())
+            # sys.stderr looked up now: a live progress display may have redirected it.
+            sys.stderr.write(f"remoteops: {record.levelname.lower()}: {text}\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
 
 
 def default_log_path(env: os._Environ[str] | dict[str, str] | None = None) -> Path:
@@ -105,9 +134,14 @@ def setup_logging(
 
     if stderr_handler is not None:
         stderr_handler.setLevel(_stderr_level(settings))
+        stderr_handler.addFilter(_is_not_notice)
         setattr(stderr_handler, _MARKER, True)
         _quiet(stderr_handler, settings)
         root.addHandler(stderr_handler)
+        notices = _NoticeHandler(_stderr_level(settings))
+        notices.addFilter(_is_notice)
+        setattr(notices, _MARKER, True)
+        root.addHandler(notices)
 
     if settings.log_file is not None:
         from concurrent_log_handler import ConcurrentRotatingFileHandler

@@ -3,9 +3,14 @@
 The evaluation follows ansible-core's ``InventoryManager`` (2.19): the pattern is split
 on ``,`` (or ``:`` when it is not an address), plain terms are applied first, then the
 ``&`` intersections, then the ``!`` exclusions, and the result keeps inventory order.
-A term may also be a ClusterShell node set (``web[01-03]``, ``db[1-3,7]``): brackets
-holding ``-`` or ``,`` make a node set unless the term is ``GROUP[x-y]``, which Ansible
-reads as a (legacy) subscript of that group.
+
+A term whose brackets hold numbers with ``-`` ranges or ``,`` lists is a ClusterShell node
+set (``web[01-03]``, ``db[1-3,7]``), the form remoteops prints, whatever the name before
+the bracket is; ``[x:y]`` and ``[x]`` are Ansible's subscripts; letters (``db-[a-c]``) are
+globs. Ansible's deprecated ``GROUP[x-y]`` subscript is therefore not read.
+
+A ``@FILE`` term stands for the names in FILE, one per line (``#`` starts a comment); a
+file with no name selects no host, never the whole inventory.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from remoteops import nodeset
 from remoteops.errors import InventoryError
+from remoteops.logconfig import NOTICE
 
 __all__ = [
     "is_address",
@@ -84,8 +90,8 @@ def is_address(text: str) -> bool:
 # --- splitting ------------------------------------------------------------------------
 
 _COLON_TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
-_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
-_NODESET_BRACKET = re.compile(r"\[[0-9,/\- ]*[-,][0-9,/\- ]*\]")
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+):([0-9]*))\]$")
+_NODESET_BRACKET = re.compile(r"\[ *[0-9][0-9,/\- ]*[-,][0-9,/\- ]*\]")
 
 
 def _split_commas(pattern: str) -> list[str]:
@@ -113,8 +119,10 @@ def split_pattern(pattern: str | Sequence[str]) -> list[str]:
     """
     if not isinstance(pattern, str):
         return [term for item in pattern for term in split_pattern(item)]
-    if "," in pattern:
-        terms = _split_commas(pattern)
+    # Only a comma outside brackets makes a comma list: web[01,03]:db is two terms.
+    by_comma = _split_commas(pattern)
+    if len(by_comma) > 1:
+        terms = by_comma
     elif is_address(pattern):
         terms = [pattern]
     else:
@@ -125,18 +133,17 @@ def split_pattern(pattern: str | Sequence[str]) -> list[str]:
 def split_subscript(term: str) -> tuple[str, tuple[int, int | None] | None]:
     """Split ``web[0:2]`` into ``('web', (0, 2))``; ``web[-1]`` gives ``('web', (-1, None))``.
 
-    ``web[1:]`` gives ``(1, -1)`` (to the end).  Regex terms (``~...``) have no subscript.
+    ``web[1:]`` gives ``(1, -1)`` (to the end).  Regex terms (``~...``) have no subscript,
+    and neither has ``web[1-2]``: that is a node set.
     """
     if term.startswith("~"):
         return term, None
     match = _SUBSCRIPT.match(term)
     if not match:
         return term, None
-    expr, index, start, sep, end = match.groups()
+    expr, index, start, end = match.groups()
     if index:
         return expr, (int(index), None)
-    if sep == "-":
-        logger.warning("Pattern %r: use [x:y] inclusive subscripts instead of [x-y]", term)
     return expr, (int(start), int(end) if end else -1)
 
 
@@ -158,30 +165,56 @@ def _apply_subscript(
         ) from None
 
 
+_COMMENT = re.compile(r"(?:^|\s)#.*$")
+
+
 def _read_pattern_file(term: str) -> list[str]:
     path = Path(term[1:])
     if not path.exists():
         raise InventoryError(f"pattern file {str(path)!r} not found; check the path after '@'")
     if not path.is_file():
         raise InventoryError(f"pattern {term!r}: {str(path)!r} must be a file, not a directory")
-    return [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"pattern file {str(path)!r} cannot be read: {exc}") from None
+    names = [_COMMENT.sub("", line).strip() for line in text.splitlines()]
+    names = [name for name in names if name]
+    if not names:
+        logger.warning(
+            "pattern file %r names no host (it is empty or holds only comments): "
+            "it selects no host",
+            str(path),
+            extra=NOTICE,
+        )
+    return names
 
 
-def _expand_files(terms: list[str]) -> list[str]:
+def _expand_files(terms: list[str]) -> tuple[list[str], bool]:
+    """Terms with each ``@FILE`` replaced by its names; True when a term selects hosts.
+
+    A pattern of only ``!``/``&`` terms starts from ``all``, as in Ansible; a ``@FILE``
+    is a selecting term even when the file names nothing, so an empty retry file never
+    widens a run to every host.
+    """
     out: list[str] = []
+    selects = False
     for term in terms:
         if term.startswith("@"):
             out.extend(_read_pattern_file(term))
+            selects = True
         else:
             out.append(term)
-    return out
+            selects = selects or term[0] not in "!&"
+    return out, selects
 
 
-def _order(terms: list[str]) -> list[str]:
+def _order(terms: list[str], *, selects: bool) -> list[str]:
     regular = [t for t in terms if t and t[0] not in "!&"]
     intersections = [t for t in terms if t and t[0] == "&"]
     exclusions = [t for t in terms if t and t[0] == "!"]
-    return (regular or ["all"]) + intersections + exclusions
+    start = regular if selects else ["all"]
+    return start + intersections + exclusions
 
 
 class _Matcher:
@@ -207,13 +240,18 @@ class _Matcher:
             raise InventoryError(f"invalid host pattern {expr!r}: {exc}") from None
         return [item for item in items if regex.match(item)]
 
-    def _nodeset_names(self, expr: str) -> list[str] | None:
+    @staticmethod
+    def _nodeset_names(expr: str) -> list[str] | None:
+        # Numbers with "-" or "," in brackets: a node set even after a group's name
+        # (Ansible would read web[1-3] as a subscript of group web: other hosts).
         if expr.startswith("~") or not _NODESET_BRACKET.search(expr):
             return None
-        match = _SUBSCRIPT.match(expr)
-        if match and match.group(1) in self.group_set:
-            return None  # Ansible's legacy group[x-y] subscript
-        return nodeset.expand(expr)
+        try:
+            return nodeset.expand(expr)
+        except InventoryError as exc:
+            raise InventoryError(
+                f"{exc} (for Ansible's subscript of a group, write GROUP[x:y] or GROUP[x])"
+            ) from None
 
     def _enumerate(self, expr: str) -> list[str]:
         results: list[str] = []
@@ -223,11 +261,20 @@ class _Matcher:
         specials = (".", "?", "*", "[")
         if not groups or expr.startswith("~") or any(s in expr for s in specials):
             results.extend(self._match_list(self.host_names, expr))
-        if not results and not groups and expr != "all":
-            logger.warning("Could not match supplied host pattern, ignoring: %s", expr)
         return results
 
-    def match_one(self, term: str) -> list[str]:
+    def _warn_unmatched(self, term: str, pattern: str) -> None:
+        """Say once, in one line, that a term matches nothing (Ansible warns too)."""
+        bare = term[1:] if term[0] in "&!" else term
+        where = "" if term == pattern else f" (in {pattern!r})"
+        effect = {
+            "!": "it excludes nothing",
+            "&": "the intersection leaves no host",
+        }.get(term[0], "ignoring it")
+        logger.warning("no host or group matches %r%s; %s", bare, where, effect, extra=NOTICE)
+
+    def match_one(self, term: str, pattern: str = "") -> list[str]:
+        full = term
         if term[0] in "&!":
             term = term[1:]
         if term not in self.cache:
@@ -235,26 +282,32 @@ class _Matcher:
             if names is not None:
                 hosts = [n for n in names if n in self.host_set]
                 missing = [n for n in names if n not in self.host_set]
-                if missing:
+                if missing and hosts:
                     logger.warning(
-                        "Node set %r: %d name(s) not in the inventory, ignoring: %s",
+                        "node set %r: %d name(s) not in the inventory, ignoring: %s",
                         term,
                         len(missing),
                         nodeset.fold(missing),
+                        extra=NOTICE,
                     )
+                elif missing:
+                    self._warn_unmatched(full, pattern or full)
             else:
                 expr, subscript = split_subscript(term)
-                hosts = _apply_subscript(self._enumerate(expr), subscript, term)
+                found = self._enumerate(expr)
+                if not found and expr != "all":
+                    self._warn_unmatched(full, pattern or full)
+                hosts = _apply_subscript(found, subscript, term)
             self.cache[term] = hosts
         return self.cache[term]
 
-    def evaluate(self, terms: list[str]) -> list[str]:
+    def evaluate(self, terms: list[str], *, selects: bool, pattern: str) -> list[str]:
         hosts: list[str] = []
-        for term in _order(terms):
+        for term in _order(terms, selects=selects):
             if term in self.host_set:
                 hosts.append(term)
                 continue
-            that = self.match_one(term)
+            that = self.match_one(term, pattern)
             if term[0] == "!":
                 drop = set(that)
                 hosts = [h for h in hosts if h not in drop]
@@ -265,6 +318,12 @@ class _Matcher:
                 existing = set(hosts)
                 hosts.extend(h for h in that if h not in existing)
         return hosts
+
+
+def _evaluate(matcher: _Matcher, pattern: str | Sequence[str]) -> list[str]:
+    terms, selects = _expand_files(split_pattern(pattern))
+    shown = pattern if isinstance(pattern, str) else ",".join(pattern)
+    return matcher.evaluate(terms, selects=selects, pattern=shown)
 
 
 def select_hosts(
@@ -279,14 +338,15 @@ def select_hosts(
 
     *host_names* and *group_names* are in inventory order; *hosts_of_group* gives
     every host of a group and its descendants, in Ansible's order.  Terms that match
-    nothing are logged as warnings; an empty result is returned as an empty list.
+    nothing, and ``@file`` terms whose file names no host, are logged as warnings
+    (one line each, ``extra=NOTICE``); an empty result is returned as an empty list.
     Raises ``InventoryError`` for a bad regex, a missing ``@file`` or a malformed
     node set.
     """
     matcher = _Matcher(host_names, group_names, hosts_of_group)
-    hosts = matcher.evaluate(_expand_files(split_pattern(pattern)))
+    hosts = _evaluate(matcher, pattern)
     if limit is not None:
-        subset = set(matcher.evaluate(_expand_files(split_pattern(limit))))
+        subset = set(_evaluate(matcher, limit))
         hosts = [h for h in hosts if h in subset]
     seen: set[str] = set()
     unique: list[str] = []

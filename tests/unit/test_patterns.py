@@ -57,6 +57,7 @@ def names(inv: Inventory, pattern: str, limit: str | None = None) -> list[str]:
         ("host:22", ["host:22"]),
         ("web[0:2]", ["web[0:2]"]),
         ("web[01-03,05],db", ["web[01-03,05]", "db"]),
+        ("web[01,03]:&db[1,2]:!x", ["web[01,03]", "&db[1,2]", "!x"]),
         (["a:b", "c"], ["a", "b", "c"]),
         ("  ", []),
     ],
@@ -72,8 +73,9 @@ def test_split_subscript(caplog: pytest.LogCaptureFixture) -> None:
     assert split_subscript("~web[0:2]") == ("~web[0:2]", None)
     assert split_subscript("web") == ("web", None)
     with caplog.at_level(logging.WARNING):
-        assert split_subscript("web[1-2]") == ("web", (1, 2))
-    assert "inclusive subscripts" in caplog.text
+        # Ansible's deprecated [x-y] subscript is not read: web[1-2] is a node set
+        assert split_subscript("web[1-2]") == ("web[1-2]", None)
+    assert caplog.text == ""
 
 
 def test_parse_address() -> None:
@@ -139,11 +141,9 @@ def test_nodeset_terms(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None
     assert names(inv, "compute:!node[02-09]") == ["node01", "node10"]
     assert names(inv, "node[01-04]:&node[03-06]") == ["node03", "node04"]
     assert names(inv, "node[08-10],w1") == ["node08", "node09", "node10", "w1"]
-    # "web" is a group: web[1-2] is Ansible's legacy subscript (items 1 and 2)...
-    with caplog.at_level(logging.WARNING, logger="remoteops.patterns"):
-        assert names(inv, "web[1-2]") == ["w2", "w3"]
-    assert caplog.text.count("inclusive subscripts") == 1
-    # ...but with a comma inside it can only be a node set
+    # "web" is a group, yet web[1-2] is the node set web1,web2 (none here), never
+    # Ansible's legacy subscript (its hosts 1 and 2: w2, w3)
+    assert names(inv, "web[1-2]") == []
     assert names(inv, "web[1-2,4]") == []
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="remoteops.patterns"):
@@ -151,13 +151,54 @@ def test_nodeset_terms(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None
     assert "node[11-12]" in caplog.text
     with pytest.raises(InventoryError, match="ends before"):
         inv.select("node[05-01]")
+    with pytest.raises(InventoryError, match=r"GROUP\[x:y\]"):
+        inv.select("web[1-]")  # Ansible's legacy "from 1 on"; here a malformed node set
+
+
+def test_nodesets_after_a_group_name_are_the_names_they_spell(
+    inv: Inventory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """web and db are groups whose hosts are web01.., db1..: a node set with the
+    group's name as prefix names hosts, it is not a subscript of the group."""
+    with caplog.at_level(logging.WARNING, logger="remoteops.patterns"):
+        assert names(inv, "web[01-03]") == ["web01", "web02", "web03"]
+        assert names(inv, "db[1-2]") == ["db1", "db2"]
+        # [x] and [x:y] stay Ansible's subscripts: db[2] is the third host of group db
+        assert names(inv, "web[02,05]:db[2]") == ["web02", "web05", "db3"]
+        assert names(inv, "web:!web[01-03]") == ["web04", "web05"]
+        assert names(inv, "all:&web[04-05]") == ["web04", "web05"]
+    assert caplog.text == ""  # every name exists: nothing to warn about
+
+
+@pytest.mark.parametrize("pattern", ["web[0:1]:db:!db2", "web:!web02", "prod", "all:!old1"])
+def test_a_folded_selection_pasted_back_selects_the_same_hosts(
+    inv: Inventory, pattern: str
+) -> None:
+    """`inventory list` prints the fold of what it selected; pasting it must select
+    exactly those hosts (web[01-02] once selected web02-web03)."""
+    from remoteops.nodeset import fold
+
+    selected = names(inv, pattern)
+    assert sorted(names(inv, fold(selected))) == sorted(selected)
 
 
 def test_unmatched_terms_warn(inv: Inventory, caplog: pytest.LogCaptureFixture) -> None:
+    from remoteops.logconfig import NOTICE
+
     with caplog.at_level(logging.WARNING, logger="remoteops.patterns"):
         assert names(inv, "nothere:web01") == ["web01"]
         assert names(inv, "nothere") == []
-    assert "Could not match supplied host pattern, ignoring: nothere" in caplog.text
+        assert names(inv, "web:!nosuch") == names(inv, "web")
+        assert names(inv, "web:&nosuch") == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "no host or group matches 'nothere' (in 'nothere:web01'); ignoring it",
+        "no host or group matches 'nothere'; ignoring it",
+        "no host or group matches 'nosuch' (in 'web:!nosuch'); it excludes nothing",
+        "no host or group matches 'nosuch' (in 'web:&nosuch'); the intersection leaves no host",
+    ]
+    # notices: one plain line on stderr (see test_logconfig), not a logger-prefixed one
+    assert all(getattr(r, k) == v for r in caplog.records for k, v in NOTICE.items())
 
 
 def test_limit_and_files(inv: Inventory, tmp_path: Path) -> None:
@@ -171,6 +212,27 @@ def test_limit_and_files(inv: Inventory, tmp_path: Path) -> None:
         inv.select("all", limit=f"@{tmp_path / 'missing'}")
     with pytest.raises(InventoryError, match="not a directory"):
         inv.select("all", limit=f"@{tmp_path}")
+    commented = tmp_path / "commented.txt"
+    commented.write_text("# failed hosts\nweb02  # timed out\n\n  # end\ndb1\n")
+    assert names(inv, f"@{commented}") == ["web02", "db1"]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# nothing failed\n", "  # a\n\n#b"])
+def test_a_file_naming_no_host_selects_no_host(
+    inv: Inventory, tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str
+) -> None:
+    """An empty retry file (a clean run) must never widen a run to the whole fleet."""
+    empty = tmp_path / "failed.txt"
+    empty.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="remoteops.patterns"):
+        assert names(inv, "all", limit=f"@{empty}") == []
+        assert names(inv, f"@{empty}") == []
+        assert names(inv, f"@{empty}:!web") == []
+        assert names(inv, f"@{empty}:&web") == []
+    assert caplog.text.count(str(empty)) == 4
+    assert "names no host" in caplog.text
+    # a pattern of only exclusions still starts from all, as in Ansible
+    assert names(inv, "!web:!db") == ["old1"]
 
 
 def test_bad_regex(inv: Inventory) -> None:
