@@ -337,7 +337,8 @@ _Inventory = Annotated[
         "-i",
         "--inventory",
         help=(
-            "Inventory: Ansible YAML file or directory, a host list, ansible-inventory "
+            "Inventory: Ansible YAML file or directory, a host list ([user@]host[:port] "
+            "lines; one address on two ports is two hosts, ADDRESS:PORT), ansible-inventory "
             "--list JSON, or 'a,b,c'. Repeatable. Default $REMOTEOPS_INVENTORY, else "
             "./inventories/hosts.yml."
         ),

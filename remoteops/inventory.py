@@ -5,10 +5,13 @@ Sources (``-i``, repeatable, merged in order):
 * a YAML inventory (``all``/``children``/``hosts``/``vars``, host ranges ``web[01:20]``,
   ``[a:f]``, ``[1:10:2]``, ``host:port`` keys);
 * the JSON printed by ``ansible-inventory --list`` (``_meta.hostvars`` plus groups);
-* a plain host list, one ``[user@]host[:port]`` per line, ``#`` comments;
+* a plain host list, one ``[user@]host[:port]`` per line, ``#`` comments; one address on
+  several ports is several hosts (``10.0.0.1``, ``10.0.0.1:2205``), see
+  ``_name_host_entries``;
 * an inline list ``'a,b,c'`` (any text with a comma that is not an existing path);
-* a directory: every file in it (sorted, recursively), except ``group_vars``,
-  ``host_vars``, hidden files and backups.
+* a directory: every file in it (sorted, recursively), except the names Ansible ignores
+  (hidden, ``group_vars``, ``host_vars``, ``vars_plugins``, ``INVENTORY_IGNORE_EXTS``);
+  a file that is not an inventory is skipped and named, never quoted.
 
 ``group_vars/`` and ``host_vars/`` beside each source are read too.  Variables merge
 with Ansible's precedence: the ``all`` group, then the host's groups sorted by
@@ -28,6 +31,7 @@ import logging
 import os
 import re
 import shlex
+import stat
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from remoteops.errors import InventoryError, UnknownHostError
+from remoteops.logconfig import NOTICE
 from remoteops.patterns import parse_address, select_hosts
 
 __all__ = [
@@ -76,6 +81,9 @@ _IGNORED_EXTS = (
 _IGNORED_EXTS_MORE = (".retry",)
 _IGNORED_NAMES = ("host_vars", "group_vars", "vars_plugins")
 _SECTIONS = ("vars", "children", "hosts")
+# A file of an inventory directory larger than this is not read (-i FILE still reads it).
+_MAX_DIR_MEMBER = 64 << 20
+_SHOWN_SKIPS = 5
 _JINJA = re.compile(r"\{\{|\{%")
 
 
@@ -867,6 +875,111 @@ def _contains_template(value: Any) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class _HostEntry:
+    """One ``[user@]host[:port]`` of a plain host list (``line`` 0 for an inline list)."""
+
+    user: str | None
+    address: str
+    port: int | None
+    line: int
+
+
+def _line_problem(line: str) -> str:
+    """Why *line* is not ``[user@]host[:port]``, described without quoting it."""
+    if "=" in line:
+        return "it holds '=' (INI variables are not supported)"
+    if line.startswith("[") and line.endswith("]"):
+        return "it looks like an INI [section]"
+    if any(c.isspace() for c in line):
+        return "it holds spaces"
+    if line.rpartition("@")[0] == "" and "@" in line:
+        return "nothing before '@'"
+    return "no host name or IP address"
+
+
+def _parse_host_list(text: str) -> tuple[list[_HostEntry], tuple[int, str] | None]:
+    """The entries of a plain host list and, if a line is bad, (its number, what is wrong).
+
+    With a bad line the entries are those before it (they tell a host list with a typo
+    from a file of another kind).
+    """
+    entries: list[_HostEntry] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        user, sep, rest = line.rpartition("@")
+        try:
+            if (sep and not user) or any(c.isspace() for c in line):
+                raise ValueError(line)
+            host, port = parse_address(rest)
+        except ValueError:
+            return entries, (number, _line_problem(line))
+        entries.append(_HostEntry(user or None, host, port, number))
+    return entries, None
+
+
+def _name_host_entries(
+    entries: list[_HostEntry],
+) -> tuple[list[tuple[str, _HostEntry]], list[tuple[_HostEntry, _HostEntry, str]]]:
+    """Host names for host-list entries, and the entries that repeat an earlier one.
+
+    A host is named by its address.  When one address is listed with several ports,
+    each entry that gives a port is named ``address:port`` (``[v6]:port``); when one
+    address and port are listed with several users, each entry that gives a user is
+    named ``user@...``.  So ``root@10.0.0.1`` and ``root@10.0.0.1:2205`` are the hosts
+    ``10.0.0.1`` and ``10.0.0.1:2205``, two hosts with two output directories.
+    """
+    first: dict[tuple[str | None, str, int | None], _HostEntry] = {}
+    unique: list[_HostEntry] = []
+    repeated: list[tuple[_HostEntry, _HostEntry]] = []
+    for entry in entries:
+        key = (entry.user, entry.address, entry.port)
+        if key in first:
+            repeated.append((entry, first[key]))
+        else:
+            first[key] = entry
+            unique.append(entry)
+    ports: dict[str, set[int | None]] = {}
+    users: dict[tuple[str, int | None], set[str | None]] = {}
+    for entry in unique:
+        ports.setdefault(entry.address, set()).add(entry.port)
+        users.setdefault((entry.address, entry.port), set()).add(entry.user)
+    names: dict[tuple[str | None, str, int | None], str] = {}
+    for entry in unique:
+        name = entry.address
+        if entry.port is not None and len(ports[entry.address]) > 1:
+            name = f"[{name}]:{entry.port}" if ":" in name else f"{name}:{entry.port}"
+        if entry.user and len(users[(entry.address, entry.port)]) > 1:
+            name = f"{entry.user}@{name}"
+        names[(entry.user, entry.address, entry.port)] = name
+    named = [(names[(e.user, e.address, e.port)], e) for e in unique]
+    repeats = [(e, f, names[(e.user, e.address, e.port)]) for e, f in repeated]
+    return named, repeats
+
+
+def _report_skipped(directory: Path, skipped: list[tuple[str, str]]) -> None:
+    """One line for the files of an inventory directory that are not inventories."""
+    if not skipped:
+        return
+    shown = ", ".join(f"{rel} ({why})" for rel, why in skipped[:_SHOWN_SKIPS])
+    more = len(skipped) - _SHOWN_SKIPS
+    logger.warning(
+        "inventory directory %s: skipped %d %s that %s not inventories remoteops reads: %s%s",
+        directory,
+        len(skipped),
+        "file" if len(skipped) == 1 else "files",
+        "is" if len(skipped) == 1 else "are",
+        shown,
+        f" and {more} more (each is named in the log)" if more > 0 else "",
+        extra=NOTICE,
+    )
+    if more > 0:
+        for rel, why in skipped:
+            logger.info("inventory directory %s: skipped %s (%s)", directory, rel, why)
+
+
 class _Loader:
     """Reads sources into a ``_Builder`` and vars dirs for group_vars/host_vars."""
 
@@ -892,11 +1005,14 @@ class _Loader:
         self.sources.append(str(path))
         self.var_dirs.append(path if path.is_dir() else path.parent)
         if path.is_dir():
-            self._load_dir(path)
+            skipped: list[tuple[str, str]] = []
+            self._load_dir(path, path, skipped, set())
+            _report_skipped(path, skipped)
         else:
             self._load_file(path, explicit=True)
 
     def _load_inline(self, source: str) -> None:
+        entries: list[_HostEntry] = []
         for item in source.split(","):
             item = item.strip()
             if not item:
@@ -905,11 +1021,30 @@ class _Loader:
                 name, port = parse_address(item)
             except ValueError:
                 name, port = item, None
-            if name not in self.builder.hosts:
-                self.builder.add_host(name, "ungrouped", port, "<inline list>")
+            entries.append(_HostEntry(None, name, port, 0))
+        self._add_host_entries(entries, "<inline list>")
 
-    def _load_dir(self, path: Path) -> None:
-        for entry in sorted(os.listdir(path)):
+    def _load_dir(
+        self, path: Path, top: Path, skipped: list[tuple[str, str]], seen: set[str]
+    ) -> None:
+        """Load every file under *path* as Ansible's directory inventories do.
+
+        Names Ansible ignores (hidden, ``group_vars``, ``host_vars``, ``vars_plugins``,
+        ``INVENTORY_IGNORE_EXTS``) are passed over; a file that is not an inventory is
+        added to *skipped* with the reason, never its content.
+        """
+        real = os.path.realpath(path)
+        if real in seen:
+            return  # a symlink back up the tree
+        seen.add(real)
+        try:
+            entries = sorted(os.listdir(path))
+        except OSError as exc:
+            if path == top:
+                raise InventoryError(f"{path}: cannot read inventory directory: {exc}") from None
+            skipped.append((os.path.relpath(path, top), f"cannot be read: {exc.strerror}"))
+            return
+        for entry in entries:
             if (
                 entry.startswith(".")
                 or entry in _IGNORED_NAMES
@@ -918,16 +1053,39 @@ class _Loader:
                 continue
             full = path / entry
             if full.is_dir():
-                self._load_dir(full)
-            else:
-                self._load_file(full, explicit=False)
+                self._load_dir(full, top, skipped, seen)
+                continue
+            why = self._load_file(full, explicit=False)
+            if why is not None:
+                skipped.append((os.path.relpath(full, top), why))
 
-    def _load_file(self, path: Path, *, explicit: bool) -> None:
+    def _load_file(self, path: Path, *, explicit: bool) -> str | None:
+        """Load one inventory file.
+
+        A file given with ``-i`` that is not an inventory is an error; a file found in an
+        inventory directory is skipped instead, and the reason returned.  Neither ever
+        quotes the file's content: it may be a password file or a private key.
+        """
         name = str(path)
+        if not explicit:
+            try:
+                info = path.stat()
+            except OSError as exc:
+                return f"cannot be read: {exc.strerror}"
+            if not stat.S_ISREG(info.st_mode):
+                return "not a regular file"
+            if info.st_size > _MAX_DIR_MEMBER:
+                return f"larger than {_MAX_DIR_MEMBER >> 20} MiB"
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InventoryError(f"{name}: cannot read inventory: {exc}") from None
+        except OSError as exc:
+            if explicit:
+                raise InventoryError(f"{name}: cannot read inventory: {exc.strerror}") from None
+            return f"cannot be read: {exc.strerror}"
+        except UnicodeDecodeError:
+            if explicit:
+                raise InventoryError(f"{name}: not an inventory: not UTF-8 text") from None
+            return "not UTF-8 text"
         ext = path.suffix.lower()
         if os.access(path, os.X_OK) and ext not in _YAML_EXTS:
             raise InventoryError(
@@ -949,51 +1107,54 @@ class _Loader:
                 )
             if isinstance(data, dict) and _is_ansible_list(data, ext):
                 self._load_list_json(data, name)
-                return
+                return None
             if isinstance(data, dict) and (ext or _looks_like_groups(data)):
                 self._load_yaml_inventory(data, name)
-                return
-            if ext and not data and not explicit:
-                logger.warning("Skipping %s: empty inventory file", name)
-                return
+                return None
             if ext:
+                if not data and not explicit:
+                    return "empty"
                 if not data:
                     raise InventoryError(f"{name}: empty YAML inventory; add groups and hosts")
-                raise InventoryError(
-                    f"{name}: a YAML inventory must be a mapping of groups, got "
-                    f"{type(data).__name__}; see Ansible's YAML inventory format"
-                )
-        problem = self._load_host_list(text, name, check_only=True)
+                what = f"a YAML {type(data).__name__}, not a mapping of groups"
+                if not explicit:
+                    return what
+                raise InventoryError(f"{name}: {what}; see Ansible's YAML inventory format")
+        entries, problem = _parse_host_list(text)
         if problem is None:
-            self._load_host_list(text, name, check_only=False)
-            return
-        if yaml_error is not None:
+            self._add_host_entries(entries, name)
+            return None
+        number, what = problem
+        if not explicit:
+            return f"line {number} is not [user@]host[:port]: {what}"
+        if yaml_error is not None and not entries:
             raise yaml_error
-        if explicit:
-            raise InventoryError(
-                f"{problem}; expected a YAML inventory or one [user@]host[:port] per line "
-                f"(INI inventories are not supported: {ADVICE})"
-            )
-        logger.warning("Skipping %s: not an inventory remoteops can read (%s)", name, problem)
+        raise InventoryError(
+            f"{name}:{number}: not [user@]host[:port] ({what}); expected a YAML inventory or "
+            f"one [user@]host[:port] per line (INI inventories are not supported: {ADVICE})"
+        )
 
-    def _load_host_list(self, text: str, name: str, *, check_only: bool) -> str | None:
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            user, sep, rest = line.rpartition("@")
-            if (sep and not user) or " " in rest or "\t" in rest:
-                return f"{name}:{number}: {line!r} is not [user@]host[:port]"
-            try:
-                host, port = parse_address(rest)
-            except ValueError:
-                return f"{name}:{number}: {line!r} is not [user@]host[:port]"
-            if check_only:
-                continue
-            self.builder.add_host(host, "ungrouped", port, name)
-            if user:
-                self.builder.hosts[host].vars["ansible_user"] = user
-        return None
+    def _add_host_entries(self, entries: list[_HostEntry], source: str) -> None:
+        named, repeats = _name_host_entries(entries)
+        if repeats:
+            logger.warning(
+                "%s: %s; each host is used once",
+                source,
+                ", ".join(
+                    f"line {e.line} repeats line {first.line} ({name})"
+                    if e.line
+                    else f"{name} is listed again"
+                    for e, first, name in repeats
+                ),
+                extra=NOTICE,
+            )
+        for name, entry in named:
+            self.builder.add_host(name, "ungrouped", entry.port, source)
+            values = self.builder.hosts[name].vars
+            if name != entry.address:
+                values["ansible_host"] = entry.address
+            if entry.user:
+                values["ansible_user"] = entry.user
 
     def _load_list_json(self, data: dict[str, Any], name: str) -> None:
         b = self.builder

@@ -195,13 +195,19 @@ def fold(names: Iterable[str]) -> str:
 
     Names are grouped by their text around the numbers; several numeric positions
     fold into several brackets when they form a full grid.  ``expand(fold(x))``
-    gives the same set of names as ``x``.  Raises ``InventoryError`` for names that
-    contain ``[``, ``]`` or ``,``.
+    gives the same set of names as ``x``.  Names holding ``:`` (``10.0.0.1:2205``) are
+    kept whole.  Raises ``InventoryError`` for names that contain ``,``, or ``[`` or
+    ``]`` without a ``:``.
     """
     items: set[_Item] = set()
     for name in names:
-        if not name or any(c in name for c in "[],"):
+        if not name or "," in name or (":" not in name and any(c in name for c in "[]")):
             raise InventoryError(f"cannot fold host name {name!r} into a node set")
+        if ":" in name:
+            # host:port names (a host list's same address on two ports) stay whole:
+            # pasted back as a pattern, each is one term that names its host
+            items.add((name,))
+            continue
         parts = _DIGITS.split(name)
         items.add(tuple(frozenset([p]) if i % 2 else p for i, p in enumerate(parts) if p or i % 2))
     if not items:

@@ -21,6 +21,17 @@ CASE = DATA / "group_subscripts"
 NO_SUCH = ["inventory", "list", "web:!nosuch", "-i", str(CASE / "hosts.yml")]
 
 
+def _run_logged(log: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line with a log file (run_cli passes --no-log-file)."""
+    return subprocess.run(
+        [sys.executable, "-m", "remoteops", "--log-file", str(log), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _listed(stdout: str) -> list[str]:
     """Host names of `inventory list` (after its folded summary line)."""
     return [line.strip() for line in stdout.splitlines()[1:]]
@@ -68,13 +79,7 @@ def test_a_term_matching_nothing_is_one_plain_line_on_stderr(tmp_path: Path) -> 
     without a logger prefix such as 'WARNING remoteops.patterns:'; the log has it too."""
     expected = json.loads((CASE / "expected_patterns.json").read_text())
     log = tmp_path / "remoteops.log"
-    result = subprocess.run(
-        [sys.executable, "-m", "remoteops", "--log-file", str(log), *NO_SUCH],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run_logged(log, *NO_SUCH)
     assert result.returncode == 0, result.stderr
     assert _listed(result.stdout) == expected["web:!nosuch"]
     assert result.stderr == (
@@ -130,3 +135,82 @@ def test_the_warning_is_the_same_plain_line_at_a_terminal() -> None:
         "remoteops: warning: no host or group matches 'nosuch' (in 'web:!nosuch'); "
         "it excludes nothing\n"
     )
+
+
+SECRET = "S3cr3tPassw0rd!"
+KEY_LINE = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"
+
+
+def _inventory_dir(root: Path) -> Path:
+    """An inventory directory that also holds what people keep beside inventories."""
+    inv = root / "inv"
+    (inv / "keys").mkdir(parents=True)
+    (inv / "group_vars").mkdir()
+    (inv / "hosts.yml").write_text("web:\n  hosts:\n    web01:\n    web02:\n")
+    (inv / "more").write_text("db01\nroot@db02:2222\n")  # a plain host list
+    (inv / "vault_pass").write_text(SECRET + "\n")
+    (inv / "keys" / "id_ed25519").write_text(
+        f"-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_LINE}\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    (inv / "token").write_text(f"token={SECRET}\n")
+    (inv / "blob").write_bytes(b"\x80\x81" + SECRET.encode())
+    # Ansible's ignored names and extensions are passed over without a word
+    for ignored in ("notes.txt", "old.bak", "x.retry", "README.md", ".hidden", "a.cfg", "b~"):
+        (inv / ignored).write_text(SECRET + "\n")
+    (inv / "group_vars" / "web.yml").write_text("motd: hello\n")
+    return inv
+
+
+def test_files_in_an_inventory_directory_are_never_echoed(tmp_path: Path) -> None:
+    """-i DIR printed `... 'S3cr3tPassw0rd!' is not [user@]host[:port]` on stderr and
+    in the log. A file that is not an inventory is skipped, named, never quoted."""
+    inv = _inventory_dir(tmp_path)
+    log = tmp_path / "remoteops.log"
+    result = _run_logged(log, "-v", "inventory", "list", "-i", str(inv))
+    assert result.returncode == 0, result.stderr
+    assert sorted(_listed(result.stdout)) == ["db01", "db02", "web01", "web02"]
+    everything = result.stdout + result.stderr + log.read_text()
+    assert SECRET not in everything
+    assert KEY_LINE not in everything
+    assert "BEGIN OPENSSH" not in everything
+    assert [line for line in result.stderr.splitlines() if "skipped" in line] == [
+        f"remoteops: warning: inventory directory {inv}: skipped 4 files that are not "
+        "inventories remoteops reads: blob (not UTF-8 text), keys/id_ed25519 (line 1 is "
+        "not [user@]host[:port]: it holds spaces), token (line 1 is not [user@]host[:port]: "
+        "it holds '=' (INI variables are not supported)), vault_pass (line 1 is not "
+        "[user@]host[:port]: no host name or IP address)"
+    ]
+    for ignored in ("notes.txt", "old.bak", "x.retry", "README.md", ".hidden", "a.cfg"):
+        assert ignored not in everything
+
+
+def test_a_directory_of_many_other_files_is_one_line(tmp_path: Path) -> None:
+    """-i /tmp printed hundreds of lines: one line names a few, the log names each."""
+    inv = tmp_path / "tmp"
+    inv.mkdir()
+    for n in range(40):
+        (inv / f"session-{n:02d}").write_text(f"{SECRET}-{n}\n")
+    (inv / "hosts").write_text("h1\n")
+    log = tmp_path / "remoteops.log"
+    result = _run_logged(log, "inventory", "list", "-i", str(inv))
+    assert result.returncode == 0, result.stderr
+    assert _listed(result.stdout) == ["h1"]
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"remoteops: warning: inventory directory {inv}: skipped 40 files")
+    assert line.endswith("and 35 more (each is named in the log)")
+    logged = log.read_text()
+    assert SECRET not in result.stderr + logged
+    for n in range(40):
+        assert f"skipped session-{n:02d} (line 1 is not [user@]host[:port]" in logged
+
+
+def test_a_host_list_given_with_i_names_the_line_not_its_text(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"web01\n# ok so far\nroot@web02:2222\n{SECRET}\n")
+    result = run_cli("inventory", "list", "-i", str(hosts))
+    assert result.returncode == 2
+    assert SECRET not in result.stderr
+    assert result.stderr.startswith(
+        f"remoteops: error: {hosts}:4: not [user@]host[:port] (no host name or IP address); "
+    )
+    assert len(result.stderr.splitlines()) == 1

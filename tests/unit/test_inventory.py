@@ -417,3 +417,60 @@ def test_connection_vars_dash_j_and_errors() -> None:
         connection_vars({"ansible_port": 70000})
     with pytest.raises(InventoryError, match="cannot be split"):
         connection_vars({"ansible_ssh_common_args": "-o 'ProxyCommand=unterminated"})
+
+
+# --- plain host lists (pssh's format) ----------------------------------------------------
+
+
+def test_one_address_on_two_ports_is_two_hosts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """root@10.0.0.1 and root@10.0.0.1:2205 were one host (the last line's port won)."""
+    path = tmp_path / "hosts.txt"
+    path.write_text(
+        "root@10.0.0.1\nroot@10.0.0.1:2205\n# again:\nroot@10.0.0.1\n"
+        "alone:2222\n[2001:db8::1]:22\n[2001:db8::1]:2200\n"
+        "admin@10.0.0.9\nroot@10.0.0.9\nroot@10.0.0.9\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="remoteops.inventory"):
+        inv = load_inventory([path])
+    assert list(inv.hosts) == [
+        "10.0.0.1",
+        "10.0.0.1:2205",
+        "alone",  # one port only: named by its address, as Ansible does
+        "[2001:db8::1]:22",
+        "[2001:db8::1]:2200",
+        "admin@10.0.0.9",
+        "root@10.0.0.9",
+    ]
+    assert inv.host_vars("10.0.0.1") == {"ansible_user": "root"}
+    assert inv.host_vars("10.0.0.1:2205") == {
+        "ansible_port": 2205,
+        "ansible_host": "10.0.0.1",
+        "ansible_user": "root",
+    }
+    assert inv.host_vars("alone") == {"ansible_port": 2222}
+    six = inv.connection_vars("[2001:db8::1]:2200")
+    assert (six.address, six.port) == ("2001:db8::1", 2200)
+    nine = inv.connection_vars("admin@10.0.0.9")
+    assert (nine.address, nine.user) == ("10.0.0.9", "admin")
+    # each new name is a pattern that selects its host, alone or in a list
+    for name in inv.hosts:
+        assert [h.name for h in inv.select(name)] == [name]
+    assert [h.name for h in inv.select("10.0.0.1:2205,alone")] == ["10.0.0.1:2205", "alone"]
+    # duplicate lines: one warning for the file, naming the lines
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"{path}: line 4 repeats line 1 (10.0.0.1), line 10 repeats line 9 (root@10.0.0.9); "
+        "each host is used once"
+    )
+
+
+def test_inline_list_with_two_ports_is_two_hosts(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="remoteops.inventory"):
+        inv = load_inventory(["web1:22,web1:2200,web2,web2"])
+    assert list(inv.hosts) == ["web1:22", "web1:2200", "web2"]
+    assert inv.connection_vars("web1:2200").address == "web1"
+    assert [r.getMessage() for r in caplog.records] == [
+        "<inline list>: web2 is listed again; each host is used once"
+    ]

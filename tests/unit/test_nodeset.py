@@ -97,3 +97,10 @@ def test_natural_key() -> None:
         "web9",
         "web10",
     ]
+
+
+def test_fold_keeps_host_port_names_whole() -> None:
+    """A host list's same address on two ports gives names such as 10.0.0.1:2205;
+    folded into 10.0.0.1:[2205-2206] they would no longer paste back as a pattern."""
+    names = ["10.0.0.1", "10.0.0.1:2205", "10.0.0.1:2206", "[2001:db8::1]:2200", "10.0.0.2"]
+    assert fold(names) == "10.0.0.[1-2],10.0.0.1:2205,10.0.0.1:2206,[2001:db8::1]:2200"
