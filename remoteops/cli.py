@@ -1031,6 +1031,7 @@ def inventory_host_cmd(
 
     Example: remoteops inventory host web01
     """
+    from remoteops.inventory import to_json_value
     from remoteops.sshconfig import SSHConfig
     from remoteops.target import ConnectOverrides, resolve_targets
 
@@ -1057,7 +1058,9 @@ def inventory_host_cmd(
         "ansible_become_pass",
         "ansible_sudo_pass",
     }
-    variables = {k: ("(hidden)" if k in secret else v) for k, v in inv.host_vars(name).items()}
+    variables = {
+        k: ("(hidden)" if k in secret else v) for k, v in to_json_value(inv.host_vars(name)).items()
+    }
     connection = {
         "address": target.address,
         "port": target.port,
@@ -1091,7 +1094,7 @@ def inventory_host_cmd(
             "connection": connection,
             "sources": sources,
         }
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     sys.stdout.write(f"{name}  (groups: {', '.join(inv.groups_of(name)) or '-'})\n")
     sys.stdout.write("connection:\n")
@@ -1101,7 +1104,7 @@ def inventory_host_cmd(
         sys.stdout.write(f"  {key_name:18} {shown}{where}\n")
     sys.stdout.write("variables:\n")
     for key_name, value in sorted(variables.items()):
-        sys.stdout.write(f"  {key_name}: {json.dumps(value, default=str)}\n")
+        sys.stdout.write(f"  {key_name}: {json.dumps(value)}\n")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -26,7 +26,10 @@ not supported: run ``ansible-inventory -i FILE --list > inv.json`` and pass ``in
 
 from __future__ import annotations
 
+import base64
+import datetime
 import functools
+import json
 import logging
 import os
 import re
@@ -54,6 +57,7 @@ __all__ = [
     "default_inventory_sources",
     "load_inventory",
     "load_yaml",
+    "to_json_value",
 ]
 
 logger = logging.getLogger(__name__)
@@ -428,7 +432,7 @@ class Inventory:
         if "all" in self.groups:
             visit("all")
         hostvars = {
-            name: _plain(dict(host.vars)) for name, host in sorted(self.hosts.items()) if host.vars
+            name: to_json_value(host.vars) for name, host in sorted(self.hosts.items()) if host.vars
         }
         result["_meta"] = {"hostvars": hostvars, "profile": "inventory_legacy"}
         return result
@@ -466,13 +470,35 @@ class Inventory:
         return "\n".join(lines)
 
 
-def _plain(value: Any) -> Any:
-    """Deep copy into plain dicts and lists (for JSON and comparisons)."""
+def to_json_value(value: Any) -> Any:
+    """*value* (variables as a YAML safe load gives them) as ``ansible-inventory`` prints it.
+
+    Dates and times become ISO 8601 text, sets and the pairs of ``!!omap``/``!!pairs``
+    lists, mapping keys text (``true``, ``null``, ``12``, as JSON writes them).  Where
+    ``ansible-inventory`` itself fails, a choice: ``!!binary`` gives its base64 text, a
+    date key its ISO text, a set's members are sorted.  The result is a deep copy that
+    ``json.dumps`` always accepts.
+    """
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {_json_key(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [to_json_value(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return [to_json_value(v) for v in sorted(value, key=lambda v: (type(v).__name__, str(v)))]
+    if isinstance(value, datetime.date):  # datetime.datetime too
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     return value
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    text = to_json_value(key)
+    return text if isinstance(text, str) else json.dumps(text)
 
 
 # --- connection variables -------------------------------------------------------------
@@ -722,7 +748,7 @@ class _Builder:
         if parent not in cgroup.parents:
             cgroup.parents.append(parent)
 
-    def set_group_var(self, group: str, key: str, value: Any) -> None:
+    def set_group_var(self, group: str, key: Any, value: Any) -> None:
         if key == "ansible_group_priority":
             try:
                 self.groups[group].priority = int(value)
@@ -1234,7 +1260,7 @@ class _Loader:
                 _warn_templates(value, f"{at}: group {group!r}")
                 for var, val in value.items():
                     try:
-                        b.set_group_var(group, str(var), val)
+                        b.set_group_var(group, var, val)
                     except InventoryError as exc:
                         raise InventoryError(f"{name}{_line_of(value, var)}: {exc}") from None
             elif key == "children":

@@ -214,3 +214,26 @@ def test_a_host_list_given_with_i_names_the_line_not_its_text(tmp_path: Path) ->
         f"remoteops: error: {hosts}:4: not [user@]host[:port] (no host name or IP address); "
     )
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_inventory_with_yaml_dates_prints_as_ansible_inventory_does() -> None:
+    """`window: 2024-01-01` made `inventory list --json` and `inventory host` exit 1
+    with 'Object of type date is not JSON serializable'."""
+    case = DATA / "yaml_types"
+    expected = json.loads((case / "expected_list.json").read_text())
+    listed = run_cli("inventory", "list", "--json", "-i", "hosts.yml", cwd=case)
+    assert listed.returncode == 0, listed.stderr
+    # ansible-inventory --list writes json.dumps(sort_keys=True, indent=4): the same text
+    assert listed.stdout == json.dumps(expected, sort_keys=True, indent=4) + "\n"
+
+    host = run_cli("inventory", "host", "web01", "--json", "-i", "hosts.yml", cwd=case)
+    assert host.returncode == 0, host.stderr
+    got = json.loads(host.stdout)["vars"]
+    want = expected["_meta"]["hostvars"]["web01"]
+    assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+
+    text = run_cli("inventory", "host", "web02", "-i", "hosts.yml", cwd=case)
+    assert text.returncode == 0, text.stderr
+    assert '  window: "2025-12-31"\n' in text.stdout
+    assert '  stamp_tz: "2024-01-01T10:20:30+02:00"\n' in text.stdout
+    assert '  null: "null_name"\n' in text.stdout
