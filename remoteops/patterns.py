@@ -194,15 +194,16 @@ def _expand_files(terms: list[str]) -> tuple[list[str], bool]:
     """Terms with each ``@FILE`` replaced by its names; True when a term selects hosts.
 
     A pattern of only ``!``/``&`` terms starts from ``all``, as in Ansible; a ``@FILE``
-    is a selecting term even when the file names nothing, so an empty retry file never
-    widens a run to every host.
+    that names nothing counts as a selecting term, so an empty retry file never widens
+    a run to every host.
     """
     out: list[str] = []
     selects = False
     for term in terms:
         if term.startswith("@"):
-            out.extend(_read_pattern_file(term))
-            selects = True
+            names = _read_pattern_file(term)
+            out.extend(names)
+            selects = selects or not names or any(n[0] not in "!&" for n in names)
         else:
             out.append(term)
             selects = selects or term[0] not in "!&"

@@ -231,8 +231,11 @@ def test_a_file_naming_no_host_selects_no_host(
         assert names(inv, f"@{empty}:&web") == []
     assert caplog.text.count(str(empty)) == 4
     assert "names no host" in caplog.text
-    # a pattern of only exclusions still starts from all, as in Ansible
+    # a pattern of only exclusions still starts from all, as in Ansible, also from a file
     assert names(inv, "!web:!db") == ["old1"]
+    exclusions = tmp_path / "exclusions.txt"
+    exclusions.write_text("!web\n!db\n")
+    assert names(inv, f"@{exclusions}") == ["old1"]
 
 
 def test_bad_regex(inv: Inventory) -> None:
