@@ -403,7 +403,13 @@ _ConnectTimeout = Annotated[
     ),
 ]
 _Timeout = Annotated[
-    float | None, typer.Option("-t", "--timeout", help="Per-host command deadline, seconds.")
+    float | None,
+    typer.Option(
+        "-t",
+        "--timeout",
+        help="Per-host command deadline, seconds; then the command's processes get TERM, "
+        "then KILL, and the result says whether the host confirmed they are gone.",
+    ),
 ]
 _Json = Annotated[bool, typer.Option("--json", help="JSON Lines on stdout (see CONTRACT.md).")]
 _Quiet = Annotated[

@@ -35,6 +35,7 @@ from remoteops.results import HostResult, RunResult
 from remoteops.session import (
     DEFAULT_MAX_OUTPUT,
     Credentials,
+    ExecResult,
     LineSink,
     Session,
     SessionSettings,
@@ -103,21 +104,30 @@ class CommandSpec:
     def remote_command(self, target: Target) -> tuple[str, bytes | None]:
         """The command line sent to the host and the bytes for its stdin.
 
-        With become, sudo reads the password from the first line of stdin
-        (``-S``) and prints no prompt (``-p ''``); the password never appears on
-        a command line. Without a password sudo must not ask (``-n``).
+        With become the command runs under ``run_as``'s sudo prefix and the
+        password goes first on stdin, never on a command line.
         """
-        become = self.become or target.become
-        if not become:
+        prefix, password_line = self.run_as(target)
+        if not prefix:
             return self.command, self.stdin
-        user = self.become_user or target.become_user or "root"
+        line = f"{prefix}sh -c {shlex.quote(self.command)}"
+        if password_line:
+            return line, password_line + (self.stdin or b"")
+        return line, self.stdin
+
+    def run_as(self, target: Target) -> tuple[str, bytes]:
+        """The ``sudo ... --`` prefix (empty without become) and the stdin it reads first.
+
+        With a password sudo reads it from the first line of stdin (``-S``) and
+        prints no prompt (``-p ''``); without one it must not ask (``-n``).
+        """
+        if not (self.become or target.become):
+            return "", b""
+        user = shlex.quote(self.become_user or target.become_user or "root")
         password = self.become_password or target.become_password
-        inner = shlex.quote(self.command)
         if password:
-            line = f"sudo -S -p '' -u {shlex.quote(user)} -- sh -c {inner}"
-            data = password.encode() + b"\n" + (self.stdin or b"")
-            return line, data
-        return f"sudo -n -u {shlex.quote(user)} -- sh -c {inner}", self.stdin
+            return f"sudo -S -p '' -u {user} -- ", password.encode() + b"\n"
+        return f"sudo -n -u {user} -- ", b""
 
 
 class Executor:
@@ -351,6 +361,7 @@ class Executor:
                 on_line=on_line,
                 on_bytes=sink.write if sink else None,
                 cancel=self.cancel_event,
+                run_as=spec.run_as(target),
             )
         finally:
             if sink:
@@ -360,11 +371,10 @@ class Executor:
             which = "--timeout" if timeout is None else "the step's timeout"
             status, error = (
                 "timeout",
-                f"command did not finish within {deadline:g}s ({which}); "
-                "it was stopped on the host",
+                f"command did not finish within {deadline:g}s ({which}); {_stopped(result, 'it')}",
             )
         elif result.interrupted:
-            status, error = "interrupted", "interrupted; the command was stopped on the host"
+            status, error = "interrupted", f"interrupted; {_stopped(result, 'the command')}"
         elif result.exit_code is None:
             status, error = "failed", "the command was killed by a signal"
         elif result.exit_code != 0:
@@ -429,6 +439,14 @@ class Executor:
             result.add(host_result)
         result.duration_s = time.monotonic() - start
         return result
+
+
+def _stopped(result: ExecResult, subject: str) -> str:
+    """What became of a stopped command: a claim only when the host confirmed it."""
+    if result.stop is not None and result.stop.confirmed:
+        return f"{subject} was stopped on the host"
+    why = result.stop.detail if result.stop is not None else "no report"
+    return f"stopping {subject} on the host could not be confirmed: {why}"
 
 
 def host_result(

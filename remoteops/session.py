@@ -46,6 +46,7 @@ from remoteops.errors import (
     RemoteOpsError,
 )
 from remoteops.hostkeys import HostKeyStore, verify_host_key
+from remoteops.remotestop import StopReport, helper_command, helper_stdin, parse_helper_output
 from remoteops.resolve import ResolveError, resolve
 from remoteops.target import Target
 
@@ -55,6 +56,7 @@ __all__ = [
     "ExecResult",
     "Session",
     "SessionSettings",
+    "StopReport",
     "Watchdog",
     "connect",
     "map_errors",
@@ -76,6 +78,9 @@ _EXEC_WINDOW = 8 * 1024 * 1024
 _PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 DEFAULT_KEEPALIVE_COUNT = 3
 _READ = 32768
+# The stop helper TERMs, waits up to 1 s, KILLs and waits up to 1 s more; this
+# bounds it when the host is too slow even for that.
+_STOP_HELPER_TIMEOUT = 5.0
 
 
 # --------------------------------------------------------------------------- watchdog
@@ -378,6 +383,8 @@ class ExecResult:
     signal: str | None = None
     timed_out: bool = False
     interrupted: bool = False
+    stop: StopReport | None = None
+    """For a timed out or interrupted command: whether it is confirmed gone from the host."""
 
 
 LineSink = Callable[[str, str, bytes], None]
@@ -626,13 +633,17 @@ class Session:
         on_line: LineSink | None = None,
         on_bytes: Callable[[str, bytes], None] | None = None,
         cancel: threading.Event | None = None,
+        run_as: tuple[str, bytes] | None = ("", b""),
     ) -> ExecResult:
         """Run ``command`` and wait for it, at most ``timeout`` seconds.
 
-        On timeout or cancel the remote command's process group gets SIGTERM,
-        then SIGKILL a second later, and the channel is closed (with ``pty`` the
-        closed terminal also sends SIGHUP). Output is capped at ``max_output``
-        bytes per stream; ``on_bytes`` sees every byte (for ``--out-dir``).
+        On timeout or cancel the command is stopped (``_stop_command``): its
+        processes get SIGTERM, then SIGKILL a second later, and the result's
+        ``stop`` says whether the host confirmed they are gone. ``run_as`` is
+        the ``sudo`` prefix and stdin prefix (password line) the command ran
+        under, for the stop helper to run the same way; None: no stop helper.
+        Output is capped at ``max_output`` bytes per stream; ``on_bytes`` sees
+        every byte (for ``--out-dir``).
         """
         channel = self._open_channel()
         try:
@@ -651,6 +662,7 @@ class Session:
                 on_line=on_line,
                 on_bytes=on_bytes,
                 cancel=cancel,
+                run_as=run_as,
             )
         finally:
             with contextlib.suppress(Exception):
@@ -665,6 +677,7 @@ class Session:
         on_line: LineSink | None,
         on_bytes: Callable[[str, bytes], None] | None,
         cancel: threading.Event | None,
+        run_as: tuple[str, bytes] | None,
     ) -> ExecResult:
         out, err = CommandOutput(max_output), CommandOutput(max_output)
         splitters = (
@@ -675,7 +688,8 @@ class Session:
             if on_line
             else None
         )
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
         stop_reason: str | None = None
         channel.setblocking(False)
         alive = _Liveness(self.transport, self.keepalive_interval, self.keepalive_count_max)
@@ -706,7 +720,7 @@ class Session:
             if not self.transport.is_active():
                 break
             if alive.is_dead():
-                self._stop_command(channel)
+                self._signal_stop(channel)
                 raise CommandTimeoutError(
                     self.target.name,
                     f"{self.target.address}:{self.target.port} stopped answering mid-command: "
@@ -730,7 +744,7 @@ class Session:
             splitters[0].flush()
             splitters[1].flush()
         if stop_reason is not None:
-            self._stop_command(channel)
+            stop = self._stop_command(channel, run_as, time.monotonic() - started)
             return ExecResult(
                 exit_code=None,
                 stdout=out.value(),
@@ -739,6 +753,7 @@ class Session:
                 stderr_truncated=err.truncated,
                 timed_out=stop_reason == "timeout",
                 interrupted=stop_reason == "interrupted",
+                stop=stop,
             )
         # paramiko reports -1 both for "exit-signal" (which it does not parse)
         # and for a channel closed with no exit status at all.
@@ -758,7 +773,49 @@ class Session:
             signal=signal_name,
         )
 
-    def _stop_command(self, channel: paramiko.Channel) -> None:
+    def _stop_command(
+        self, channel: paramiko.Channel, run_as: tuple[str, bytes] | None, elapsed: float
+    ) -> StopReport:
+        """Stop the command on ``channel`` (running for ``elapsed`` s); say if that is confirmed.
+
+        With ``run_as``, the stop helper (remoteops.remotestop) runs on a
+        second channel of this connection, as the command did, and TERMs, then
+        KILLs, what the command started, while its process tree is still whole.
+        Without a helper, or when it could not signal, the command gets the SSH
+        ``signal`` requests (TERM, KILL a second later), which sshd refuses for
+        root logins and which reach its process group only: unconfirmed.
+        """
+        if run_as is None:
+            report = StopReport(False, "no stop helper was asked for")
+        elif not self.transport.is_active():
+            report = StopReport(False, "the connection was lost")
+        else:
+            report = self._run_stop_helper(run_as, elapsed)
+            if report.signalled:
+                return report
+        self._signal_stop(channel)
+        return report
+
+    def _run_stop_helper(self, run_as: tuple[str, bytes], elapsed: float) -> StopReport:
+        prefix, stdin_prefix = run_as
+        try:
+            result = self.exec(
+                helper_command(prefix),
+                timeout=_STOP_HELPER_TIMEOUT,
+                stdin=helper_stdin(stdin_prefix, elapsed),
+                max_output=65536,
+                run_as=None,
+            )
+        except (HostError, paramiko.SSHException, EOFError, OSError) as exc:
+            return StopReport(False, f"the stop helper could not start ({exc})")
+        if result.timed_out:
+            return StopReport(
+                False, f"the stop helper did not finish within {_STOP_HELPER_TIMEOUT:g}s"
+            )
+        return parse_helper_output(result.exit_code, result.stdout, result.stderr)
+
+    def _signal_stop(self, channel: paramiko.Channel) -> None:
+        """The ``signal`` requests: TERM, a second for the command to exit, then KILL."""
         self._send_signal(channel, "TERM")
         end = time.monotonic() + 1.0
         while time.monotonic() < end and not channel.exit_status_ready():
