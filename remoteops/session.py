@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import paramiko
 from paramiko.auth_handler import AuthHandler
@@ -46,9 +46,11 @@ from remoteops.errors import (
     RemoteOpsError,
 )
 from remoteops.hostkeys import HostKeyStore, verify_host_key
-from remoteops.remotestop import StopReport, helper_command, helper_stdin, parse_helper_output
 from remoteops.resolve import ResolveError, resolve
 from remoteops.target import Target
+
+if TYPE_CHECKING:
+    from remoteops.remotestop import StopReport
 
 __all__ = [
     "CommandOutput",
@@ -56,7 +58,6 @@ __all__ = [
     "ExecResult",
     "Session",
     "SessionSettings",
-    "StopReport",
     "Watchdog",
     "connect",
     "map_errors",
@@ -785,6 +786,9 @@ class Session:
         ``signal`` requests (TERM, KILL a second later), which sshd refuses for
         root logins and which reach its process group only: unconfirmed.
         """
+        # Imported here: a command that finishes in time never pays for it.
+        from remoteops.remotestop import StopReport
+
         if run_as is None:
             report = StopReport(False, "no stop helper was asked for")
         elif not self.transport.is_active():
@@ -797,6 +801,13 @@ class Session:
         return report
 
     def _run_stop_helper(self, run_as: tuple[str, bytes], elapsed: float) -> StopReport:
+        from remoteops.remotestop import (
+            StopReport,
+            helper_command,
+            helper_stdin,
+            parse_helper_output,
+        )
+
         prefix, stdin_prefix = run_as
         try:
             result = self.exec(
