@@ -28,7 +28,7 @@ from remoteops.errors import RemoteOpsError, UsageError
 from remoteops.logconfig import LogSettings, default_log_path, setup_logging
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from contextlib import AbstractContextManager
 
     from remoteops.results import HostResult, RunResult
@@ -49,6 +49,7 @@ class _State:
     debug: bool = False
     verbosity: int = 0
     lock_fd: int | None = None
+    live: Any = None  # the progress display on the terminal, while one is up
 
 
 _state = _State()
@@ -56,21 +57,32 @@ _state = _State()
 
 class _LazyConsole:
     """A rich Console built on first use: importing rich costs ~50 ms of every start,
-    and a run whose output goes to files or pipes never needs it."""
+    and a run whose output goes to files or pipes never needs it.
+
+    Attribute access is passed on; rich's own classes (a progress display, the
+    log handler) are given the real Console from :meth:`get`, since they also
+    use it as a context manager, which a stand-in cannot be.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         self._kwargs = kwargs
         self._console: Any = None
 
-    def __getattr__(self, name: str) -> Any:
+    def get(self) -> Any:
+        """The rich Console itself, built now if it was not yet."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._kwargs)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
 
 
-stderr: Any = _LazyConsole(stderr=True, highlight=False)
+# Soft wrap: a long line (a JSON line, an error) printed above a progress display
+# is left for the terminal to wrap, not cut into several lines.
+stderr: Any = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 stdout: Any = _LazyConsole(highlight=False, soft_wrap=True)
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -168,7 +180,7 @@ def _root(
         from rich.logging import RichHandler
 
         handler = RichHandler(
-            console=stderr,  # the Console progress bars use: logs print above them
+            console=stderr.get(),  # the Console progress bars use: logs print above them
             show_time=False,
             show_path=False,
             rich_tracebacks=False,
@@ -558,28 +570,50 @@ def _resolve(
 
 
 class _Interrupts:
-    """First SIGINT/SIGTERM: cancel the run; a second SIGINT: exit at once."""
+    """First SIGINT/SIGTERM: cancel the run; a second SIGINT: exit at once.
+
+    While :meth:`prompting` is active (``play --step`` waiting for an answer)
+    a signal also raises KeyboardInterrupt, which ends the prompt: a blocking
+    read would otherwise just resume.
+    """
 
     def __init__(self, cancel: Any) -> None:
         self._cancel = cancel
         self.code: int | None = None
         self._previous: dict[int, Any] = {}
+        self._prompting = False
 
     def __enter__(self) -> _Interrupts:
         import signal
 
         def handler(signum: int, frame: object) -> None:
             if self.code is not None and signum == signal.SIGINT:
+                _restore_terminal()
                 os._exit(EXIT_SIGINT)
             self.code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
-            stderr.print(
-                "remoteops: interrupted; stopping remote commands (Ctrl-C again to quit now)"
+            _say(
+                ("\n" if self._prompting else "")  # off the prompt's line
+                + "remoteops: interrupted; stopping remote commands (Ctrl-C again to quit now)"
             )
             self._cancel()
+            if self._prompting:
+                raise KeyboardInterrupt
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, handler)
         return self
+
+    @contextlib.contextmanager
+    def prompting(self) -> Iterator[None]:
+        """Within this block an interruption raises KeyboardInterrupt after cancelling;
+        so does entering it after one (Ctrl-C typed as the question was being asked)."""
+        self._prompting = True
+        try:
+            if self.code is not None:
+                raise KeyboardInterrupt
+            yield
+        finally:
+            self._prompting = False
 
     def __exit__(self, *exc: object) -> None:
         import signal
@@ -588,44 +622,140 @@ class _Interrupts:
             signal.signal(sig, previous)
 
 
-class _HostProgress:
-    """A progress bar on stderr, only when stderr is a terminal (never in cron or pipes)."""
+def _say(message: str) -> None:
+    """One line on stderr from a signal handler: above a progress display if one is up,
+    straight to the descriptor if stderr was in the middle of a write."""
+    try:
+        stderr.print(message, markup=False)
+    except RuntimeError:  # a reentrant write into stderr's buffer
+        with contextlib.suppress(OSError):
+            os.write(2, f"{message}\n".encode())
 
-    def __init__(self, total: int, *, enabled: bool) -> None:
+
+def _restore_terminal() -> None:
+    """Before an immediate exit: erase a progress display still up and show the cursor.
+
+    Written straight to the descriptor, taking no lock: it runs in a signal
+    handler, possibly while the display's own thread is drawing.
+    """
+    if _state.live is None:
+        return
+    _state.live = None
+    with contextlib.suppress(OSError):
+        os.write(2, b"\r\x1b[2K\x1b[?25h")
+
+
+class _ProgressDisplay:
+    """A rich progress display on stderr, only when stderr is a terminal (never in cron or pipes).
+
+    While it is up the cursor is hidden, and what the command writes to stderr
+    (and to stdout when that is a terminal too) is printed above it instead of
+    tearing it. It is always taken down, cursor shown: on leaving the ``with``
+    block, whatever the way out, and by :func:`_restore_terminal` before an
+    immediate exit (a second Ctrl-C). Subclasses give the columns and the task.
+    """
+
+    def __init__(self, *, enabled: bool) -> None:
         self._enabled = enabled and sys.stderr.isatty()
-        self._total = total
-        self._done = 0
-        self._failed = 0
         self._progress: Any = None
         self._task: Any = None
 
-    def __enter__(self) -> _HostProgress:
-        if self._enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    def _columns(self) -> tuple[Any, ...]:
+        raise NotImplementedError
 
-            self._progress = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=stderr,
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("hosts", total=self._total)
+    def _first_task(self) -> tuple[str, float | None]:
+        """The description and total of the one task shown."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        if not self._enabled:
+            return self
+        from rich.progress import Progress
+
+        progress = Progress(
+            *self._columns(),
+            console=stderr.get(),
+            transient=True,
+            redirect_stdout=sys.stdout.isatty(),
+            redirect_stderr=True,
+        )
+        _state.live = progress
+        try:
+            progress.start()
+            description, total = self._first_task()
+            self._task = progress.add_task(description, total=total)
+        except BaseException:
+            progress.stop()
+            _state.live = None
+            raise
+        self._progress = progress
         return self
+
+    def _update(self, **fields: Any) -> None:
+        progress = self._progress
+        if progress is not None:
+            progress.update(self._task, **fields)
+
+    @property
+    def shown(self) -> bool:
+        """Whether the display is up."""
+        return self._progress is not None
+
+    def __exit__(self, *exc: object) -> None:
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            try:
+                progress.stop()
+            finally:
+                _state.live = None
+
+
+class _StderrBytes:
+    """stderr as a byte stream for :class:`~remoteops.report.LivePrinter`.
+
+    Bytes go to the real stream; while a progress display is up (rich's proxy
+    stands in sys.stderr) lines go through the proxy, printed above the display.
+    """
+
+    def write(self, data: bytes) -> int:
+        stream = sys.stderr
+        if hasattr(stream, "rich_proxied_file"):
+            stream.write(data.decode("utf-8", errors="replace"))
+            return len(data)
+        return stream.buffer.write(data)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _HostProgress(_ProgressDisplay):
+    """Hosts done out of all, with the failures so far."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        super().__init__(enabled=enabled)
+        self._total = total
+        self._done = 0
+        self._failed = 0
+
+    def _columns(self) -> tuple[Any, ...]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+
+        return (
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+
+    def _first_task(self) -> tuple[str, float | None]:
+        return "hosts", self._total
 
     def advance(self, is_ok: bool) -> None:
         """Count one finished host."""
         self._done += 1
         self._failed += 0 if is_ok else 1
-        if self._progress is not None:
-            label = f"hosts ({self._failed} failed)" if self._failed else "hosts"
-            self._progress.update(self._task, advance=1, description=label)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
+        label = f"hosts ({self._failed} failed)" if self._failed else "hosts"
+        self._update(advance=1, description=label)
 
 
 def _drive(
@@ -853,12 +983,12 @@ def run_cmd(
     live = not as_json and not gather_output
     printer = LivePrinter(
         sys.stdout.buffer,
-        sys.stderr.buffer,
+        _StderrBytes(),
         color=use_color(sys.stdout),
         width=width,
         quiet=quiet,
     )
-    json_writer = JsonLinesWriter(sys.stdout)
+    json_writer = JsonLinesWriter()  # sys.stdout at each write: above the progress display
     # Live lines on a terminal are progress enough; a bar would be torn by them.
     show_bar = not quiet and not (live and sys.stdout.isatty())
     progress = _HostProgress(len(targets), enabled=show_bar)

@@ -83,7 +83,10 @@ def _select_hosts(playbook: Playbook, inventory: Any, limit: str | None) -> dict
 
 
 class _Prompt:
-    """``--step``: ask on the terminal before each step."""
+    """``--step``: ask on the terminal before each step; Ctrl-C or end of input quits."""
+
+    def __init__(self, interrupts: _Interrupts) -> None:
+        self._interrupts = interrupts
 
     def __call__(self, step: Step, hosts: Sequence[str]) -> Answer:
         from remoteops.playbook import fold_hosts
@@ -95,7 +98,11 @@ class _Prompt:
         for _ in range(10):
             sys.stderr.write(question)
             sys.stderr.flush()
-            answer = sys.stdin.readline()
+            try:
+                with self._interrupts.prompting():
+                    answer = sys.stdin.readline()
+            except KeyboardInterrupt:  # the run is already cancelled
+                return "quit"
             if not answer:
                 return "quit"
             choice = answer.strip().lower()[:1]
@@ -335,6 +342,7 @@ def play_cmd(
     by_name = {t.name: t for t in targets}
     width = max(len(t.name) for t in targets)
     reporter = _TextReporter(as_json=as_json, gather=gather_output, quiet=quiet, width=width)
+    interrupts = _Interrupts(executor.cancel)
     runner = PlaybookRunner(
         book,
         executor=executor,
@@ -346,10 +354,10 @@ def play_cmd(
         reporter=reporter,
         check=check,
         start_at=first,
-        confirm=_Prompt() if step else None,
+        confirm=_Prompt(interrupts) if step else None,
         become_password=become_password,
     )
-    with _Interrupts(executor.cancel) as interrupts:
+    with interrupts:
         result = runner.run()
     result.interrupted_by = interrupts.code
     if not as_json:

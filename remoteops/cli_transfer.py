@@ -33,6 +33,7 @@ from remoteops.cli import (
     _PassphraseFile,
     _Policy,
     _Port,
+    _ProgressDisplay,
     _Quiet,
     _resolve,
     _Retries,
@@ -41,7 +42,6 @@ from remoteops.cli import (
     _SshConfig,
     _targeting,
     _User,
-    stderr,
 )
 from remoteops.errors import UsageError
 from remoteops.results import HostResult
@@ -96,42 +96,36 @@ def _size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-class _TransferProgress:
+class _TransferProgress(_ProgressDisplay):
     """Bytes/s, files and hosts on stderr, only when stderr is a terminal."""
 
     def __init__(self, hosts: int, total_bytes: int | None, *, enabled: bool) -> None:
-        self._enabled = enabled and sys.stderr.isatty()
+        super().__init__(enabled=enabled)
         self._hosts = hosts
         self._total = total_bytes
         self._files = 0
         self._done = 0
         self._lock = threading.Lock()
-        self._progress: Any = None
-        self._task: Any = None
 
-    def __enter__(self) -> _TransferProgress:
-        if self._enabled:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TransferSpeedColumn,
-            )
+    def _columns(self) -> tuple[Any, ...]:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
 
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(binary_units=True),
-                TransferSpeedColumn(),
-                TimeElapsedColumn(),
-                console=stderr,
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self._label(), total=self._total)
-        return self
+        return (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+        )
+
+    def _first_task(self) -> tuple[str, float | None]:
+        return self._label(), self._total
 
     def _label(self) -> str:
         return f"hosts {self._done}/{self._hosts}  files {self._files}"
@@ -139,23 +133,19 @@ class _TransferProgress:
     def moved(self, host: str, nbytes: int, files: int) -> None:
         """The library's progress callback (called from worker threads)."""
         del host
-        if self._progress is None:
+        if not self.shown:
             return
         with self._lock:
             self._files += files
-            self._progress.update(self._task, advance=nbytes, description=self._label())
+            self._update(advance=nbytes, description=self._label())
 
     def host_done(self) -> None:
         """Count one finished host."""
-        if self._progress is None:
+        if not self.shown:
             return
         with self._lock:
             self._done += 1
-            self._progress.update(self._task, description=self._label())
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
+            self._update(description=self._label())
 
 
 def _report_host(result: HostResult, *, width: int, quiet: bool, verb: str) -> None:
@@ -204,7 +194,7 @@ def _run_transfer(
     from remoteops.report import JsonLinesWriter
 
     width = max(len(t.name) for t in targets)
-    json_writer = JsonLinesWriter(sys.stdout)
+    json_writer = JsonLinesWriter()  # sys.stdout at each write: above the progress display
 
     def show(result: HostResult) -> None:
         progress.host_done()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from remoteops.nodeset import fold
 from remoteops.results import HostResult, RunResult
@@ -30,13 +31,23 @@ def use_color(stream: IO[Any]) -> bool:
     return bool(isatty and isatty())
 
 
+class ByteSink(Protocol):
+    """Where :class:`LivePrinter` writes: a binary stream, or anything that writes like one."""
+
+    def write(self, data: bytes, /) -> object:
+        """Write ``data``."""
+
+    def flush(self) -> object:
+        """Flush what was written."""
+
+
 class LivePrinter:
     """Prints each output line as ``host: line`` the moment it arrives."""
 
     def __init__(
         self,
-        out: IO[bytes],
-        err: IO[bytes],
+        out: ByteSink,
+        err: ByteSink,
         *,
         color: bool = False,
         width: int = 0,
@@ -48,7 +59,7 @@ class LivePrinter:
         self._quiet = quiet
         self._lock = threading.Lock()
         self._buffered: dict[str, list[tuple[str, bytes]]] = {}
-        self._closed: set[IO[bytes]] = set()
+        self._closed: set[ByteSink] = set()
 
     def _prefix(self, host: str) -> bytes:
         label = host.ljust(self._width)
@@ -91,9 +102,14 @@ class LivePrinter:
 
 
 class JsonLinesWriter:
-    """CONTRACT.md's JSON Lines: one object per host as it finishes, then a summary."""
+    """CONTRACT.md's JSON Lines: one object per host as it finishes, then a summary.
 
-    def __init__(self, out: IO[str]) -> None:
+    Without ``out`` it writes to ``sys.stdout`` as it is at each write: while a
+    progress display is up on the terminal, that is rich's proxy, which prints
+    above the display instead of tearing it.
+    """
+
+    def __init__(self, out: IO[str] | None = None) -> None:
         self._out = out
         self._lock = threading.Lock()
         self._closed = False
@@ -113,8 +129,9 @@ class JsonLinesWriter:
             if self._closed:
                 return
             try:
-                self._out.write(line + "\n")
-                self._out.flush()
+                out = self._out or sys.stdout
+                out.write(line + "\n")
+                out.flush()
             except BrokenPipeError:
                 self._closed = True
 

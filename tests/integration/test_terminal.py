@@ -1,0 +1,520 @@
+"""The command line at a real terminal: the README's commands and scripts/demo on a pty.
+
+Every other test runs remoteops without a terminal, which is how a crash of
+every progress display at a terminal went unseen. Here each command of the
+README's tour (A short tour, Files, Analysis, Playbooks) runs on a
+pseudo-terminal against the session lab, and must exit with the expected code,
+print no traceback and leave the terminal as it found it (cursor shown, every
+escape sequence complete, attributes reset). Also: stdout redirected while
+stderr is the terminal, Ctrl-C and SIGTERM mid-run, ``play --step`` answered
+through the terminal, and a cron-like run with no terminal and an empty
+environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from remoteops.lab import Lab, lab_down
+from tests.conftest import free_port
+from tests.ptyterm import (
+    HIDE_CURSOR,
+    PtyRun,
+    assert_clean_exit,
+    remoteops_argv,
+    run_in_pty,
+    terminal_env,
+    terminal_problems,
+)
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+TOUR_SECTIONS = ("## A short tour", "### Files", "### Analysis", "### Playbooks")
+
+
+def readme_commands() -> list[str]:
+    """Every ``remoteops`` line of the sh blocks of the README's tour sections."""
+    text = README.read_text(encoding="utf-8")
+    commands: list[str] = []
+    for heading in TOUR_SECTIONS:
+        start = text.index(f"\n{heading}")
+        end = text.index("\n#", start + len(heading) + 1)
+        for block in re.findall(r"```sh\n(.*?)```", text[start:end], flags=re.S):
+            joined = re.sub(r"\\\n\s*", "", block)
+            for line in joined.splitlines():
+                line = re.sub(r"\s+#\s.*$", "", line).strip()
+                if line.startswith("remoteops "):
+                    commands.append(line)
+    return commands
+
+
+@dataclass
+class Tour:
+    """A directory to run the tour in, with what its commands need."""
+
+    lab: Lab
+    cwd: Path
+    remote: str  # a directory of the tour's own on every lab host
+    env: dict[str, str]
+
+    def argv(self, line: str) -> list[str]:
+        """A README line (one command, no shell operators) as argv, with the lab's -i."""
+        words = shlex.split(line)
+        assert words[0] == "remoteops"
+        args = words[1:]
+        at = 2 if args[0] == "inventory" else 1
+        if args[0] != "analyze":
+            args[at:at] = ["-i", str(self.lab.inventory)]
+        return [*remoteops_argv(), *args]
+
+    def pty(self, line: str, **kwargs: object) -> PtyRun:
+        """Run one README line on a pty in the tour's directory."""
+        return run_in_pty(self.argv(line), cwd=self.cwd, env=self.env, **kwargs)  # type: ignore[arg-type]
+
+
+def seed(lab: Lab, host: str, path: str, text: str, mode: int = 0o644) -> None:
+    """A file on a lab host (in a directory of its login user's), owned by that user."""
+    entry = pwd.getpwnam(lab.user)
+    local = lab.host_path(host, path)
+    local.write_text(text)
+    os.chmod(local, mode)
+    os.chown(local, entry.pw_uid, entry.pw_gid)
+
+
+@pytest.fixture
+def tour(lab: Lab, remote_dir: str, tmp_path: Path) -> Tour:
+    """The tour's local files in a fresh directory, and its remote files on every host."""
+    cwd = tmp_path / "tour"
+    (cwd / "site").mkdir(parents=True)
+    (cwd / "site" / "index.html").write_text("<h1>hello</h1>\n")
+    (cwd / "motd").write_text("welcome\n")
+    (cwd / "conf").mkdir()
+    (cwd / "conf" / "app.yml").write_text("workers: 4\n")
+    (cwd / "conf" / "db.yml").write_text("pool: 8\n")
+    (cwd / "rules.yml").write_text("- grep: 'Out of memory'\n- logscan: top=20\n")
+    shutil.copytree(ROOT / "playbooks", cwd / "playbooks")
+    # The playbook writes under the tour's own directory, not the lab's shared /srv/app.
+    book = cwd / "playbooks" / "rolling-config.yml"
+    book.write_text(book.read_text().replace("app_dir: /srv/app", f"app_dir: {remote_dir}/app"))
+    # site.yml: a restart that fails once on web02, so --retry-file names it.
+    (cwd / "site.yml").write_text(
+        "- name: site\n  hosts: web\n  steps:\n"
+        "    - name: prepare\n      run: echo prepared\n"
+        "    - name: restart\n"
+        f"      run: test $(hostname) != web02 || test -e {remote_dir}/restarted-once"
+        f" || {{ touch {remote_dir}/restarted-once; echo 'not ready' >&2; exit 1; }}\n"
+        "    - name: verify\n      run: echo verified\n"
+    )
+    deploy = (
+        "#!/bin/sh\n"
+        f'if [ "$(hostname)" = web02 ] && [ ! -e {remote_dir}/deployed-once ]; then\n'
+        f"    touch {remote_dir}/deployed-once; echo 'web02 is not ready' >&2; exit 1\n"
+        "fi\necho deployed\n"
+    )
+    for host in lab.hosts:
+        seed(lab, host.name, f"{remote_dir}/deploy.sh", deploy, mode=0o755)
+        seed(lab, host.name, f"{remote_dir}/syslog", "ok\nkernel: ERROR disk full\nok\n")
+        seed(lab, host.name, f"{remote_dir}/app.log", "started\nERROR Out of memory\n")
+    state = tmp_path / "state"
+    return Tour(lab=lab, cwd=cwd, remote=remote_dir, env=terminal_env(XDG_STATE_HOME=str(state)))
+
+
+# What the lab cannot run as written (no /etc/app, no systemd, no jq, files
+# the login user may not write): each README line as it runs here. Lines not
+# listed run verbatim.
+def _substitutions(tour: Tour) -> dict[str, str]:
+    rd = tour.remote
+    return {
+        "./deploy.sh": f"{rd}/deploy.sh",
+        "pw.txt": str(tour.lab.become_password_file),
+        "systemctl restart nginx": "id -un",
+        " /srv/www": f" {rd}/www",
+        " /etc/motd": f" {rd}/motd",
+        "/etc/app/": f"{rd}/app/",
+        " /etc/app ": f" {rd}/app ",
+        "/var/log/syslog": f"{rd}/syslog",
+        "'/var/log/*.log'": f"'{rd}/*.log'",
+    }
+
+
+def as_run_here(tour: Tour, line: str) -> str:
+    for old, new in _substitutions(tour).items():
+        line = line.replace(old, new)
+    return line
+
+
+def json_objects(run: PtyRun) -> list[dict[str, object]]:
+    """The JSON Lines a run printed on the terminal, each on one line of its own."""
+    return [json.loads(line) for line in run.lines if line.startswith("{")]
+
+
+def test_the_tour_commands_are_the_readmes() -> None:
+    """The tour below runs every remoteops line of those README sections, no more, no less."""
+    assert readme_commands() == TOUR, "the README's tour changed: update TOUR and the test"
+
+
+TOUR = [
+    "remoteops run all -- uptime",
+    "remoteops run 'web:&eu' --gather -- 'uname -r'",
+    "remoteops run db --json -- df -h / | jq .",
+    "remoteops run all -t 30 --retry-file failed.txt -- ./deploy.sh",
+    "remoteops run all -l @failed.txt -- ./deploy.sh",
+    "remoteops run web --become --become-password-file pw.txt -- systemctl restart nginx",
+    "remoteops ping all",
+    "remoteops inventory list 'web:!db' --json",
+    "remoteops inventory graph",
+    "remoteops inventory host web01",
+    "remoteops put web ./site /srv/www",
+    "remoteops put web ./site/ /srv/www -p --verify",
+    "remoteops put all ./motd /etc/motd --mode 0644",
+    "remoteops put all 'conf/*.yml' /etc/app/",
+    "remoteops get all /var/log/syslog ./logs",
+    "remoteops get db '/var/log/*.log' /etc/app ./fetched --json",
+    "remoteops run all -a group:normalize -- 'uname -r; cat /etc/os-release'",
+    "remoteops run all -a threshold:'df.use% > 90' -a threshold:'load1 > nproc' "
+    "--fail-on-findings -- 'df -P; uptime; nproc'",
+    "remoteops get all /var/log/syslog ./logs -a logscan:top=20",
+    "remoteops run all --json -- df -P / > run.jsonl && remoteops analyze drift run.jsonl",
+    "remoteops analyze logscan ./logs --rules rules.yml --json",
+    "remoteops play playbooks/rolling-config.yml --check",
+    "remoteops play playbooks/rolling-config.yml -e workers=8",
+    "remoteops play site.yml --start-at restart --retry-file failed.txt",
+    "remoteops play site.yml -l @failed.txt --step",
+]
+
+
+def test_the_short_tour_at_a_terminal(tour: Tour) -> None:
+    lab = tour.lab
+    names = [h.name for h in lab.hosts]
+    web = [n for n in names if n.startswith("web")]
+
+    run = tour.pty(TOUR[0])
+    assert_clean_exit(run)
+    for name in names:
+        assert re.search(rf"{name} *\x1b\[0m: .*load average", run.text), run.text  # coloured
+    run = tour.pty(TOUR[1])
+    assert_clean_exit(run)
+    assert HIDE_CURSOR in run.output  # the progress display was up, and taken down
+    assert "web[01,03] (2)" in run.text
+
+    # `| jq .`: stdout is a pipe, not the terminal; every line is one JSON object.
+    command, _, _ = TOUR[2].partition(" | ")
+    run = tour.pty(command, stdout_path=tour.cwd / "db.jsonl")
+    assert_clean_exit(run)
+    objects = [json.loads(line) for line in (tour.cwd / "db.jsonl").read_text().splitlines()]
+    assert sorted(str(o.get("host")) for o in objects[:-1]) == ["db01", "db02", "db03"]
+    assert objects[-1]["type"] == "summary"
+    run = tour.pty(command)  # and on the terminal, under the progress display
+    assert_clean_exit(run)
+    assert HIDE_CURSOR in run.output
+    shown = sorted(str(o.get("host", o["type"])) for o in json_objects(run))
+    assert shown == ["db01", "db02", "db03", "summary"], run.text
+
+    run = tour.pty(as_run_here(tour, TOUR[3]))
+    assert_clean_exit(run, 5)
+    assert (tour.cwd / "failed.txt").read_text() == "web02\n"
+    run = tour.pty(as_run_here(tour, TOUR[4]))
+    assert_clean_exit(run)
+    assert "web02" in run.text
+    assert "deployed" in run.text
+    assert "web01" not in run.text
+    run = tour.pty(as_run_here(tour, TOUR[5]))
+    assert_clean_exit(run)
+    assert all(f"{name}\x1b[0m: root" in run.text for name in web), run.text
+
+    run = tour.pty(TOUR[6])
+    assert_clean_exit(run)
+    assert run.text.count("ok  rtt") == len(names)
+    run = tour.pty(TOUR[7])
+    assert_clean_exit(run)
+    assert json.loads(run.text)["web"]["hosts"] == web
+    for line in TOUR[8:10]:
+        run = tour.pty(line)
+        assert_clean_exit(run)
+    assert "connection:" in run.text
+
+
+def test_files_at_a_terminal(tour: Tour) -> None:
+    lab, rd = tour.lab, tour.remote
+    for line in TOUR[10:14]:
+        run = tour.pty(as_run_here(tour, line))
+        assert_clean_exit(run)
+        assert HIDE_CURSOR in run.output, f"no progress display for {line}"
+        assert "0 unchanged" in run.text or "1 unchanged" in run.text, run.text
+    assert (lab.host_path("web01", f"{rd}/www/site/index.html")).read_text() == "<h1>hello</h1>\n"
+    assert (lab.host_path("db01", f"{rd}/app/db.yml")).read_text() == "pool: 8\n"
+    run = tour.pty(as_run_here(tour, TOUR[14]))
+    assert_clean_exit(run)
+    assert (tour.cwd / "logs" / "db02" / rd.lstrip("/") / "syslog").is_file()
+    run = tour.pty(as_run_here(tour, TOUR[15]))
+    assert_clean_exit(run)
+    # Each JSON line whole on a line of its own, above the progress display.
+    objects = {o.get("host", "summary"): o for o in json_objects(run)}
+    assert sorted(objects) == ["db01", "db02", "db03", "summary"], run.text
+    assert objects["db03"]["files"] == 3  # app.log and the two .yml
+    assert (tour.cwd / "fetched" / "db03" / rd.lstrip("/") / "app" / "app.yml").is_file()
+
+
+def test_analysis_at_a_terminal(tour: Tour) -> None:
+    run = tour.pty(TOUR[16])
+    assert_clean_exit(run)
+    assert "== group:normalize" in run.text
+    run = tour.pty(TOUR[17])
+    assert_clean_exit(run, (0, 5))  # 5 when this busy machine's load is over its CPUs
+    run = tour.pty(as_run_here(tour, TOUR[18]))
+    assert_clean_exit(run)
+    assert "ERROR disk full" in run.text
+    # `> run.jsonl && remoteops analyze drift run.jsonl`: stdout is a file, stderr the terminal.
+    first, _, second = TOUR[19].partition(" && ")
+    command, _, target = first.partition(" > ")
+    run = tour.pty(command, stdout_path=tour.cwd / target)
+    assert_clean_exit(run)
+    assert HIDE_CURSOR in run.output  # a progress display on stderr while stdout is a file
+    assert all(json.loads(line) for line in (tour.cwd / target).read_text().splitlines())
+    run = tour.pty(second)
+    assert_clean_exit(run)
+    assert "== drift" in run.text
+    run = tour.pty(TOUR[20])
+    assert_clean_exit(run)
+    sections = [o for o in json_objects(run) if o.get("type") == "analysis"]
+    assert [(o["analyzer"], o["total"]) for o in sections] == [
+        ("logscan", len(tour.lab.hosts)),  # one ERROR line per host, in the files `get` pulled
+        ("grep", 0),
+        ("logscan", len(tour.lab.hosts)),
+    ]
+
+
+def test_playbooks_at_a_terminal(tour: Tour) -> None:
+    web = [h.name for h in tour.lab.hosts if h.name.startswith("web")]
+    run = tour.pty(TOUR[21])
+    assert_clean_exit(run)
+    assert "would run: mkdir -p" in run.text
+    run = tour.pty(TOUR[22])
+    assert_clean_exit(run)
+    for host in web:
+        assert re.search(rf"{host}\s+ok=6 changed=3 failed=0", run.text), run.text
+    run = tour.pty(TOUR[23])
+    assert_clean_exit(run, 5)
+    assert (tour.cwd / "failed.txt").read_text() == "web02\n"
+    # --step: each question answered through the terminal, as an operator types.
+    run = tour.pty(
+        TOUR[24],
+        steps=[
+            (b"step 1 'prepare'", b"n\r"),
+            (b"step 2 'restart'", b"y\r"),
+            (b"step 3 'verify'", b"y\r"),
+        ],
+    )
+    assert_clean_exit(run)
+    assert "prepared" not in run.text  # answered no
+    assert "verified" in run.text
+    assert re.search(r"web02\s+ok=2 changed=2 failed=0 skipped=0", run.text), run.text
+
+
+def test_stdout_to_a_file_while_stderr_is_the_terminal(tour: Tour, tmp_path: Path) -> None:
+    """Live lines go to the file, remote stderr and the progress display to the terminal."""
+    out = tmp_path / "out.txt"
+    run = tour.pty(
+        "remoteops run all -- 'echo out; echo err >&2; exit 3'", stdout_path=out, timeout=60
+    )
+    assert_clean_exit(run, 5)
+    assert HIDE_CURSOR in run.output
+    lines = out.read_text().splitlines()
+    width = max(len(h.name) for h in tour.lab.hosts)
+    assert sorted(lines) == sorted(f"{h.name.ljust(width)}: out" for h in tour.lab.hosts)
+    for host in tour.lab.hosts:
+        assert re.search(rf"\x1b\[2K{host.name} *: err\n", run.text), run.text  # above the bar
+    assert f"{len(tour.lab.hosts)} hosts: 0 ok, {len(tour.lab.hosts)} failed" in run.text
+    for line in ("remoteops put all ./motd /tmp/", "remoteops get db /etc/hostname ./got"):
+        run = tour.pty(line, stdout_path=out)
+        assert_clean_exit(run)
+        assert HIDE_CURSOR in run.output
+        assert re.match(r"db01 *: ok  1 ", sorted(out.read_text().splitlines())[0])
+
+
+def test_ctrl_c_mid_run_restores_the_terminal_and_exits_130(tour: Tour, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    start = time.monotonic()
+    run = tour.pty(
+        "remoteops run all --gather -- 'echo started >&2; sleep 60'",
+        steps=[(HIDE_CURSOR, b"\x03")],
+        timeout=40,
+    )
+    assert_clean_exit(run, 130)
+    assert "interrupted" in run.text
+    assert time.monotonic() - start < 30
+    # Stdout to a file, remote lines on the way; and a second Ctrl-C while a
+    # command that ignores SIGTERM is being stopped: exit at once, still clean.
+    run = tour.pty(
+        "remoteops run all -- 'trap \"\" TERM HUP; echo started; sleep 60'",
+        stdout_path=out,
+        steps=[(HIDE_CURSOR, b"\x03"), (b"Ctrl-C again", b"\x03")],
+        timeout=40,
+    )
+    assert_clean_exit(run, 130)
+
+
+def test_sigterm_mid_run_restores_the_terminal_and_exits_143(tour: Tour) -> None:
+    run = tour.pty(
+        "remoteops run all --gather -- 'sleep 60'",
+        steps=[(HIDE_CURSOR, lambda pid: os.kill(pid, signal.SIGTERM))],
+        timeout=40,
+    )
+    assert_clean_exit(run, 143)
+
+
+def test_ctrl_c_at_a_step_prompt_stops_the_playbook(tour: Tour) -> None:
+    run = tour.pty(
+        "remoteops play site.yml --step",
+        steps=[(b"step 1 'prepare'", b"y\r"), (b"step 2 'restart'", b"\x03")],
+        timeout=40,
+    )
+    assert_clean_exit(run, 130)
+    assert "prepared" in run.text
+    assert "stopped at the --step prompt before step 2" in run.text
+    # End of input at the prompt (Ctrl-D) quits too.
+    run = tour.pty("remoteops play site.yml --step", steps=[(b"step 1", b"\x04")])
+    assert_clean_exit(run, (0, 5))
+    assert "stopped at the --step prompt before step 1" in run.text
+
+
+def test_failures_at_a_terminal_leave_it_clean(tour: Tour, tmp_path: Path) -> None:
+    """Exit codes 2, 4 and 5, each with the progress display up or not."""
+    run = tour.pty("remoteops run nosuchhost -- true")
+    assert_clean_exit(run, 2)
+    closed = free_port()
+    inventory = tmp_path / "down.ini"
+    inventory.write_text(f"127.0.0.1:{closed}\n")
+    run = run_in_pty(
+        [*remoteops_argv(), "run", "-i", str(inventory), "all", "--gather", "--", "true"],
+        cwd=tour.cwd,
+        env=tour.env,
+    )
+    assert_clean_exit(run, 4)
+    run = tour.pty("remoteops get all /nonexistent ./x")
+    assert_clean_exit(run, 5)
+    assert "remote /nonexistent" in run.text
+    for args in (["--version"], ["--help"], ["run", "--help"], ["run"]):
+        run = run_in_pty([*remoteops_argv(), *args], env=tour.env)
+        assert_clean_exit(run, 2 if args == ["run"] else 0)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_at_a_terminal_and_without_one(tmp_path: Path) -> None:
+    """`bash scripts/demo` as the README says, on a pty; then again with no terminal."""
+    lab_dir = tmp_path / "demo-lab"
+    env = terminal_env(
+        REMOTEOPS_LAB_DIR=str(lab_dir),
+        LAB_PORT=str(free_port()),
+        HOSTS="4",
+        XDG_STATE_HOME=str(tmp_path / "state"),
+    )
+    try:
+        run = run_in_pty(["bash", "scripts/demo"], cwd=ROOT, env=env, timeout=120)
+        assert_clean_exit(run)
+        assert HIDE_CURSOR in run.output
+        for shown in ("+ remoteops get db", "RECAP", "The lab keeps running"):
+            assert shown in run.text, run.text
+        plain = subprocess.run(
+            ["bash", "scripts/demo"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=120,
+            check=False,
+            start_new_session=True,  # no controlling terminal, as under cron
+        )
+        assert plain.returncode == 0, plain.stderr.decode()
+        assert b"\x1b" not in plain.stdout + plain.stderr
+        assert b"already running" in plain.stderr
+        # The lab's own commands at the terminal too.
+        run = run_in_pty([*remoteops_argv(), "lab", "status"], cwd=tmp_path, env=env)
+        assert_clean_exit(run)
+        assert "4/4 hosts answer" in run.text
+        run = run_in_pty([*remoteops_argv(), "lab", "down"], cwd=tmp_path, env=env)
+        assert_clean_exit(run)
+        assert "(4 hosts stopped)" in run.text
+    finally:
+        if (lab_dir / "lab.json").exists():
+            lab_down(lab_dir)
+
+
+# --------------------------------------------------------------------------- cron
+
+
+def test_cron_like_run_without_terminal_or_environment(lab: Lab, tmp_path: Path) -> None:
+    """`env -i PATH=/usr/bin:/bin`, no terminal: output to a file, and to a closed pipe."""
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "disk.jsonl"
+    inventory = ["-i", str(lab.inventory)]
+    # README's crontab line, with a fresh HOME, then with none at all.
+    for cron_env in ([f"HOME={home}"], []):
+        log = [] if cron_env else ["--log-file", str(tmp_path / "cron.log")]
+        cron = ["env", "-i", "PATH=/usr/bin:/bin", *cron_env, *remoteops_argv(), *log]
+        run = [*inventory, "--json", "--", "df", "-P", "/"]
+        with out.open("ab") as sink:
+            done = subprocess.run(
+                [*cron, "--lock", str(tmp_path / "disk.lock"), "run", "all", *run],
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.PIPE,
+                timeout=60,
+                check=False,
+                start_new_session=True,  # no controlling terminal
+            )
+        assert done.returncode == 0, done.stderr.decode()
+        assert done.stderr == b""
+    objects = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [o["type"] for o in objects].count("summary") == 2
+    assert (home / ".local" / "state" / "remoteops" / "remoteops.log").is_file()
+    assert (tmp_path / "cron.log").is_file()
+    # A reader that has gone away: no traceback, not reported as a bug (exit 1).
+    cron_with_home = ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={home}", *remoteops_argv()]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [*cron_with_home, "run", "all", *inventory, "--", "seq 1000"],
+            stdin=subprocess.DEVNULL,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+            start_new_session=True,
+        )
+    finally:
+        os.close(write)
+    stderr = done.stderr.decode()
+    assert done.returncode != 1, stderr
+    assert "Traceback" not in stderr
+    assert "internal error" not in stderr
+    assert b"\x1b" not in done.stderr
+
+
+def test_terminal_checker_catches_what_it_should() -> None:
+    """The checks above would see a hidden cursor, a cut sequence, a retitle."""
+    assert terminal_problems(b"\x1b[?25lwork\x1b[?25h\x1b[1mbold\x1b[0m") == []
+    assert terminal_problems(b"\x1b[?25lwork") == ["the cursor is left hidden"]
+    assert terminal_problems(b"text\x1b[3") == ["unterminated escape sequence b'\\x1b[3'"]
+    assert terminal_problems(b"\x1b]0;t\x07") == [
+        "the output drives the terminal: b'\\x1b]0;t\\x07'"
+    ]
+    assert terminal_problems(b"\x1b[31mred") == ["attributes left on: \\x1b[31m"]
