@@ -25,7 +25,12 @@ import typer
 
 from remoteops import __version__
 from remoteops.errors import RemoteOpsError, UsageError
-from remoteops.logconfig import LogSettings, default_log_path, setup_logging
+from remoteops.logconfig import (
+    LogSettings,
+    PrintableFormatter,
+    default_log_path,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -186,10 +191,11 @@ def _root(
             rich_tracebacks=False,
             markup=False,
         )
+        handler.setFormatter(PrintableFormatter("%(message)s"))
     else:
         # Not a terminal (cron, pipes, tests): plain lines, and no rich import.
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     settings = LogSettings(
         log_file=None if no_log_file else (log_file or default_log_path()),
         verbosity=verbose,
@@ -934,13 +940,21 @@ def run_cmd(
     """Run COMMAND on every host PATTERN matches, all at once (up to --forks).
 
     Output lines are prefixed by host as they arrive; --gather folds identical
-    outputs; --json prints JSON Lines. The exit code says what happened
-    (0 ok, 3 timeout, 4 unreachable or host key, 5 command failed).
+    outputs; --json prints JSON Lines. Control characters hosts send are shown
+    escaped (\\x1b, \\r) so they cannot drive the terminal; --out-dir keeps the
+    exact bytes. The exit code says what happened (0 ok, 3 timeout, 4
+    unreachable or host key, 5 command failed).
 
     Example: remoteops -i inventories/hosts.yml run 'web:&eu' -- uptime
     """
     from remoteops.execution import CommandSpec
-    from remoteops.report import JsonLinesWriter, LivePrinter, render_gathered, use_color
+    from remoteops.report import (
+        JsonLinesWriter,
+        LivePrinter,
+        failure_line,
+        render_gathered,
+        use_color,
+    )
 
     if not command:
         raise UsageError("no command given: remoteops run PATTERN -- COMMAND")
@@ -1000,7 +1014,7 @@ def run_cmd(
         elif live:
             printer.host_done(result)
             if not result.is_ok and (quiet or not (result.stdout or result.stderr) or result.error):
-                sys.stderr.write(f"{result.host}: {result.status}: {result.error}\n")
+                sys.stderr.write(failure_line(result))
                 sys.stderr.flush()
 
     results = executor.run_command(spec, on_line=printer.line if live else None, out_dir=out_dir)
@@ -1055,7 +1069,8 @@ def ping_cmd(
 
     Example: remoteops ping all --json
     """
-    from remoteops.report import JsonLinesWriter
+    from remoteops.printable import printable
+    from remoteops.report import JsonLinesWriter, failure_line
 
     opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts)
@@ -1066,13 +1081,13 @@ def ping_cmd(
         if as_json:
             json_writer.host(result)
         elif not result.is_ok:
-            sys.stderr.write(f"{result.host.ljust(width)}: {result.status}: {result.error}\n")
+            sys.stderr.write(failure_line(result, width=width))
             sys.stderr.flush()
         elif not quiet:
             sys.stdout.write(
                 f"{result.host.ljust(width)}: ok  rtt {result.extra['rtt_ms']:.1f} ms  "
                 f"connect {result.extra['connect_ms']:.0f} ms  "
-                f"{result.extra['server_version']}\n"
+                f"{printable(result.extra['server_version'])}\n"
             )
             sys.stdout.flush()
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from remoteops.errors import UsageError
+from remoteops.printable import printable
 from remoteops.report import JsonLinesWriter
 
 if TYPE_CHECKING:
@@ -96,14 +97,17 @@ def emit_analysis(
             for obj in report.to_json():
                 writer.record(obj)
         else:
-            sys.stdout.write(report.render_text())
+            sys.stdout.write(printable(report.render_text(), keep_newlines=True))
         sys.stdout.flush()
     except BrokenPipeError:
         pass
     for error in report.errors:
         where = f" {error['document']}" if error.get("document") not in (None, "stdout") else ""
         sys.stderr.write(
-            f"remoteops: analysis {error['analyzer']}: {error['host']}{where}: {error['error']}\n"
+            printable(
+                f"remoteops: analysis {error['analyzer']}: {error['host']}{where}: {error['error']}"
+            )
+            + "\n"
         )
     sys.stderr.flush()
 

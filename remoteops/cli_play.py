@@ -43,6 +43,7 @@ from remoteops.cli import (
     _User,
 )
 from remoteops.errors import InventoryError, UsageError
+from remoteops.printable import printable
 
 if TYPE_CHECKING:
     from remoteops.playbook import Answer, Play, Playbook, Step, StepOutcome
@@ -91,7 +92,7 @@ class _Prompt:
     def __call__(self, step: Step, hosts: Sequence[str]) -> Answer:
         from remoteops.playbook import fold_hosts
 
-        question = (
+        question = printable(
             f"step {step.number} {step.name!r} ({step.action}) on {fold_hosts(list(hosts))}? "
             "[y]es/[n]o/[c]ontinue without asking/[q]uit: "
         )
@@ -138,11 +139,12 @@ class _TextReporter:
     def _out(self, text: str) -> None:
         if self.as_json or self.quiet:
             return
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(printable(text) + "\n")
         sys.stdout.flush()
 
     def _err(self, text: str) -> None:
-        sys.stderr.write(text + "\n")
+        # Errors quote what hosts sent (an assert's msg may hold a command's output).
+        sys.stderr.write(printable(text) + "\n")
         sys.stderr.flush()
 
     def play_started(self, play: Play, hosts: Sequence[str]) -> None:
@@ -206,7 +208,7 @@ class _TextReporter:
             for obj in objects:
                 self.json_writer.record({**obj, "step": step.number, "step_name": step.name})
         elif not self.quiet:
-            sys.stdout.write(text)
+            sys.stdout.write(printable(text, keep_newlines=True))
             sys.stdout.flush()
 
     def step_finished(self, step: Step, outcomes: Sequence[StepOutcome]) -> None:

@@ -161,7 +161,9 @@ def _report_host(result: HostResult, *, width: int, quiet: bool, verb: str) -> N
             sys.stdout.write(f"{result.host.ljust(width)}: ok  {counts}\n")
             sys.stdout.flush()
         return
-    sys.stderr.write(f"{result.host.ljust(width)}: {result.status}: {result.error}\n")
+    from remoteops.report import failure_line
+
+    sys.stderr.write(failure_line(result, width=width))
     sys.stderr.flush()
 
 

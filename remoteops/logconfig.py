@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-__all__ = ["NOTICE", "LogSettings", "default_log_path", "setup_logging"]
+__all__ = ["NOTICE", "LogSettings", "PrintableFormatter", "default_log_path", "setup_logging"]
 
 _FILE_FORMAT = "%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s"
 _MARKER = "_remoteops_handler"
@@ -49,6 +49,21 @@ class _NoticeHandler(logging.Handler):
             sys.stderr.flush()
         except Exception:
             self.handleError(record)
+
+
+class PrintableFormatter(logging.Formatter):
+    """A formatter that shows control characters in messages escaped.
+
+    Messages quote what hosts sent (remote paths, errors): escaped, they can
+    neither drive a terminal showing the log nor forge log lines with a newline.
+    A traceback (``--debug``) keeps its lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from remoteops.printable import printable
+
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 def default_log_path(env: os._Environ[str] | dict[str, str] | None = None) -> Path:
@@ -156,7 +171,7 @@ def setup_logging(
             use_gzip=False,
         )
         file_handler.setLevel(logging.DEBUG if settings.debug else settings.file_level)
-        file_handler.setFormatter(logging.Formatter(_FILE_FORMAT))
+        file_handler.setFormatter(PrintableFormatter(_FILE_FORMAT))
         setattr(file_handler, _MARKER, True)
         _quiet(file_handler, settings)
         root.addHandler(file_handler)

@@ -2,7 +2,9 @@
 
 Report only renders: it receives results and writes to the streams it is
 given. Every write of a line happens under one lock, so a line is never torn
-between hosts.
+between hosts. What hosts sent is shown through :mod:`remoteops.printable`
+(control characters escaped), so no host can drive the operator's terminal or
+forge another host's lines; ``--out-dir`` and JSON keep the exact text.
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Protocol
 
 from remoteops.nodeset import fold
+from remoteops.printable import json_safe, printable, printable_bytes
 from remoteops.results import HostResult, RunResult
 
-__all__ = ["JsonLinesWriter", "LivePrinter", "gather", "render_gathered", "render_summary"]
+__all__ = [
+    "JsonLinesWriter",
+    "LivePrinter",
+    "failure_line",
+    "gather",
+    "render_gathered",
+    "render_summary",
+]
 
 _COLORS = (36, 32, 33, 35, 34, 96, 92, 93, 95, 94)
 
@@ -42,7 +52,12 @@ class ByteSink(Protocol):
 
 
 class LivePrinter:
-    """Prints each output line as ``host: line`` the moment it arrives."""
+    """Prints each output line as ``host: line`` the moment it arrives.
+
+    A line's control characters other than tab are shown escaped (``\\x1b``,
+    ``\\r``; a ``\\r`` ending the line, as from a pseudo-terminal, is dropped)
+    and bytes that are not UTF-8 as ``\\xNN``.
+    """
 
     def __init__(
         self,
@@ -79,7 +94,7 @@ class LivePrinter:
 
     def _write(self, host: str, stream: str, data: bytes) -> None:
         target = self._out if stream == "stdout" else self._err
-        payload = self._prefix(host) + data.rstrip(b"\r") + b"\n"
+        payload = self._prefix(host) + printable_bytes(data.rstrip(b"\r")).encode() + b"\n"
         with self._lock:
             if target in self._closed:
                 return
@@ -124,7 +139,7 @@ class JsonLinesWriter:
 
     def record(self, obj: Mapping[str, Any]) -> None:
         """Write any other object (a command's own line type) and flush it."""
-        line = json.dumps(obj, ensure_ascii=False, separators=(", ", ": "), default=str)
+        line = json_safe(json.dumps(obj, ensure_ascii=False, separators=(", ", ": "), default=str))
         with self._lock:
             if self._closed:
                 return
@@ -146,21 +161,29 @@ def gather(results: Iterable[HostResult]) -> list[tuple[list[str], HostResult]]:
 
 
 def render_gathered(results: Sequence[HostResult], *, color: bool = False) -> str:
-    """Text blocks like ``clush -b``: a folded node set header, then the shared output."""
+    """Text blocks like ``clush -b``: a folded node set header, then the shared output.
+
+    The output is shown as :class:`LivePrinter` shows lines: control characters
+    other than tab and newline escaped (``\\r\\n`` line ends become ``\\n``).
+    """
     blocks = []
     for hosts, sample in gather(results):
         title = f"{fold(hosts)} ({len(hosts)})"
         rule = "-" * min(max(len(title), 15), 78)
         head = f"\x1b[1m{title}\x1b[0m" if color else title
-        body = sample.stdout.decode("utf-8", errors="replace")
-        if sample.stderr:
-            body += sample.stderr.decode("utf-8", errors="replace")
-        if sample.status != "ok":
-            body += f"[{sample.status}: {sample.error}]\n"
+        raw = sample.stdout + sample.stderr
+        body = printable_bytes(raw.replace(b"\r\n", b"\n"), keep_newlines=True)
         if body and not body.endswith("\n"):
             body += "\n"
+        if sample.status != "ok":
+            body += f"[{sample.status}: {printable(sample.error or '')}]\n"
         blocks.append(f"{rule}\n{head}\n{rule}\n{body}")
     return "".join(blocks)
+
+
+def failure_line(result: HostResult, *, width: int = 0) -> str:
+    """``host: status: error`` for stderr, the error shown :func:`printable` (with a newline)."""
+    return f"{result.host.ljust(width)}: {result.status}: {printable(result.error or '')}\n"
 
 
 def render_summary(run: RunResult, *, verb: str = "ran") -> str:
@@ -176,7 +199,8 @@ def render_summary(run: RunResult, *, verb: str = "ran") -> str:
         by_reason: dict[tuple[str, str], list[str]] = {}
         for name, r in failed.items():
             by_reason.setdefault((r.status, r.error or r.status), []).append(name)
-        for (status, reason), hosts in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        for (status, why), hosts in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+            reason = printable(why)
             if len(hosts) == 1:
                 lines.append(f"  {hosts[0]}: {status}: {reason}")
             else:

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -507,6 +508,87 @@ def test_cron_like_run_without_terminal_or_environment(lab: Lab, tmp_path: Path)
     assert "Traceback" not in stderr
     assert "internal error" not in stderr
     assert b"\x1b" not in done.stderr
+
+
+# --------------------------------------------------------------------------- remote bytes
+
+HOSTILE = (
+    r'printf "title\033]0;pwned\007clear\033[2J\rweb02: forged\n\351t\303\251 \302\233x\tend\n"'
+)
+SHOWN = r"title\x1b]0;pwned\x07clear\x1b[2J\rweb02: forged"
+
+
+def test_remote_bytes_cannot_drive_the_terminal(tour: Tour, tmp_path: Path) -> None:
+    """Live lines, --gather blocks and failures show control characters escaped."""
+    run = tour.pty(f"remoteops run web01 -- '{HOSTILE}; exit 1'")
+    assert_clean_exit(run, 5)
+    assert f"web01\x1b[0m: {SHOWN}\n" in run.text
+    assert "web01\x1b[0m: \\xe9té \\x9bx\tend\n" in run.text  # not UTF-8, C1, tab kept
+    run = tour.pty(f"remoteops run web --gather -- '{HOSTILE}'")
+    assert_clean_exit(run)
+    assert f"\n{SHOWN}\n\\xe9té \\x9bx\tend\n" in run.text
+    # A playbook: the step's lines, and an assert's message quoting the output.
+    book = tour.cwd / "hostile.yml"
+    book.write_text(
+        "- hosts: web01\n  steps:\n"
+        f"    - run: {json.dumps(HOSTILE)}\n      register: out\n"
+        "    - assert:\n        that: out.rc == 1\n        msg: 'got {{ out.stdout }}'\n"
+    )
+    run = tour.pty("remoteops play hostile.yml")
+    assert_clean_exit(run, 5)
+    assert f": {SHOWN}\n" in run.text
+    quoted = f"got {SHOWN}\\n\ufffdté \\x9bx\tend\n"  # the template saw U+FFFD for \\xe9
+    assert f"web01: failed: {quoted}" in run.text
+    assert f"web01: failed: step 2 'assert': {quoted}" in run.text  # the summary
+
+
+def test_remote_bytes_escaped_without_a_terminal_exact_in_out_dir_and_json(
+    lab: Lab, tmp_path: Path
+) -> None:
+    from tests.helpers import run_cli
+
+    inventory = str(lab.inventory)
+    raw = b"title\x1b]0;pwned\x07clear\x1b[2J\rweb02: forged\n\xe9t\xc3\xa9 \xc2\x9bx\tend\n"
+    out_dir = str(tmp_path / "out")
+    cli = [sys.executable, "-m", "remoteops", "--no-log-file", "run", "web01", "-i", inventory]
+    done = subprocess.run(
+        [*cli, "--out-dir", out_dir, "--", HOSTILE], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"\x1b" not in done.stdout
+    assert done.stdout.decode() == f"web01: {SHOWN}\nweb01: \\xe9té \\x9bx\tend\n"
+    assert (tmp_path / "out" / "web01.out").read_bytes() == raw
+    result = run_cli("run", "web01", "-i", inventory, "--json", "--", HOSTILE)
+    host = json.loads(result.stdout.splitlines()[0])
+    assert host["stdout"] == raw.decode("utf-8", errors="replace")
+    assert "\u009b" not in result.stdout  # the C1 CSI is a \u escape in the JSON text
+    result = run_cli("run", "web01", "-i", inventory, "--gather", "--", HOSTILE)
+    assert "\x1b" not in result.stdout
+    assert f"{SHOWN}\n" in result.stdout
+
+
+def test_remote_names_in_get_errors_are_escaped(tour: Tour, tmp_path: Path) -> None:
+    """A name a server sends, quoted in an error and the summary, cannot drive the terminal."""
+    rd = tour.remote
+    name = "bad\u009b2Jname"  # a C1 CSI: valid UTF-8, accepted as a file name
+    seed(tour.lab, "web01", f"{rd}/{name}", "secret\n", mode=0o000)
+    run = tour.pty(f"remoteops get web01 '{rd}/*' ./got")
+    assert_clean_exit(run, 5)
+    assert f"{rd}/bad\\x9b2Jname" in run.text
+    assert "\u009b" not in run.text
+    log = tmp_path / "log"
+    get = ["get", "web01", "-i", str(tour.lab.inventory), f"{rd}/*", str(tmp_path / "got")]
+    result = subprocess.run(
+        [*remoteops_argv(), "--log-file", str(log), *get],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 5
+    assert "\u009b".encode() not in result.stderr + result.stdout
+    assert b"bad\\x9b2Jname" in result.stderr
+    assert "bad\\x9b2Jname" in log.read_text()
+    assert "\u009b" not in log.read_text()
 
 
 def test_terminal_checker_catches_what_it_should() -> None:
