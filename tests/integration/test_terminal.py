@@ -568,27 +568,39 @@ def test_remote_bytes_escaped_without_a_terminal_exact_in_out_dir_and_json(
 
 
 def test_remote_names_in_get_errors_are_escaped(tour: Tour, tmp_path: Path) -> None:
-    """A name a server sends, quoted in an error and the summary, cannot drive the terminal."""
+    """Names a server sends, quoted in a warning, an error and the summary, stay inert."""
     rd = tour.remote
-    name = "bad\u009b2Jname"  # a C1 CSI: valid UTF-8, accepted as a file name
-    seed(tour.lab, "web01", f"{rd}/{name}", "secret\n", mode=0o000)
-    run = tour.pty(f"remoteops get web01 '{rd}/*' ./got")
+    c1 = "\u009b2J"  # a C1 CSI: valid UTF-8, so a name get accepts and writes
+    tree = tour.lab.host_path("web01", f"{rd}/tree")
+    tree.mkdir()
+    user = pwd.getpwnam(tour.lab.user)
+    os.chown(tree, user.pw_uid, user.pw_gid)
+    seed(tour.lab, "web01", f"{rd}/tree/file{c1}", "data\n")
+    os.symlink("file", tour.lab.host_path("web01", f"{rd}/tree/link{c1}"))  # not followed
+    shown = {"file": f"{rd}/tree/file\\x9b2J", "link": f"{rd}/tree/link\\x9b2J"}
+    for local in (tour.cwd / "got", tmp_path / "got"):  # a directory where the file goes
+        (local / "web01" / rd.lstrip("/") / "tree" / f"file{c1}").mkdir(parents=True)
+    run = tour.pty(f"remoteops get web01 {rd}/tree ./got")
     assert_clean_exit(run, 5)
-    assert f"{rd}/bad\\x9b2Jname" in run.text
-    assert "\u009b" not in run.text
+    screen = "\n".join(run.lines)
+    assert f"remote {shown['link']}: symlink not followed" in screen  # a warning
+    assert f"web01: failed: local got/web01{shown['file']}: is a directory\n" in screen
+    assert c1 not in run.text
     log = tmp_path / "log"
-    get = ["get", "web01", "-i", str(tour.lab.inventory), f"{rd}/*", str(tmp_path / "got")]
+    get = ["get", "web01", "-i", str(tour.lab.inventory), f"{rd}/tree", str(tmp_path / "got")]
     result = subprocess.run(
         [*remoteops_argv(), "--log-file", str(log), *get],
         capture_output=True,
         timeout=60,
         check=False,
+        text=True,
     )
     assert result.returncode == 5
-    assert "\u009b".encode() not in result.stderr + result.stdout
-    assert b"bad\\x9b2Jname" in result.stderr
-    assert "bad\\x9b2Jname" in log.read_text()
-    assert "\u009b" not in log.read_text()
+    assert c1 not in result.stderr + result.stdout
+    assert f"remote {shown['link']}: symlink not followed" in result.stderr
+    assert f"{shown['file']}: is a directory" in result.stderr
+    assert f"remote {shown['link']}: symlink not followed" in log.read_text()
+    assert c1 not in log.read_text()
 
 
 def test_terminal_checker_catches_what_it_should() -> None:
