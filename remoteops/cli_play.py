@@ -269,7 +269,11 @@ def play_cmd(
         typer.Option("--start-at", help="Skip the steps before this one (its name or number)."),
     ] = None,
     step: Annotated[
-        bool, typer.Option("--step", help="Ask before each step (on a terminal only).")
+        bool,
+        typer.Option(
+            "--step",
+            help="Ask before each step (on a terminal only; Ctrl-C or Ctrl-D there stops).",
+        ),
     ] = False,
     extra_vars: Annotated[
         list[str] | None,
