@@ -43,7 +43,9 @@ class _NoticeHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            text = " ".join(record.getMessage().split())
+            from remoteops.printable import printable
+
+            text = printable(" ".join(record.getMessage().split()))
             # sys.stderr looked up now: a live progress display may have redirected it.
             sys.stderr.write(f"remoteops: {record.levelname.lower()}: {text}\n")
             sys.stderr.flush()
