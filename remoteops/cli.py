@@ -31,6 +31,7 @@ from remoteops.logconfig import (
     default_log_path,
     setup_logging,
 )
+from remoteops.outputs import EXIT_BROKEN_PIPE, guard_streams, watch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -572,7 +573,15 @@ def _resolve(
         timeouts=Timeouts(connect=opts.connect_timeout, command=command_timeout),
         limits=Limits(max_workers=opts.forks, retries=opts.retries),
     )
+    # A closed output pipe (`| head`): start no more hosts; those started finish.
+    watch().on_close(lambda _name: executor.drain(watch().reason or "output closed"))
     return targets, executor
+
+
+def _hidden_after_broken_pipe(result: HostResult) -> bool:
+    """True for a host not started because an output pipe closed: the summary's one
+    folded line names them all, instead of one line per host."""
+    return result.status == "skipped" and bool(watch().closed)
 
 
 class _Interrupts:
@@ -806,6 +815,8 @@ def _finish(
 ) -> NoReturn:
     from remoteops.report import render_summary
 
+    if watch().closed and run.interrupted_by is None:
+        run.interrupted_by = EXIT_BROKEN_PIPE
     code = run.exit_code
     if analysis is not None:
         from remoteops.cli_analyze import analysis_exit_code, emit_analysis
@@ -822,6 +833,13 @@ def _finish(
     if run.failed or run.interrupted_by or not as_json:
         sys.stderr.write(summary)
         sys.stderr.flush()
+    if watch().closed and code not in (EXIT_SIGINT, EXIT_SIGTERM):
+        code = EXIT_BROKEN_PIPE  # also when the pipe closed under the lines just written
+        skipped = run.counts()["skipped"]
+        watch().announce(
+            f"{watch().reason}: no host was started after that; {len(run) - skipped} "
+            f"finished, {skipped} not started (exit code {code})"
+        )
     # The log keeps what cron's mail may not: the outcome and every failure.
     first, *failures = summary.splitlines()
     logger.info("%s; exit code %d", first, code)
@@ -943,7 +961,8 @@ def run_cmd(
     outputs; --json prints JSON Lines. Control characters hosts send are shown
     escaped (\\x1b, \\r) so they cannot drive the terminal; --out-dir keeps the
     exact bytes. The exit code says what happened (0 ok, 3 timeout, 4
-    unreachable or host key, 5 command failed).
+    unreachable or host key, 5 command failed, 141 stdout closed: the hosts
+    already started finished, no other host started).
 
     Example: remoteops -i inventories/hosts.yml run 'web:&eu' -- uptime
     """
@@ -1011,7 +1030,7 @@ def run_cmd(
         progress.advance(result.is_ok)
         if as_json:
             json_writer.host(result)
-        elif live:
+        elif live and not _hidden_after_broken_pipe(result):
             printer.host_done(result)
             if not result.is_ok and (quiet or not (result.stdout or result.stderr) or result.error):
                 sys.stderr.write(failure_line(result))
@@ -1080,6 +1099,8 @@ def ping_cmd(
     def show(result: HostResult) -> None:
         if as_json:
             json_writer.host(result)
+        elif _hidden_after_broken_pipe(result):
+            pass
         elif not result.is_ok:
             sys.stderr.write(failure_line(result, width=width))
             sys.stderr.flush()
@@ -1277,8 +1298,31 @@ def _flush_stdout_quietly() -> None:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Run the command line and exit with CONTRACT.md's exit codes."""
-    args = sys.argv[1:] if argv is None else argv
+    """Run the command line and exit with CONTRACT.md's exit codes.
+
+    stdout and stderr are guarded for the command (``remoteops.outputs``): a
+    reader that goes away (``| head -1``) never ends it half-way; the command
+    finishes what it started, starts nothing new, says so once (on stderr if
+    that is still open, and in the log) and exits 141.
+    """
+    code: int
+    with guard_streams() as outputs:
+        try:
+            _main(sys.argv[1:] if argv is None else argv)
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or EXIT_OK
+            else:
+                _fail(str(exc.code), EXIT_BUG)
+        if outputs.closed and code in (EXIT_OK, 3, 4, 5):
+            code = EXIT_BROKEN_PIPE
+            outputs.announce(
+                f"{outputs.reason}: the output was cut short (exit code {EXIT_BROKEN_PIPE})"
+            )
+    raise SystemExit(code)
+
+
+def _main(args: list[str]) -> NoReturn:
     # paramiko.config imports invoke (and unittest.mock) only for ssh_config's
     # Match exec, which remoteops resolves itself: ~45 ms of every run's start.
     # Only the command line does this; a script importing remoteops is unaffected.

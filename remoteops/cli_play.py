@@ -234,7 +234,13 @@ class _TextReporter:
         self._out("  -> " + "; ".join(parts))
 
     def stopped(self, message: str) -> None:
-        self._err(f"remoteops: {message}")
+        from remoteops.outputs import watch
+
+        reason = watch().reason
+        if reason is None:
+            self._err(f"remoteops: {message}")
+        else:  # the one line that says what the closed pipe did
+            watch().announce(message if reason in message else f"{message}; {reason}")
 
 
 def play_cmd(

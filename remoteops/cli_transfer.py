@@ -24,6 +24,7 @@ from remoteops.cli import (
     _FailOnFindingsOpt,
     _finish,
     _Forks,
+    _hidden_after_broken_pipe,
     _Inventory,
     _Json,
     _Key,
@@ -149,6 +150,8 @@ class _TransferProgress(_ProgressDisplay):
 
 
 def _report_host(result: HostResult, *, width: int, quiet: bool, verb: str) -> None:
+    if _hidden_after_broken_pipe(result):
+        return
     extra = result.extra
     counts = (
         f"{extra.get('files', 0)} {verb}, {extra.get('unchanged', 0)} unchanged"

@@ -8,7 +8,9 @@ spend their time waiting on sockets, and the GIL is released meanwhile.
 
 Cancellation: ``cancel()`` (the CLI calls it on the first Ctrl-C or SIGTERM)
 stops hosts from starting (``skipped``) and stops running commands
-(``interrupted``), which end their remote processes.
+(``interrupted``), which end their remote processes. ``drain()`` (the CLI calls
+it when its output pipe closes) only stops hosts from starting: the work of
+hosts already started runs to its end, so none is left half-done.
 """
 
 from __future__ import annotations
@@ -150,6 +152,8 @@ class Executor:
         self.settings = settings or SessionSettings(connect_timeout=self.timeouts.connect)
         self.limits = limits or Limits()
         self.cancel_event = threading.Event()
+        self.drain_event = threading.Event()
+        self.drain_reason = ""
         self.watchdog = Watchdog()
         self._stores: dict[tuple[str, ...], HostKeyStore] = {}
         self._stores_lock = threading.Lock()
@@ -165,6 +169,13 @@ class Executor:
     def cancel(self) -> None:
         """Stop starting hosts and stop running commands."""
         self.cancel_event.set()
+
+    def drain(self, reason: str) -> None:
+        """Start no more hosts (they end ``skipped``, "not started: REASON"); let the
+        hosts already started finish their work."""
+        if not self.drain_event.is_set():
+            self.drain_reason = reason
+            self.drain_event.set()
 
     def _store_for(self, target: Target) -> HostKeyStore:
         """The known_hosts files of this target (built once per distinct list of files)."""
@@ -260,6 +271,8 @@ class Executor:
         def guarded(target: Target) -> HostResult:
             if self.cancel_event.is_set():
                 return host_result(target, "skipped", error="not started: the run was interrupted")
+            if self.drain_event.is_set():
+                return host_result(target, "skipped", error=f"not started: {self.drain_reason}")
             start = time.monotonic()
             try:
                 return work(target)

@@ -7,6 +7,11 @@ of the playbook. After each step the batch's failures are weighed against the
 play's policy (``any_errors_fatal``, ``max_fail_percentage``, or: every host of
 the batch failed); past it the rollout stops and later batches never start.
 
+When the executor is drained (the CLI's output pipe closed), the batch in
+flight runs to its end, every step on every host, and the rollout stops
+before the next batch or play: no host is left with a step done and the
+steps that complete it (a restart after a config upload) not done.
+
 Sessions are opened by the first step that needs a host, kept for every later
 step, batch and play, and closed at the end.
 """
@@ -185,10 +190,21 @@ class PlaybookRunner:
         start = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=self.executor.forks, thread_name_prefix="host")
         try:
-            for play in self.playbook.plays:
+            for index, play in enumerate(self.playbook.plays):
                 hosts = [h for h in self.play_hosts.get(play.index, ()) if self._is_live(h)]
                 if not hosts:
                     continue
+                if self.executor.drain_event.is_set():
+                    later = self.playbook.plays[index:]
+                    not_done = [self.play_hosts.get(p.index, ()) for p in later]
+                    count = len({h for hosts in not_done for h in hosts if self._is_live(h)})
+                    self._stop(
+                        f"{self.executor.drain_reason}: stopped before play {play.index} "
+                        f"[{play.name}]; {_count_hosts(count)} did not run the rest of it",
+                        not_done,
+                        why=self.executor.drain_reason,
+                    )
+                    break
                 self._run_play(play, hosts, pool)
                 if self._stopped:
                     break
@@ -208,6 +224,17 @@ class PlaybookRunner:
             self._set_play_vars(host, play)
         batches = play.batches([h for h in hosts if self._is_live(h)])
         for number, batch in enumerate(batches, start=1):
+            if self.executor.drain_event.is_set():
+                rest = batches[number - 1 :]
+                done = f"batch {number - 1}/{len(batches)} finished, " if number > 1 else ""
+                which = f"batch {number}" if len(rest) == 1 else f"batches {number}-{len(batches)}"
+                self._stop(
+                    f"{self.executor.drain_reason}: rollout stopped at a batch boundary; "
+                    f"{done}{which} ({_count_hosts(sum(len(b) for b in rest))}) not started",
+                    rest,
+                    why=self.executor.drain_reason,
+                )
+                return
             self._batch = batch
             self.reporter.batch_started(play, number, len(batches), batch)
             self._run_batch(play, batch, pool, number, batches)
@@ -284,7 +311,11 @@ class PlaybookRunner:
             return f"all {len(batch)} hosts of the batch failed"
         return None
 
-    def _stop(self, reason: str, not_done: Sequence[Sequence[str]]) -> None:
+    def _stop(
+        self, reason: str, not_done: Sequence[Sequence[str]], *, why: str | None = None
+    ) -> None:
+        """Stop the run; the live hosts of ``not_done`` end ``skipped`` with
+        "not finished: WHY" (default: the whole ``reason``)."""
         self._stopped = reason
         self.reporter.stopped(reason)
         for hosts in not_done:
@@ -292,7 +323,7 @@ class PlaybookRunner:
                 state = self.states[host]
                 if state.failure is None:
                     state.failure = host_result(
-                        state.target, "skipped", error=f"not finished: {reason}"
+                        state.target, "skipped", error=f"not finished: {why or reason}"
                     )
 
     # ------------------------------------------------------------------ one step
@@ -721,6 +752,10 @@ class PlaybookRunner:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _count_hosts(count: int) -> str:
+    return f"{count} host" if count == 1 else f"{count} hosts"
 
 
 def _template_error(exc: Exception) -> str:
