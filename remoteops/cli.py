@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+import typer.main
 
 from remoteops import __version__
 from remoteops.errors import RemoteOpsError, UsageError
@@ -211,6 +213,8 @@ def _root(
             stderr_handler=handler,
         )
         logger.warning("log file %s cannot be written (%s); logging to stderr only", log_file, exc)
+    if lock_wait < 0:
+        raise UsageError("--lock-wait must be 0 or more seconds")
     if lock is not None:
         from remoteops.runlock import acquire_run_lock
 
@@ -256,8 +260,16 @@ def lab_up_cmd(
 
     Example: remoteops lab up --hosts 50 --latency 100
     """
+    from remoteops.argcheck import check_output_dir, shown
     from remoteops.lab import lab_up
 
+    if lab_dir is not None:
+        if shown(lab_dir) != str(lab_dir):
+            raise UsageError(
+                f"--dir {shown(lab_dir)}: the lab writes its paths into sshd_config and YAML; "
+                "give a directory name in UTF-8"
+            )
+        check_output_dir(lab_dir, "--dir", create=False)
     report = lab_up(_lab_dir(lab_dir), hosts=hosts, port=port, latency_ms=latency, install=install)
     lab = report.lab
     if report.was_running:
@@ -467,18 +479,59 @@ class _Targeting:
     retries: int
     key_passphrase_file: Path | None
     ask_pass: bool
+    retry_file: Path | None = None
 
 
 def _targeting(params: dict[str, Any]) -> _Targeting:
     """The shared targeting options out of a command's parameters (give it ``locals()``)."""
-    return _Targeting(**{f.name: params[f.name] for f in dataclasses.fields(_Targeting)})
+    fields = dataclasses.fields(_Targeting)
+    return _Targeting(**{f.name: params[f.name] for f in fields if f.name in params})
 
 
 def _read_secret_file(path: Path, what: str) -> str:
+    from remoteops.argcheck import check_input_file, shown
+
+    check_input_file(path, what, empty_ok=False)
     try:
-        return path.read_text(encoding="utf-8").rstrip("\n")
+        secret = path.read_text(encoding="utf-8").rstrip("\n")
     except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror}; check the path") from None
+        raise UsageError(f"{what} {shown(path)}: {exc.strerror}; check the path") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {shown(path)}: not UTF-8 text") from None
+    if not secret:
+        raise UsageError(f"{what} {shown(path)}: the file is empty; put the secret in it")
+    return secret
+
+
+def _check_connection_options(
+    *,
+    inventory: Sequence[str] | None,
+    key: Sequence[Path] | None,
+    port: int | None,
+    ssh_config: Path | None,
+    known_hosts: Path | None,
+    connect_timeout: float | None = None,
+) -> None:
+    """The options every host-facing command shares, checked before any host is contacted."""
+    import stat
+
+    from remoteops.argcheck import check_input_file, check_stat, shown
+
+    for source in inventory or ():
+        if "," not in source:  # 'a,b,c' is a host list; anything else names a file
+            check_stat(Path(source), "-i/--inventory")
+    for path in key or ():
+        check_input_file(path, "--key", empty_ok=False)
+    if ssh_config is not None:
+        check_input_file(ssh_config, "-F/--ssh-config")
+    if known_hosts is not None:
+        found = check_stat(known_hosts, "--known-hosts")  # missing: no key known yet, as ssh
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            raise UsageError(f"--known-hosts {shown(known_hosts)}: is a directory; give a file")
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: give a TCP port from 1 to 65535")
+    if connect_timeout is not None and connect_timeout <= 0:
+        raise UsageError("--connect-timeout must be more than 0 seconds")
 
 
 def _prompt_secret(prompt: str, what: str) -> str:
@@ -526,6 +579,18 @@ def _resolve(
         raise UsageError("--forks must be 1 or more")
     if opts.retries < 0:
         raise UsageError("--retries must be 0 or more")
+    _check_connection_options(
+        inventory=opts.inventory,
+        key=opts.key,
+        port=opts.port,
+        ssh_config=opts.ssh_config,
+        known_hosts=opts.known_hosts,
+        connect_timeout=opts.connect_timeout,
+    )
+    if opts.retry_file is not None:
+        from remoteops.argcheck import check_output_file
+
+        check_output_file(opts.retry_file, "--retry-file")
     sources = opts.inventory or default_inventory_sources()
     if inventory is None:
         inventory = load_inventory(sources)
@@ -799,9 +864,16 @@ def _drive(
 
 
 def _write_retry_file(path: Path, hosts: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(f"{h}\n" for h in hosts), encoding="utf-8")
-    tmp.replace(path)
+    # A short temporary name of its own: a retry file whose name is near the file
+    # system's limit must not fail on a longer temporary one.
+    tmp = path.parent / f".remoteops-retry.{os.getpid()}.tmp"
+    try:
+        tmp.write_text("".join(f"{h}\n" for h in hosts), encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def _finish(
@@ -828,7 +900,14 @@ def _finish(
     elif as_json:
         json_writer.summary(run)
     if retry_file is not None:
-        _write_retry_file(retry_file, sorted(run.failed_hosts))
+        try:
+            _write_retry_file(retry_file, sorted(run.failed_hosts))
+        except OSError as exc:  # checked before the run; the disk may still fill up
+            from remoteops.argcheck import shown
+
+            failure = f"--retry-file {shown(retry_file)}: {exc.strerror}"
+            sys.stderr.write(f"remoteops: error: {failure}\n")
+            logger.error("%s", failure)
     summary = render_summary(run)
     if run.failed or run.interrupted_by or not as_json:
         sys.stderr.write(summary)
@@ -931,7 +1010,10 @@ def run_cmd(
         typer.Option("--env", help="NAME=VALUE for the remote command (repeatable)."),
     ] = None,
     stdin_file: Annotated[
-        Path | None, typer.Option("--stdin", help="Send this file to every host's stdin.")
+        Path | None,
+        typer.Option(
+            "--stdin", help="Send this file to every host's stdin ('-': this stdin, read once)."
+        ),
     ] = None,
     max_output: Annotated[
         int, typer.Option("--max-output", help="Bytes of each stream kept per host (1 MiB).")
@@ -966,6 +1048,12 @@ def run_cmd(
 
     Example: remoteops -i inventories/hosts.yml run 'web:&eu' -- uptime
     """
+    from remoteops.argcheck import (
+        check_output_dir,
+        file_names_for_hosts,
+        host_column_width,
+        read_stdin_option,
+    )
     from remoteops.execution import CommandSpec
     from remoteops.report import (
         JsonLinesWriter,
@@ -984,7 +1072,7 @@ def run_cmd(
         command=" ".join(command),
         pty=pty,
         env=_parse_env(env),
-        stdin=stdin_file.read_bytes() if stdin_file else None,
+        stdin=read_stdin_option(stdin_file, "--stdin") if stdin_file else None,
         become=become,
         become_user=become_user,
         become_password=(
@@ -1011,8 +1099,10 @@ def run_cmd(
         keepalive_count=keepalive_count,
     )
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    width = max(len(t.name) for t in targets)
+        # DIR/.HOST.exit.part is the longest name written there.
+        file_names_for_hosts((t.name for t in targets), out_dir, "--out-dir", extra=11)
+        check_output_dir(out_dir, "--out-dir", create=True)
+    width = host_column_width(t.name for t in targets)
     live = not as_json and not gather_output
     printer = LivePrinter(
         sys.stdout.buffer,
@@ -1088,12 +1178,13 @@ def ping_cmd(
 
     Example: remoteops ping all --json
     """
+    from remoteops.argcheck import host_column_width
     from remoteops.printable import printable
     from remoteops.report import JsonLinesWriter, failure_line
 
     opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts)
-    width = max(len(t.name) for t in targets)
+    width = host_column_width(t.name for t in targets)
     json_writer = JsonLinesWriter(sys.stdout)
 
     def show(result: HostResult) -> None:
@@ -1133,6 +1224,9 @@ app.add_typer(inventory_app, name="inventory")
 def _load(inventory: list[str] | None) -> Any:
     from remoteops.inventory import default_inventory_sources, load_inventory
 
+    _check_connection_options(
+        inventory=inventory, key=None, port=None, ssh_config=None, known_hosts=None
+    )
     return load_inventory(inventory or default_inventory_sources())
 
 
@@ -1207,6 +1301,9 @@ def inventory_host_cmd(
     from remoteops.sshconfig import SSHConfig
     from remoteops.target import ConnectOverrides, resolve_targets
 
+    _check_connection_options(
+        inventory=inventory, key=key, port=port, ssh_config=ssh_config, known_hosts=known_hosts
+    )
     inv = _load(inventory)
     inv.get_host(name)
     if no_ssh_config:
@@ -1322,6 +1419,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     raise SystemExit(code)
 
 
+@functools.cache
+def _click_command() -> Any:
+    """The click command typer builds from the functions' signatures (built once)."""
+    return typer.main.get_command(app)
+
+
 def _main(args: list[str]) -> NoReturn:
     # paramiko.config imports invoke (and unittest.mock) only for ssh_config's
     # Match exec, which remoteops resolves itself: ~45 ms of every run's start.
@@ -1329,19 +1432,30 @@ def _main(args: list[str]) -> NoReturn:
     sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
     if "--debug" in args or os.environ.get("REMOTEOPS_DEBUG"):
         _state.debug = True
+    # A name that is not UTF-8 (a file name from the command line) goes to stdout
+    # as the bytes it came as, like ls prints it; stderr shows it escaped.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="surrogateescape")
     try:
-        result = app(args=args, prog_name="remoteops", standalone_mode=False)
+        result = _click_command()(args=args, prog_name="remoteops", standalone_mode=False)
     except typer.Exit as exc:
         _flush_stdout_quietly()
         raise SystemExit(exc.exit_code) from None
     except typer.TyperException as exc:
-        # Usage errors: Typer prints the usage line and the message itself.
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            _fail(exc.format_message(), EXIT_USAGE)
-        raise SystemExit(EXIT_USAGE) from None
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]  # the help text, as asked for
+            raise SystemExit(EXIT_USAGE) from None
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        if ctx is not None and message == "Missing command":
+            # `remoteops -v` or `remoteops lab`: no command given, so the help says which.
+            sys.stderr.write(ctx.get_help() + "\n")
+            raise SystemExit(EXIT_USAGE) from None
+        # Usage errors (a bad value, an unknown option): one line, like every other error.
+        hint = f"; see '{ctx.command_path} -h'" if ctx is not None else ""
+        _fail(f"{message}{hint}", EXIT_USAGE)
     except BrokenPipeError:
         _flush_stdout_quietly()
         raise SystemExit(EXIT_OK) from None

@@ -175,9 +175,11 @@ def analyze_cmd(
     Example: remoteops analyze logscan:top=20 ./logs --json
     """
     from remoteops.analysis.sources import iter_source, source_kind
+    from remoteops.argcheck import check_stat
     from remoteops.cli import _Interrupts
 
     for source in sources:
+        check_stat(source, "SOURCE")  # a name too long, not a directory, ...
         source_kind(source)  # a missing SOURCE is a usage error before any work starts
     stage = open_stage([analyzer, *(more or [])], rules, workers=workers)
     assert stage is not None

@@ -19,6 +19,7 @@ import typer
 
 from remoteops.cli import (
     _AskPass,
+    _check_connection_options,
     _ConnectTimeout,
     _finish,
     _Forks,
@@ -314,6 +315,7 @@ def play_cmd(
 
     Example: remoteops play playbooks/rolling-config.yml -i inventories/hosts.yml --check
     """
+    from remoteops.argcheck import host_column_width
     from remoteops.inventory import default_inventory_sources, load_inventory
     from remoteops.playbook import (
         PlaybookRunner,
@@ -329,6 +331,14 @@ def play_cmd(
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")
     opts = _targeting(locals())
+    _check_connection_options(
+        inventory=inventory,
+        key=key,
+        port=port,
+        ssh_config=ssh_config,
+        known_hosts=known_hosts,
+        connect_timeout=connect_timeout,
+    )
     book = load_playbook(playbook)
     extra = parse_extra_vars(extra_vars or [])
     first = resolve_start_at(book, start_at) if start_at is not None else None
@@ -352,7 +362,7 @@ def play_cmd(
     names = [h for h in inv.hosts if h in wanted]  # only the plays' hosts, inventory order
     targets, executor = _resolve(pattern, opts, command_timeout=timeout, inventory=inv, names=names)
     by_name = {t.name: t for t in targets}
-    width = max(len(t.name) for t in targets)
+    width = host_column_width(t.name for t in targets)
     reporter = _TextReporter(as_json=as_json, gather=gather_output, quiet=quiet, width=width)
     interrupts = _Interrupts(executor.cancel)
     runner = PlaybookRunner(

@@ -195,10 +195,11 @@ def _run_transfer(
     fail_on_findings: bool = False,
     verb: str = "sent",
 ) -> None:
+    from remoteops.argcheck import host_column_width
     from remoteops.cli_analyze import finish_stage
     from remoteops.report import JsonLinesWriter
 
-    width = max(len(t.name) for t in targets)
+    width = host_column_width(t.name for t in targets)
     json_writer = JsonLinesWriter()  # sys.stdout at each write: above the progress display
 
     def show(result: HostResult) -> None:
@@ -346,6 +347,7 @@ def get_cmd(
     Example: remoteops get all /var/log/syslog ./logs
     """
     from remoteops.analysis.sources import downloaded_files
+    from remoteops.argcheck import check_output_dir, file_names_for_hosts
     from remoteops.cli_analyze import feed, open_stage
     from remoteops.transfer import GetOptions, get
 
@@ -357,11 +359,13 @@ def get_cmd(
     if any(not r for r in remotes):
         raise UsageError("get: an empty REMOTE path was given")
     local_dir = Path(local)
-    if local_dir.exists() and not local_dir.is_dir():
-        raise UsageError(f"local {local_dir}: not a directory")
+    check_output_dir(local_dir, "LOCAL_DIR", create=False)
     stage = open_stage(analyze, rules)
     opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    # Each host's files land in LOCAL_DIR/HOST/.
+    file_names_for_hosts((t.name for t in targets), local_dir, "LOCAL_DIR")
+    check_output_dir(local_dir, "LOCAL_DIR", create=True)
     progress = _TransferProgress(len(targets), None, enabled=not quiet)
     results = get(
         executor,
