@@ -352,34 +352,42 @@ def _child(argv: list[str], out: Path, err: Path, env: dict[str, str]) -> None:
 
 
 def _run_all(cases: list[Case], tmp: Path, env: dict[str, str], parallel: int = 4) -> None:
-    """Run every case in a forked child, ``parallel`` at a time (each bounded to 60 s)."""
+    """Run every case in a forked child, ``parallel`` at a time; a child still running
+    after 60 s is killed (and its case fails). Only this function's children are reaped."""
     pending = list(enumerate(cases))
     running: dict[int, tuple[int, float]] = {}
-    while pending or running:
+    deadline = time.monotonic() + 60 + 10 * len(cases)
+    while (pending or running) and time.monotonic() < deadline:
         while pending and len(running) < parallel:
             index, case = pending.pop(0)
-            out, err = tmp / f"case{index}.out", tmp / f"case{index}.err"
             pid = os.fork()
             if pid == 0:
-                _child(case.argv, out, err, env)
+                _child(case.argv, tmp / f"case{index}.out", tmp / f"case{index}.err", env)
             running[pid] = (index, time.monotonic())
-        pid, status, usage = os.wait4(-1, os.WNOHANG)
-        if pid == 0:
-            for child, (_, started) in list(running.items()):
+        reaped = False
+        for pid, (index, started) in list(running.items()):
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done == 0:
                 if time.monotonic() - started > 60:
-                    os.kill(child, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
+                continue
+            reaped = True
+            del running[pid]
+            case = cases[index]
+            case.seconds = time.monotonic() - started
+            case.cpu = usage.ru_utime + usage.ru_stime
+            case.result = (
+                os.waitstatus_to_exitcode(status),
+                (tmp / f"case{index}.out").read_bytes().decode(errors="replace"),
+                (tmp / f"case{index}.err").read_bytes().decode(errors="replace"),
+            )
+        if not reaped:
             time.sleep(0.005)
-            continue
-        index, started = running.pop(pid)
-        cases[index].seconds = time.monotonic() - started
-        cases[index].cpu = usage.ru_utime + usage.ru_stime
-        code = os.waitstatus_to_exitcode(status)
-        out, err = tmp / f"case{index}.out", tmp / f"case{index}.err"
-        cases[index].result = (
-            code,
-            out.read_bytes().decode(errors="replace"),
-            err.read_bytes().decode(errors="replace"),
-        )
+    for pid in running:  # only if the overall deadline passed
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert not running, "the sweep did not finish in time"
+    assert not pending, "the sweep did not finish in time"
 
 
 def _warm_up() -> None:
