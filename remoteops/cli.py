@@ -1387,6 +1387,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _flush_stdout_quietly() -> None:
     """Flush stdout; if its reader is gone (`| head`), send the rest to /dev/null."""
+    if sys.stdout is None:  # closed when the process started (`>&-`)
+        return
     try:
         sys.stdout.flush()
     except BrokenPipeError:

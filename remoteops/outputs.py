@@ -172,17 +172,37 @@ def watch() -> OutputWatch:
 
 @contextlib.contextmanager
 def guard_streams() -> Iterator[OutputWatch]:
-    """Guard ``sys.stdout`` and ``sys.stderr`` for the duration of one command."""
+    """Guard ``sys.stdout`` and ``sys.stderr`` for the duration of one command.
+
+    A standard stream whose descriptor was already closed when the process started
+    (``>&-``, ``2>&-``, ``<&-``: Python leaves it None) is /dev/null for the command,
+    as Python's own ``print`` treats it: an output nobody asked for, not a reader
+    that went away.
+    """
     global _current
     previous_watch = _current
-    saved: dict[str, IO[Any]] = {"stdout": sys.stdout, "stderr": sys.stderr}
+    saved: dict[str, IO[Any] | None] = {
+        "stdin": sys.stdin,
+        "stdout": sys.stdout,
+        "stderr": sys.stderr,
+    }
     current = OutputWatch()
     _current = current
-    for name, stream in saved.items():
+    opened: list[IO[Any]] = []
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - closed below
+        opened.append(sys.stdin)
+    for name in ("stdout", "stderr"):
+        stream = saved[name]
+        if stream is None:
+            stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+            opened.append(stream)
         inner = stream.wrapped if isinstance(stream, _Guarded) else stream
         setattr(sys, name, _Guarded(inner, name, current))
     try:
         yield current
     finally:
-        sys.stdout, sys.stderr = saved["stdout"], saved["stderr"]
+        sys.stdin, sys.stdout, sys.stderr = saved["stdin"], saved["stdout"], saved["stderr"]
+        for stream in opened:
+            stream.close()
         _current = previous_watch

@@ -252,3 +252,27 @@ def test_stdout_and_stderr_closed_together_log_the_notice_only(lab: Lab, tmp_pat
     assert "exit code 141" in text
     assert "Traceback" not in text
     assert not os.path.getsize(err)  # stderr went to the closed pipe, not this file
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-", "<&- >&- 2>&-"])
+def test_a_stream_closed_before_the_start_is_dev_null(
+    lab: Lab, tmp_path: Path, closed: str
+) -> None:
+    """`>&-` is no reader going away but no output wanted: the run runs, as Python's
+    print() treats a closed stream, with its usual outcome (and no traceback)."""
+    log = tmp_path / "remoteops.log"
+    command = (
+        f"{sys.executable} -m remoteops --log-file {log} run all -i {lab.inventory} "
+        f"-- hostname {closed}"
+    )
+    result = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    n = len(lab.hosts)
+    assert f"{n} hosts: {n} ok" in log.read_text()
+    if ">&-" not in closed:
+        assert sorted(line.split(": ")[1] for line in result.stdout.splitlines()) == sorted(
+            h.name for h in lab.hosts
+        )
