@@ -109,7 +109,7 @@ def _commands() -> Iterator[tuple[tuple[str, ...], Any]]:
 
 
 def _kind(param: Any) -> str:
-    """ "path", "number" or "other" for one parameter, from its annotation."""
+    """Classify one parameter as "path", "number" or "other", from its annotation."""
     annotation = str(param.type_descriptor.annotation)
     if getattr(param, "count", False) or getattr(param, "is_flag", False):
         return "other"
@@ -232,6 +232,7 @@ class Sweep:
             rule = "put_sources"
         elif command == ("get",) and rule == "paths":
             rule = "get_local_dir"
+        assert rule in PATH_RULES, f"new path option {rule!r}: say in PATH_RULES what it accepts"
         for case in PATH_CASES:
             expect = PATH_RULES[rule][case]
             if rule == "lab_dir" and command != ("lab", "up"):
