@@ -44,6 +44,7 @@ from remoteops.cli import (
     _User,
 )
 from remoteops.errors import InventoryError, UsageError
+from remoteops.logconfig import NOTICE
 from remoteops.printable import printable
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def _select_hosts(playbook: Playbook, inventory: Any, limit: str | None) -> dict
                 play.name,
                 play.hosts,
                 f" with --limit {limit}" if limit else "",
+                extra=NOTICE,
             )
     if not any(selected.values()):
         shown = " or ".join(repr(p.hosts) for p in playbook.plays)

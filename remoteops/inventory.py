@@ -888,6 +888,7 @@ def _warn_templates(values: Mapping[str, Any], where: str) -> None:
                 where,
                 key,
                 ADVICE,
+                extra=NOTICE,
             )
 
 
@@ -1229,7 +1230,9 @@ class _Loader:
         if not isinstance(group, str) or not group:
             raise InventoryError(f"{where}: group name {group!r} must be a non-empty string")
         if gdata is not None and not isinstance(gdata, dict):
-            logger.warning("%s: skipping %r, not a valid group definition", where, group)
+            logger.warning(
+                "%s: skipping %r, not a valid group definition", where, group, extra=NOTICE
+            )
             return None
         b.add_group(group)
         if gdata is None:
@@ -1254,6 +1257,7 @@ class _Loader:
                     at,
                     key,
                     group,
+                    extra=NOTICE,
                 )
                 continue
             if key == "vars":
@@ -1392,7 +1396,7 @@ def load_inventory(sources: Sequence[str | Path]) -> Inventory:
     b.reconcile()
     _check_host_names(b)
     for conflict in set(b.groups) & set(b.hosts):
-        logger.warning("Found both group and host with same name: %s", conflict)
+        logger.warning("Found both group and host with same name: %s", conflict, extra=NOTICE)
 
     group_files: dict[tuple[int, str], dict[str, Any]] = {}
     for index, base in enumerate(loader.var_dirs):

@@ -237,3 +237,33 @@ def test_inventory_with_yaml_dates_prints_as_ansible_inventory_does() -> None:
     assert '  window: "2025-12-31"\n' in text.stdout
     assert '  stamp_tz: "2024-01-01T10:20:30+02:00"\n' in text.stdout
     assert '  null: "null_name"\n' in text.stdout
+
+
+def test_warnings_about_the_operators_files_are_plain_lines(tmp_path: Path) -> None:
+    """Inventory and playbook warnings name FILE:LINE in one plain line, no logger prefix."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n"
+        "  hosts:\n"
+        "    a: {x: '{{ y }}', ansible_host: 127.0.0.1}\n"
+        "    web: {ansible_host: 127.0.0.1}\n"
+        "  badkey: 1\n"
+        "  children:\n"
+        "    web:\n"
+        "      hosts: {a: null}\n"
+    )
+    playbook = tmp_path / "site.yml"
+    step = "  steps: [{assert: {that: ['1 == 1']}}]\n"
+    playbook.write_text(f"- hosts: nosuch\n{step}- hosts: a\n{step}")
+    listed = run_cli("inventory", "list", "-i", str(inventory))
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stderr.splitlines()
+    assert len(lines) == 3, lines
+    assert all(line.startswith(f"remoteops: warning: {inventory}") for line in lines[:2]), lines
+    assert lines[2] == "remoteops: warning: Found both group and host with same name: web"
+    assert "WARNING" not in listed.stderr
+
+    checked = run_cli("play", str(playbook), "--check", "-i", str(inventory))
+    assert checked.returncode == 0, checked.stderr
+    assert f"remoteops: warning: {playbook}:1: play " in checked.stderr, checked.stderr
+    assert "WARNING" not in checked.stderr
