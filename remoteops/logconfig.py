@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -116,6 +117,23 @@ class _NoTracebacks(logging.Filter):
         return True
 
 
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook``: an exception that ends a thread goes to the log handlers.
+
+    Python's default hook prints the traceback straight to stderr, past every
+    handler and its traceback filter. Logged, it is one line without
+    ``--debug`` (stderr and the log file) and the whole traceback with it.
+    """
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    logging.getLogger("remoteops").error(
+        "internal error in thread %s; rerun with --debug for the traceback",
+        name,
+        exc_info=args.exc_value or True,
+    )
+
+
 def _quiet(handler: logging.Handler, settings: LogSettings) -> None:
     """Give ``handler`` the traceback filter unless ``--debug`` (and take it off with it)."""
     for old in [f for f in handler.filters if isinstance(f, _NoTracebacks)]:
@@ -187,4 +205,5 @@ def setup_logging(
             paramiko_logger.removeHandler(handler)
     for handler in root.handlers:
         paramiko_logger.addHandler(handler)
+    threading.excepthook = _log_thread_exception
     return root

@@ -86,3 +86,40 @@ def test_no_traceback_on_any_handler_without_debug(tmp_path: Path) -> None:
     assert "Traceback" in stream.getvalue()  # --debug shows everything
     assert "Exception (client): boom" in stream.getvalue()
     setup_logging(LogSettings(log_file=None))
+
+
+def _fail_in_a_thread() -> None:
+    import threading
+
+    def boom() -> None:
+        raise ValueError("no such thing")
+
+    thread = threading.Thread(target=boom, name="worker-7")
+    thread.start()
+    thread.join(10)
+
+
+def test_an_exception_ending_a_thread_is_one_logged_line(tmp_path: Path) -> None:
+    """A thread's exception reaches the handlers (no traceback printed past them);
+    with --debug the log keeps the whole traceback."""
+    import threading
+
+    previous = threading.excepthook
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    try:
+        setup_logging(LogSettings(log_file=None), stderr_handler=handler)
+        _fail_in_a_thread()
+        assert stream.getvalue().splitlines() == [
+            "internal error in thread worker-7; rerun with --debug for the traceback "
+            "(ValueError: no such thing)"
+        ]
+        log_file = tmp_path / "debug.log"
+        setup_logging(LogSettings(log_file=log_file, debug=True))
+        _fail_in_a_thread()
+        text = log_file.read_text()
+        assert "Traceback (most recent call last)" in text
+        assert "raise ValueError" in text
+    finally:
+        setup_logging(LogSettings(log_file=None))
+        threading.excepthook = previous
