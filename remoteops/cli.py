@@ -90,8 +90,9 @@ class _LazyConsole:
 
 # Soft wrap: a long line (a JSON line, an error) printed above a progress display
 # is left for the terminal to wrap, not cut into several lines.
-stderr: Any = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
-stdout: Any = _LazyConsole(highlight=False, soft_wrap=True)
+# markup=False: what they print holds paths and host names, where [...] is text, not style.
+stderr: Any = _LazyConsole(stderr=True, highlight=False, soft_wrap=True, markup=False)
+stdout: Any = _LazyConsole(highlight=False, soft_wrap=True, markup=False)
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -302,7 +303,7 @@ def lab_status_cmd(
 
     lab, statuses = lab_status(_lab_dir(lab_dir))
     if inventory_path:
-        stdout.print(str(lab.inventory))
+        sys.stdout.write(f"{lab.inventory}\n")
         return
     answering = sum(1 for s in statuses if s.is_answering)
     if as_json:

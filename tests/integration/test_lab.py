@@ -257,3 +257,20 @@ def test_fallback_without_namespaces_still_serves_every_host(
     marker = tmp_path / "shared-marker"
     assert ssh(plain, plain.hosts[0].name, f"touch {marker}").returncode == 0
     assert ssh(plain, plain.hosts[1].name, f"test -e {marker}").returncode == 0
+
+
+def test_lab_commands_print_paths_as_they_are(lab_factory: list[Path], tmp_path: Path) -> None:
+    """A directory name holding [...] is printed as is, not read as a style (rich markup)."""
+    lab_dir = tmp_path / "lab[blue]x[/blue]"
+    lab_factory.append(lab_dir)
+    up = cli("lab", "up", "--dir", str(lab_dir), "--hosts", "1", "--port", str(free_port()))
+    assert up.returncode == 0, up.stderr
+    assert f"inventory:   {lab_dir}/inventory.yml" in up.stderr
+    path = cli("lab", "status", "--dir", str(lab_dir), "--inventory-path")
+    assert path.stdout == f"{lab_dir}/inventory.yml\n"
+    status = cli("lab", "status", "--dir", str(lab_dir))
+    assert status.returncode == 0, status.stderr
+    assert f"lab directory {lab_dir}" in status.stdout
+    down = cli("lab", "down", "--dir", str(lab_dir))
+    assert down.returncode == 0, down.stderr
+    assert f"Lab in {lab_dir} is down" in down.stderr
