@@ -121,6 +121,20 @@ class _Prompt:
         return "quit"
 
 
+def _check_get_destinations(book: Playbook, play_hosts: Mapping[int, Sequence[str]]) -> None:
+    """Every host of a play must name a directory under each static ``get`` dest of it,
+    before any host is contacted (a templated dest is checked per host as it runs)."""
+    from remoteops.argcheck import file_names_for_hosts
+
+    for play in book.plays:
+        for step in play.steps:
+            dest = step.args.get("dest") if step.action == "get" else None
+            if dest is None or not dest.is_static:
+                continue
+            where = f"{book.shown}:{step.lines.get('dest', step.line)}: get dest"
+            file_names_for_hosts(play_hosts.get(play.index, ()), Path(dest.source), where)
+
+
 class _TextReporter:
     """Renders a playbook run as ``run`` renders one command, with headers per step."""
 
@@ -364,6 +378,7 @@ def play_cmd(
     names = [h for h in inv.hosts if h in wanted]  # only the plays' hosts, inventory order
     targets, executor = _resolve(pattern, opts, command_timeout=timeout, inventory=inv, names=names)
     by_name = {t.name: t for t in targets}
+    _check_get_destinations(book, play_hosts)
     width = host_column_width(t.name for t in targets)
     reporter = _TextReporter(as_json=as_json, gather=gather_output, quiet=quiet, width=width)
     interrupts = _Interrupts(executor.cancel)

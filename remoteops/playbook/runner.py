@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from jinja2 import TemplateError
 
-from remoteops.errors import ConnectError, HostError, RemoteOpsError
+from remoteops.errors import ConnectError, HostError, RemoteOpsError, UsageError
 from remoteops.execution import host_result
 from remoteops.playbook.model import Play, Playbook, Step
 from remoteops.playbook.recap import HostCounts, PlaybookResult, fold_hosts
@@ -636,6 +636,14 @@ class PlaybookRunner:
         local_dir = Path(args["dest"].render(context))
         if local_dir.exists() and not local_dir.is_dir():
             raise RemoteOpsError(f"get dest {local_dir}: not a directory")
+        host = context.get("inventory_hostname")
+        if isinstance(host, str):
+            from remoteops.argcheck import file_names_for_hosts
+
+            try:  # a templated dest: checked per host (``play`` checks static ones up front)
+                file_names_for_hosts([host], local_dir, "get dest")
+            except UsageError as exc:
+                raise RemoteOpsError(str(exc)) from None
         options = GetOptions(
             preserve=args["preserve"], checksum=args["checksum"], verify=args["verify"]
         )

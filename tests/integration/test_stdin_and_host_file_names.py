@@ -45,7 +45,16 @@ def test_stdin_dash_sends_standard_input_once_to_every_host(lab: Lab) -> None:
     assert {json.loads(h)["stdout"] for h in hosts} == {payload}
 
 
-@pytest.mark.parametrize("command", ["run", "get"])
+def get_playbook(tmp_path: Path, dest: str) -> Path:
+    """A playbook of one get step into ``dest`` (its line 4) on the web hosts."""
+    path = tmp_path / "fetch.yml"
+    path.write_text(
+        f"- hosts: web\n  steps:\n    - get:\n        dest: {dest}\n        src: /etc/hostname\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("command", ["run", "get", "play"])
 def test_a_host_name_too_long_for_a_file_is_refused_before_any_host_is_contacted(
     lab: Lab, tmp_path: Path, command: str
 ) -> None:
@@ -56,6 +65,7 @@ def test_a_host_name_too_long_for_a_file_is_refused_before_any_host_is_contacted
     args = {
         "run": ["run", "web", "-i", str(inventory), "--out-dir", str(out), "--", "hostname"],
         "get": ["get", "web", "-i", str(inventory), "/etc/hostname", str(out)],
+        "play": ["play", str(get_playbook(tmp_path, str(out))), "-i", str(inventory)],
     }[command]
     result = cli(*args)
 
@@ -69,6 +79,33 @@ def test_a_host_name_too_long_for_a_file_is_refused_before_any_host_is_contacted
     assert not out.exists()  # nothing was written, not even the directory
     time.sleep(0.3)  # sshd logs a login as it accepts it; give it time to appear
     assert accepted(lab, first) == before  # no host was contacted
+
+
+def test_a_templated_get_dest_refuses_the_long_name_on_its_host_only(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A dest that depends on the host is known only as the step runs: that host fails
+    with the reason, the others fetch."""
+    inventory = long_name_inventory(lab, tmp_path)
+    out = tmp_path / "out"
+    playbook = get_playbook(tmp_path, "'{{ playbook_dir }}/out'")
+    result = cli("play", str(playbook), "-i", str(inventory), "--json")
+    assert result.returncode == 5, result.stderr
+    assert "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr
+    import json
+
+    hosts = {
+        record["host"]: record
+        for record in map(json.loads, result.stdout.splitlines())
+        if record["type"] == "host"
+    }
+    assert hosts[LONG]["status"] == "failed"
+    assert "cannot name a file there (300 bytes" in hosts[LONG]["error"]
+    web = [h for h in hosts if h != LONG]
+    assert web
+    assert all(hosts[h]["status"] == "ok" for h in web)
+    assert all((out / h / "etc" / "hostname").is_file() for h in web)
 
 
 def test_a_long_host_name_works_with_retry_file_and_does_not_widen_the_prefix_column(
