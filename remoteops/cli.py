@@ -257,7 +257,9 @@ def lab_up_cmd(
 
     Writes an Ansible YAML inventory, a known_hosts and a client key into the
     lab directory, so commands against the lab work with strict host key
-    checking. As root each host gets its own mount and UTS namespace.
+    checking. As root each host gets its own mount and UTS namespace, and a
+    sample app for playbooks/: /srv/app/VERSION (db01 drifts) and a log with
+    a few ERROR lines in /srv/app/log/.
 
     Example: remoteops lab up --hosts 50 --latency 100
     """

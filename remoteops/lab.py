@@ -7,7 +7,9 @@ login home and ``/root`` bind-mounted from ``DIR/hosts/NAME/``, so that a file
 uploaded to one host is not visible on another. Logins use the unprivileged
 user ``rolab``, who may ``sudo`` with the password in ``DIR/become_password``;
 ``root`` may log in with the same client key (``PermitRootLogin
-prohibit-password``, as most real fleets), into a private ``/root``.
+prohibit-password``, as most real fleets), into a private ``/root``. Each
+host's ``/srv`` starts with the sample app of ``remoteops.labapp``, which the
+example playbooks audit and collect.
 
 Without root the lab falls back to plain ``sshd`` processes on loopback
 addresses, logging in as the current user: addresses, host keys and ports are
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from remoteops.errors import LabError
+from remoteops.labapp import app_files
 
 __all__ = [
     "LAB_USER",
@@ -807,7 +810,7 @@ def _start_hosts(
     started: list[LabHost] = []
     (lab.dir / "hosts").mkdir(exist_ok=True)
     lab.save()
-    for host in layout:
+    for index, host in enumerate(layout):
         sshd_port = host.port + 1 if latency_ms else host.port
         root = lab.host_root(host.name)
         etc = root / "etc-ssh"
@@ -838,6 +841,7 @@ def _start_hosts(
             os.chmod(root / "root-home", 0o700)
             _write_atomic(root / "etc-hosts", _etc_hosts(host))
             _write_atomic(root / "etc-hostname", host.name + "\n")
+            _write_app_files(lab, host.name, index, entry.pw_uid, entry.pw_gid)
             home = entry.pw_dir
             Path("/srv").mkdir(exist_ok=True)
             binds = [
@@ -881,6 +885,19 @@ def _start_hosts(
     _write_atomic(lab.inventory, _render_inventory(lab))
     _write_atomic(lab.ssh_config, _render_client_ssh_config(lab))
     return started
+
+
+def _write_app_files(lab: Lab, name: str, index: int, uid: int, gid: int) -> None:
+    """Write the sample app (``remoteops.labapp``) into a host's private /srv, owned by
+    the login user."""
+    srv = lab.host_root(name) / "srv"
+    for remote, text in app_files(name, index, lab.created).items():
+        local = lab.host_path(name, remote)
+        for directory in reversed(local.relative_to(srv).parents[:-1]):
+            (srv / directory).mkdir(mode=0o755, exist_ok=True)
+            os.chown(srv / directory, uid, gid)
+        _write_atomic(local, text)
+        os.chown(local, uid, gid)
 
 
 def _lab_env(lab: Lab) -> dict[str, str]:

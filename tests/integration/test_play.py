@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
+import re
+import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"
+RECAP_LINE = re.compile(r"^(\w+) +ok=\d+ changed=\d+ failed=(\d+) .*unreachable=(\d+)", re.M)
 
 
 def play(lab: Lab, playbook: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -46,16 +51,8 @@ def accepted(lab: Lab, host: str) -> int:
     return lab.sshd_log(host).read_text(errors="replace").count("Accepted publickey")
 
 
-def seed(lab: Lab, host: str, remote: str, text: str) -> None:
-    """Write a file on a lab host as its login user would own it."""
-    entry = pwd.getpwnam(lab.user)
-    local = lab.host_path(host, remote)
-    for parent in reversed(local.relative_to(lab.host_path(host, "/srv")).parents):
-        directory = lab.host_path(host, "/srv") / parent
-        directory.mkdir(exist_ok=True)
-        os.chown(directory, entry.pw_uid, entry.pw_gid)
-    local.write_text(text)
-    os.chown(local, entry.pw_uid, entry.pw_gid)
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def start_lab(lab_factory: list[Path], tmp_path: Path, hosts: int) -> Lab:
@@ -65,6 +62,67 @@ def start_lab(lab_factory: list[Path], tmp_path: Path, hosts: int) -> Lab:
 
 
 # --------------------------------------------------------------------------- examples
+
+
+def test_every_example_playbook_runs_green_on_a_fresh_lab(
+    lab_factory: list[Path], tmp_path: Path
+) -> None:
+    """As a newcomer runs them right after `lab up`: from a checkout, by relative path,
+    --check first, then for real; nothing seeded by the test. Each does its job: the lab
+    ships the sample app (remoteops.labapp) the examples audit and collect."""
+    lab = start_lab(lab_factory, tmp_path, 6)
+    names = [h.name for h in lab.hosts]
+    web = [n for n in names if n.startswith("web")]
+    cwd = tmp_path / "checkout"
+    shutil.copytree(PLAYBOOKS, cwd / "playbooks")
+    conf = (PLAYBOOKS / "files" / "app.conf").read_bytes()
+
+    def checked(out: str) -> None:
+        """The recap lists hosts, and none failed or was unreachable."""
+        recap = RECAP_LINE.findall(out)
+        assert recap, out
+        assert [
+            host for host, failed, unreachable in recap if (failed, unreachable) != ("0", "0")
+        ] == []
+
+    def version_audit(out: str) -> None:
+        # db01 drifts: a warning, not a failure; no other host warns.
+        assert "db01 : WARNING app 2.4.0 drifts, the fleet runs 2.4.1" in out
+        assert out.count("WARNING") == 1, out
+
+    def collect_logs(out: str) -> None:
+        for host in names:
+            log = cwd / "collected" / host / "srv/app/log/app.log"
+            assert log.read_bytes() == lab.host_path(host, "/srv/app/log/app.log").read_bytes()
+        assert re.search(r"== logscan:top=5: [1-9]\d* error lines on [1-9]\d* of 6 hosts", out)
+
+    def rolling_config(out: str) -> None:
+        for host in web:
+            assert lab.host_path(host, "/srv/app/app.conf").read_bytes() == conf
+            loaded = lab.host_path(host, "/srv/app/loaded.sha256").read_text().strip()
+            assert loaded == sha256(conf), host
+
+    def disk_report(out: str) -> None:
+        assert "STEP 3 [below the limit] (assert)\n  -> ok: db[01-03],web[01-03] (6)" in out
+
+    examples: dict[str, Callable[[str], None]] = {
+        "collect-logs.yml": collect_logs,
+        "disk-report.yml": disk_report,
+        "rolling-config.yml": rolling_config,
+        "version-audit.yml": version_audit,
+    }
+    assert sorted(p.name for p in PLAYBOOKS.glob("*.yml")) == sorted(examples)
+    for name, does_its_job in examples.items():
+        book = f"playbooks/{name}"
+        before = sorted(cwd.rglob("*"))
+        result = cli("play", book, "-i", str(lab.inventory), "--check", cwd=cwd)
+        assert result.returncode == 0, f"{book} --check: {result.stdout}{result.stderr}"
+        checked(result.stdout)
+        assert sorted(cwd.rglob("*")) == before  # --check fetched nothing
+        result = cli("play", book, "-i", str(lab.inventory), cwd=cwd)
+        assert result.returncode == 0, f"{book}: {result.stdout}{result.stderr}"
+        checked(result.stdout)
+        does_its_job(result.stdout)
 
 
 def test_example_playbooks_on_20_hosts(lab_factory: list[Path], tmp_path: Path) -> None:
@@ -100,36 +158,45 @@ def test_example_playbooks_on_20_hosts(lab_factory: list[Path], tmp_path: Path) 
     assert summary["recap"]["web05"]["changed"] == 1  # only mkdir -p, which always runs
     assert summary["recap"]["web05"]["skipped"] == 1  # the restart
 
-    # Version audit: db03 drifts from the fleet's app version.
-    for host in names:
-        seed(lab, host, "/srv/app/VERSION", "1.9\n" if host == "db03" else "2.0\n")
-    result = play(lab, PLAYBOOKS / "version-audit.yml", "--json")
+    # Version audit: the lab's db01 runs app 2.4.0, the fleet 2.4.1. Naming the
+    # release fails the hosts that do not run it.
+    result = play(lab, PLAYBOOKS / "version-audit.yml", "-e", "app_version=2.4.1", "--json")
     assert result.returncode == 5
     lines, summary = json_lines(result.stdout)
     assert summary["failed"] == 1
     assert summary["ok"] == 19
-    assert summary["recap"]["db03"]["failed"] == 1
+    assert summary["recap"]["db01"]["failed"] == 1
     (drift,) = [o for o in lines if o["status"] == "failed"]
-    assert drift["host"] == "db03"
-    assert drift["error"] == "app 1.9 drifts from the fleet's 2.0"
+    assert drift["host"] == "db01"
+    assert drift["error"] == "app 2.4.0, not 2.4.1"
+    (warning,) = [o for o in lines if "WARNING" in o["stdout"]]
+    assert (warning["host"], warning["stdout"]) == (
+        "db01",
+        "WARNING app 2.4.0 drifts, the fleet runs 2.4.1\n",
+    )
 
-    # Logs: db01 has two ERROR lines, web02 none, the others no log at all.
-    seed(lab, "db01", "/srv/app/log/app.log", "ok\nERROR disk\nERROR net\n")
-    seed(lab, "web02", "/srv/app/log/app.log", "ok\nfine\n")
+    # Logs: every lab host logs 0 to 2 ERROR lines; web01's logs are gone.
+    errors = {
+        host: lab.host_path(host, "/srv/app/log/app.log").read_text().count(" ERROR ")
+        for host in names
+    }
+    shutil.rmtree(lab.host_path("web01", "/srv/app/log"))
+    del errors["web01"]
+    noisy = sorted(host for host, count in errors.items() if count > 1)
+    assert 0 < len(noisy) < len(errors)
     collected = tmp_path / "collected"
     result = play(
         lab, PLAYBOOKS / "collect-logs.yml", "-e", f"collect_dir={collected} max_errors=1"
     )
     assert result.returncode == 5, result.stderr
-    assert "db01 : failed: 2 ERROR lines in /srv/app/log (limit 1)" in result.stderr
-    assert (collected / "db01/srv/app/log/app.log").read_text().count("ERROR") == 2
-    assert (collected / "web02/srv/app/log/app.log").exists()
-    assert sorted(p.name for p in collected.iterdir()) == ["db01", "web02"]
-    assert "web02  ok=5 changed=1 failed=0 skipped=0" in result.stdout
-    assert "web01  ok=1 changed=0 failed=0 skipped=4" in result.stdout
-    # The analysis stage saw db01's two messages, and only db01 had error lines.
-    assert "== logscan:top=5: 2 error lines on 1 of 2 hosts" in result.stdout
-    assert "  ! db01: 2 error lines" in result.stdout
+    failed = re.findall(r"^(\w+) *: failed: (.*)$", result.stderr, re.M)
+    assert failed, result.stderr
+    assert sorted(failed) == [(h, "2 ERROR lines in /srv/app/log (limit 1)") for h in noisy]
+    assert sorted(p.name for p in collected.iterdir()) == sorted(errors)
+    assert "web01  ok=1 changed=0 failed=0 skipped=4" in result.stdout  # no logs: skipped
+    # The analysis stage saw every collected log's error lines.
+    total, hosts_with = sum(errors.values()), sum(1 for c in errors.values() if c)
+    assert f"== logscan:top=5: {total} error lines on {hosts_with} of 19 hosts" in result.stdout
 
     # Disk report: thresholds from -e; over the warning level every host warns.
     result = play(lab, PLAYBOOKS / "disk-report.yml", "-e", "warn_percent=-1", "--gather")
