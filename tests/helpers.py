@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
+
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 
 
 def run_cli(
@@ -25,3 +30,23 @@ def run_cli(
         input=stdin,
         env=env,
     )
+
+
+def gated_rolling_config(tmp_path: Path) -> Path:
+    """rolling-config.yml with one more step after the upload: it prints ``at-the-gate``,
+    then waits (at most 60 s) for the file ``{{ gate }}`` on the host, so a test can act
+    while the new config is on the host and the restart step is still to come."""
+    steps_dir = tmp_path / "book"
+    shutil.copytree(PLAYBOOKS / "files", steps_dir / "files")
+    (play,) = yaml.safe_load((PLAYBOOKS / "rolling-config.yml").read_text())
+    names = [s["name"] for s in play["steps"]]
+    gate = {
+        "name": "gate",
+        "run": "echo at-the-gate; i=0; while [ ! -e {{ gate }} ] && [ $i -lt 600 ]; "
+        "do sleep 0.1; i=$((i+1)); done",
+        "changed_when": False,
+    }
+    play["steps"].insert(names.index("upload the config") + 1, gate)
+    book = steps_dir / "rolling-config.yml"
+    book.write_text(yaml.safe_dump([play], sort_keys=False))
+    return book

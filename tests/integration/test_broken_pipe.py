@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from remoteops.lab import Lab
+from tests.helpers import gated_rolling_config
 
 pytestmark = pytest.mark.integration
 
@@ -118,32 +117,13 @@ def test_rolling_config_closed_after_one_line_leaves_no_batch_half_done(
     assert "exit code 141" in log.read_text()
 
 
-def _gated_rolling_config(tmp_path: Path) -> Path:
-    """rolling-config.yml with one more step after the upload: it prints a line, then
-    waits (at most 60 s) for the file {{ gate }} on the host. The test closes the pipe
-    when it sees that line, so the pipe closes with batch 1 half-way through."""
-    steps_dir = tmp_path / "book"
-    shutil.copytree(PLAYBOOKS / "files", steps_dir / "files")
-    (play,) = yaml.safe_load((PLAYBOOKS / "rolling-config.yml").read_text())
-    names = [s["name"] for s in play["steps"]]
-    gate = {
-        "name": "gate",
-        "run": "echo at-the-gate; i=0; while [ ! -e {{ gate }} ] && [ $i -lt 600 ]; "
-        "do sleep 0.1; i=$((i+1)); done",
-        "changed_when": False,
-    }
-    play["steps"].insert(names.index("upload the config") + 1, gate)
-    book = steps_dir / "rolling-config.yml"
-    book.write_text(yaml.safe_dump([play], sort_keys=False))
-    return book
-
-
 def test_rolling_config_closed_mid_batch_finishes_the_batch_then_stops(
     lab: Lab, remote_dir: str, tmp_path: Path
 ) -> None:
     log, err = tmp_path / "remoteops.log", tmp_path / "stderr"
     app_dir, gate = f"{remote_dir}/app", f"{remote_dir}/go"
-    book = _gated_rolling_config(tmp_path)
+    # The pipe closes with batch 1 half-way through: at the gate after the upload.
+    book = gated_rolling_config(tmp_path)
     args = ["play", str(book), "-i", str(lab.inventory), "-e", f"app_dir={app_dir} gate={gate}"]
     proc = start(args, log, err)
     web = web_hosts(lab)

@@ -8,6 +8,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ import pytest
 
 from remoteops.lab import Lab, lab_up
 from tests.conftest import free_port
+from tests.helpers import gated_rolling_config
 from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.integration
@@ -49,6 +51,17 @@ def write_book(tmp_path: Path, text: str) -> Path:
 def accepted(lab: Lab, host: str) -> int:
     """Logins sshd accepted so far on ``host`` (LogLevel VERBOSE logs one line per login)."""
     return lab.sshd_log(host).read_text(errors="replace").count("Accepted publickey")
+
+
+def seed(lab: Lab, host: str, remote: str, text: str) -> None:
+    """Write a file (and its missing directories) on a lab host as its login user would."""
+    entry = pwd.getpwnam(lab.user)
+    local = lab.host_path(host, remote)
+    for directory in reversed([d for d in local.parents if not d.exists()]):
+        directory.mkdir()
+        os.chown(directory, entry.pw_uid, entry.pw_gid)
+    local.write_text(text)
+    os.chown(local, entry.pw_uid, entry.pw_gid)
 
 
 def sha256(data: bytes) -> str:
@@ -138,7 +151,7 @@ def test_example_playbooks_on_20_hosts(lab_factory: list[Path], tmp_path: Path) 
     assert set(summary["recap"]) == set(web)
     for host in web:
         assert summary["recap"][host] == {
-            "ok": 6,
+            "ok": 7,
             "changed": 3,
             "failed": 0,
             "skipped": 0,
@@ -215,6 +228,66 @@ def test_example_playbooks_on_20_hosts(lab_factory: list[Path], tmp_path: Path) 
         "unreachable": 0,
         "ignored": 0,
     }
+
+
+def test_rolling_config_run_again_restarts_the_hosts_an_interrupted_run_left(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    """A rollout stopped between upload and restart leaves a host with the new config on
+    disk and the old one loaded; running the playbook again restarts that host."""
+    app_dir, gate = f"{remote_dir}/app", f"{remote_dir}/go"
+    web = [h.name for h in lab.hosts if h.name.startswith("web")]
+    new = (PLAYBOOKS / "files" / "app.conf").read_bytes()
+    old = b"workers=2\n"
+    for host in web:  # the app runs the previous config everywhere
+        seed(lab, host, f"{app_dir}/app.conf", old.decode())
+        seed(lab, host, f"{app_dir}/loaded.sha256", sha256(old) + "\n")
+
+    def state(host: str) -> tuple[str, str]:
+        """(sha256 of the config on disk, sha256 of the config the app loaded)"""
+        conf = lab.host_path(host, f"{app_dir}/app.conf").read_bytes()
+        return sha256(conf), lab.host_path(host, f"{app_dir}/loaded.sha256").read_text().strip()
+
+    # Ctrl-C while the canary waits at a gate after the upload: its restart never runs.
+    book = gated_rolling_config(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remoteops", "--no-log-file", "play", str(book),
+         "-i", str(lab.inventory), "-e", f"app_dir={app_dir} gate={gate}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for _ in range(1000):
+            line = proc.stdout.readline()
+            if not line or b"at-the-gate" in line:
+                break
+        assert b"at-the-gate" in line
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for host in web:  # no gate loop may outlive the test
+            lab.host_path(host, gate).touch()
+    assert proc.returncode == 130
+    assert state(web[0]) == (sha256(new), sha256(old))  # new config, never restarted
+    for host in web[1:]:
+        assert state(host) == (sha256(old), sha256(old)), f"{host} was started"
+
+    result = play(lab, PLAYBOOKS / "rolling-config.yml", "-e", f"app_dir={app_dir}", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines, _ = json_lines(result.stdout)
+    for host in web:
+        assert state(host) == (sha256(new), sha256(new)), host
+    restarted = [o["host"] for o in lines if o["step_name"] == "restart the app" and o["changed"]]
+    assert sorted(restarted) == sorted(web)  # the canary too, though its upload changed nothing
+    (canary_upload,) = [
+        o for o in lines if o["host"] == web[0] and o["step_name"] == "upload the config"
+    ]
+    assert canary_upload["changed"] is False
 
 
 # --------------------------------------------------------------------------- connections
@@ -380,8 +453,8 @@ def test_check_mode_lists_steps_and_changes_nothing(lab: Lab, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert f"would run: mkdir -p {app_dir}  on web01 (1)" in result.stdout
     assert f"would put {PLAYBOOKS.relative_to(ROOT)}" not in result.stdout  # absolute paths shown
-    assert "would run if upload.changed (depends on --check results)" in result.stdout
-    assert "web01  ok=0 changed=0 failed=0 skipped=6" in result.stdout
+    assert "would run if loaded.rc != 0 (depends on --check results)" in result.stdout
+    assert "web01  ok=0 changed=0 failed=0 skipped=7" in result.stdout
     for host in lab.hosts:
         assert accepted(lab, host.name) == before[host.name]
         assert not lab.host_path(host.name, app_dir).exists()

@@ -307,7 +307,7 @@ def test_playbooks_at_a_terminal(tour: Tour) -> None:
     run = tour.pty(TOUR[22])
     assert_clean_exit(run)
     for host in web:
-        assert re.search(rf"{host}\s+ok=6 changed=3 failed=0", run.text), run.text
+        assert re.search(rf"{host}\s+ok=7 changed=3 failed=0", run.text), run.text
     run = tour.pty(TOUR[23])
     assert_clean_exit(run, 5)
     assert (tour.cwd / "failed.txt").read_text() == "web02\n"
