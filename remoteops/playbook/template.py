@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2 import StrictUndefined, TemplateError, UndefinedError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
@@ -87,11 +87,18 @@ def _majority(values: Iterable[Any]) -> Any:
 
 def _extract(key: Any, container: Any, morekeys: Any = None) -> Any:
     """Ansible's ``extract``: ``container[key]``, then ``[k]`` for each of ``morekeys``."""
-    value = container[key]
+    path = [key, *(morekeys if isinstance(morekeys, list | tuple) else [morekeys])]
     if morekeys is None:
-        return value
-    for more in morekeys if isinstance(morekeys, list | tuple) else [morekeys]:
-        value = value[more]
+        path.pop()
+    value = container
+    for depth, step in enumerate(path):
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            # Ansible's extract leaves an undefined value; here, as for any name,
+            # that is an error naming what is missing (never an internal error).
+            where = "".join(f"[{k!r}]" for k in path[:depth])
+            raise UndefinedError(f"extract: {where or 'the container'} has no {step!r}") from None
     return value
 
 

@@ -112,3 +112,12 @@ def test_majority_and_extract_filters() -> None:
     hv = {"a": {"ver": {"stdout": "1.0"}}, "b": {"ver": {"stdout": "2.0"}}}
     hv["c"] = {"ver": {"stdout": "2.0"}}
     assert expr.evaluate({"hosts": ["a", "b", "c"], "hv": hv}) == "2.0"
+
+
+def test_extract_of_a_missing_key_is_a_template_error_naming_it() -> None:
+    """A result registered on no host yet: a TemplateError the runner reports, not a KeyError."""
+    expr = compile_template("hosts | map('extract', hv, ['ver', 'stdout']) | majority", "expr")
+    with pytest.raises(TemplateError, match=r"extract: \['b'\] has no 'ver'"):
+        expr.evaluate({"hosts": ["a", "b"], "hv": {"a": {"ver": {"stdout": "1"}}, "b": {}}})
+    with pytest.raises(TemplateError, match=r"extract: the container has no 'z'"):
+        compile_template("'z' | extract(hv)", "expr").evaluate({"hv": {}})
