@@ -989,7 +989,9 @@ def run_cmd(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out-dir", help="Write DIR/<host>.out, .err and .exit with the exact bytes."
+            "--out-dir",
+            help="Write DIR/<host>.out, .err and .exit with the exact bytes. DIR holds one "
+            "run: the files the previous run wrote there are removed first (only those).",
         ),
     ] = None,
     retry_file: _RetryFile = None,
@@ -1132,8 +1134,9 @@ def run_cmd(
     results = executor.run_command(spec, on_line=printer.line if live else None, out_dir=out_dir)
 
     def out_file(result: HostResult) -> dict[str, Path] | None:
-        path = out_dir / f"{result.host}.out" if out_dir else None
-        return {"stdout": path} if path is not None and path.is_file() else None
+        # The file this run wrote (never one an earlier run left for a host not reached).
+        path = result.extra.get("_stdout_file")
+        return {"stdout": path} if isinstance(path, Path) and path.is_file() else None
 
     with stage if stage is not None else contextlib.nullcontext():
         run = _drive(

@@ -33,6 +33,7 @@ from remoteops.errors import (
     HostError,
 )
 from remoteops.hostkeys import HostKeyStore
+from remoteops.outdir import OutDirSink, start_run, write_exit
 from remoteops.results import HostResult, RunResult
 from remoteops.session import (
     DEFAULT_MAX_OUTPUT,
@@ -328,7 +329,14 @@ class Executor:
         on_line: LineSink | None = None,
         out_dir: Path | None = None,
     ) -> Iterator[HostResult]:
-        """Run ``spec`` on every target; yield each host's result as it finishes."""
+        """Run ``spec`` on every target; yield each host's result as it finishes.
+
+        With ``out_dir``, what the previous run wrote there is removed first
+        (:mod:`remoteops.outdir`; ``UsageError`` if it cannot be), before any
+        host is contacted.
+        """
+        if out_dir is not None:
+            start_run(out_dir)
 
         def work(target: Target) -> HostResult:
             start = time.monotonic()
@@ -362,7 +370,7 @@ class Executor:
         deadline = timeout if timeout is not None else self.timeouts.command
         start = time.monotonic() if start is None else start
         command, stdin = spec.remote_command(target)
-        sink = _OutDirSink(out_dir, target.name) if out_dir else None
+        sink = OutDirSink(out_dir, target.name) if out_dir else None
         try:
             result = session.exec(
                 command,
@@ -395,7 +403,7 @@ class Executor:
         else:
             status, error = "ok", None
         if out_dir:
-            _write_exit(out_dir, target.name, result.exit_code, status)
+            write_exit(out_dir, target.name, result.exit_code, status)
         return HostResult(
             host=target.name,
             address=target.address,
@@ -409,6 +417,8 @@ class Executor:
             stdout_truncated=result.stdout_truncated,
             stderr_truncated=result.stderr_truncated,
             signal=result.signal,
+            # For the analysis stage: this run's file of the host's whole stdout.
+            extra={"_stdout_file": sink.stdout_path} if sink else {},
         )
 
     def ping(self) -> Iterator[HostResult]:
@@ -480,35 +490,3 @@ def host_result(
         duration_s=duration,
         extra=dict(extra or {}),
     )
-
-
-class _OutDirSink:
-    """Writes a host's exact output bytes to DIR/<host>.out and .err as they arrive.
-
-    Written under temporary names and renamed when the command ends, so a
-    failed run never leaves half-written files under the final names.
-    """
-
-    def __init__(self, out_dir: Path, host: str) -> None:
-        self._final = {
-            s: out_dir / f"{host}.{ext}" for s, ext in (("stdout", "out"), ("stderr", "err"))
-        }
-        self._tmp = {s: p.with_name(f".{p.name}.part") for s, p in self._final.items()}
-        self._files = {s: open(p, "wb") for s, p in self._tmp.items()}  # noqa: SIM115
-        self._lock = threading.Lock()
-
-    def write(self, stream: str, data: bytes) -> None:
-        with self._lock:
-            self._files[stream].write(data)
-
-    def close(self) -> None:
-        for stream, fh in self._files.items():
-            fh.close()
-            self._tmp[stream].replace(self._final[stream])
-
-
-def _write_exit(out_dir: Path, host: str, exit_code: int | None, status: str) -> None:
-    path = out_dir / f"{host}.exit"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(f"{exit_code if exit_code is not None else status}\n", encoding="utf-8")
-    tmp.replace(path)

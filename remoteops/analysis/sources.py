@@ -3,7 +3,9 @@
 * a file: JSON Lines as ``--json`` prints them; each ``host`` line is a host
   and its ``stdout`` is the document;
 * a directory holding ``HOST.out`` / ``HOST.exit`` files (``run --out-dir``):
-  each ``.out`` file is its host's stdout, read by path;
+  each ``.out`` file is its host's stdout, read by path; only the hosts of the
+  last run into it, when it lists them (:mod:`remoteops.outdir`), so files
+  that are not that run's are never analysed as if they were;
 * any other directory (``get``'s LOCAL_DIR): each sub-directory is a host and
   every regular file under it a document named by its remote path.
 """
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from remoteops.errors import UsageError
+from remoteops.outdir import MANIFEST, last_run_hosts
 from remoteops.results import STATUSES, HostResult
 
 __all__ = ["SourceItem", "downloaded_files", "host_files", "iter_source", "source_kind"]
@@ -30,7 +33,7 @@ def source_kind(path: Path) -> str:
         return "jsonl"
     if path.is_dir():
         names = os.listdir(path)
-        if any(n.endswith((".exit", ".out")) for n in names):
+        if MANIFEST in names or any(n.endswith((".exit", ".out")) for n in names):
             return "out-dir"
         return "get-dir"
     if path.exists():
@@ -91,7 +94,10 @@ def _out_dir(path: Path) -> Iterator[SourceItem]:
     hosts = sorted(
         {n.rsplit(".", 1)[0] for n in os.listdir(path) if n.endswith((".out", ".exit"))} - {""}
     )
+    last_run = last_run_hosts(path)
     for host in hosts:
+        if last_run is not None and host not in last_run:
+            continue  # a file the last run did not write
         if host.startswith("."):
             continue  # a .HOST.out.part file of an unfinished run
         exit_code: int | None = None
