@@ -166,8 +166,10 @@ def analyze_cmd(
     """Analyse saved results locally in a process pool (group, grep, drift, logscan, ...).
 
     Each SOURCE is the JSON Lines of a --json run, a run --out-dir directory
-    (HOST.out files, read by path), or a get LOCAL_DIR (one directory per host,
-    every file under it). Big files are split into byte ranges at line
+    (HOST.out files of the last run into it, read by path), or a get LOCAL_DIR
+    (one directory per host, every file under it). The output of play --json is
+    analysed per step: each run or script step is its own document, "step N
+    'NAME'", so hosts are compared within a step. Big files are split into byte ranges at line
     boundaries, so every CPU shares them. Exit 0; 2 for bad arguments; 5 when an
     analyzer failed on some input, or with --fail-on-findings when there are
     findings; 130 on Ctrl-C.
@@ -187,11 +189,11 @@ def analyze_cmd(
     hosts: set[str] = set()
     with stage, _Interrupts(stage.cancel) as interrupts:
         for source in sources:
-            for result, paths in iter_source(source):
+            for result, paths, name in iter_source(source):
                 if interrupts.code is not None:
                     break
                 hosts.add(result.host)
-                stage.submit(result, paths=paths)
+                stage.submit(result, paths=paths, name=name)
         report = stage.finish()
     emit_analysis(report, as_json=as_json)
     code = interrupts.code or analysis_exit_code(0, report, fail_on_findings=fail_on_findings)

@@ -476,10 +476,10 @@ class Threshold(Analyzer):
     def reduce(self, spec: AnalyzerSpec, config: Rule, partials: Partials) -> Section:
         rows: list[dict[str, Any]] = []
         findings: list[Finding] = []
-        no_data: list[str] = []
+        no_data: dict[str, list[str]] = {}  # per document: a step of play may have no value
         for doc, (breaches, values) in sorted(partials, key=lambda p: (p[0].host, p[0].name)):
             if not values:
-                no_data.append(doc.host)
+                no_data.setdefault(doc.name, []).append(doc.host)
             for value in values:
                 rows.append({"host": doc.host, "document": doc.name, **value})
             for breach in breaches:
@@ -493,8 +493,9 @@ class Threshold(Analyzer):
             [r for r in rows if r["breach"]],
             findings,
         )
-        if no_data:
-            section.notes.append(f"no value for the rule on {fold(sorted(set(no_data)))}")
+        for name, hosts in sorted(no_data.items()):
+            where = "" if name == "stdout" else f" in {name}"
+            section.notes.append(f"no value for the rule on {fold(sorted(set(hosts)))}{where}")
         section.data["values"] = rows
         return section
 

@@ -173,11 +173,20 @@ class Section:
     notes: list[str] = field(default_factory=list)
 
     def render_text(self) -> str:
-        """A title, an aligned text table, notes, findings and errors."""
+        """A title, an aligned text table, notes, findings and errors.
+
+        Rows of several documents (files of ``get``, steps of ``play``) get a
+        ``document`` column, after ``host``, saying which each row is about.
+        """
         label = f" [{self.spec.label}]" if self.spec.label else ""
         lines = [f"== {self.spec}{label}: {self.title}"]
-        if self.rows and self.columns:
-            lines.extend(render_table(self.columns, self.rows))
+        columns = tuple(self.columns)
+        documents = {row["document"] for row in self.rows if "document" in row}
+        if len(documents) > 1 and "document" not in columns:
+            at = columns.index("host") + 1 if "host" in columns else 0
+            columns = (*columns[:at], "document", *columns[at:])
+        if self.rows and columns:
+            lines.extend(render_table(columns, self.rows))
         lines.extend(f"  {note}" for note in self.notes)
         for finding in self.findings:
             where = f" {finding.document}" if finding.document not in (None, "stdout") else ""

@@ -1,7 +1,11 @@
 """Saved results to analyse again: a JSON Lines run, an ``--out-dir``, a ``get`` directory.
 
 * a file: JSON Lines as ``--json`` prints them; each ``host`` line is a host
-  and its ``stdout`` is the document;
+  and its ``stdout`` is the document; a line of ``play --json`` (it has
+  ``step``) is the document ``step N 'NAME'`` of its host, so every step is
+  analysed apart from the others (a ``group`` row, a ``drift`` majority per
+  step); only ``run`` and ``script`` steps have output to analyse, and a host
+  a step skipped has none;
 * a directory holding ``HOST.out`` / ``HOST.exit`` files (``run --out-dir``):
   each ``.out`` file is its host's stdout, read by path; only the hosts of the
   last run into it, when it lists them (:mod:`remoteops.outdir`), so files
@@ -23,8 +27,11 @@ from remoteops.results import STATUSES, HostResult
 
 __all__ = ["SourceItem", "downloaded_files", "host_files", "iter_source", "source_kind"]
 
-# (result, {document name: local path} or None for the result's stdout)
-SourceItem = tuple[HostResult, dict[str, Path] | None]
+# (result, {document name: local path} or None for the result's stdout,
+#  the name of the stdout document)
+SourceItem = tuple[HostResult, dict[str, Path] | None, str]
+
+_OUTPUT_STEPS = ("run", "script")
 
 
 def source_kind(path: Path) -> str:
@@ -69,6 +76,9 @@ def _jsonl(path: Path) -> Iterator[SourceItem]:
                 ) from None
             if not isinstance(obj, dict) or obj.get("type") != "host":
                 continue
+            document = _step_document(obj)
+            if document is None:
+                continue
             host = obj.get("host")
             stdout = obj.get("stdout", "")
             if not isinstance(host, str) or not host or not isinstance(stdout, str):
@@ -87,7 +97,20 @@ def _jsonl(path: Path) -> Iterator[SourceItem]:
                     stdout=stdout.encode("utf-8"),
                 ),
                 None,
+                document,
             )
+
+
+def _step_document(obj: dict[str, object]) -> str | None:
+    """The document name of a host line: ``stdout`` for ``run --json``; for a play step
+    ``step N 'NAME'``, or None when the step has no output (``put``, ``assert``, ...)
+    or did not run on the host (skipped)."""
+    step = obj.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return "stdout"
+    if obj.get("action") not in _OUTPUT_STEPS or obj.get("status") == "skipped":
+        return None
+    return f"step {step} {str(obj.get('step_name', ''))!r}"
 
 
 def _out_dir(path: Path) -> Iterator[SourceItem]:
@@ -113,7 +136,7 @@ def _out_dir(path: Path) -> Iterator[SourceItem]:
             status = text
         result = HostResult(host, "", 0, status, exit_code)  # type: ignore[arg-type]
         out = path / f"{host}.out"
-        yield result, ({"stdout": out} if out.is_file() else {})
+        yield result, ({"stdout": out} if out.is_file() else {}), "stdout"
 
 
 def host_files(host_dir: Path) -> dict[str, Path]:
@@ -148,4 +171,4 @@ def downloaded_files(host_dir: Path, result: HostResult) -> dict[str, Path]:
 def _get_dir(path: Path) -> Iterator[SourceItem]:
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
         if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-            yield HostResult(entry.name, "", 0, "ok"), host_files(Path(entry.path))
+            yield HostResult(entry.name, "", 0, "ok"), host_files(Path(entry.path)), "stdout"

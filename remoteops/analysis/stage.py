@@ -216,15 +216,22 @@ class AnalysisStage:
             self._feeder = threading.Thread(target=self._feed, name="analysis-feeder", daemon=True)
             self._feeder.start()
 
-    def submit(self, result: HostResult, *, paths: Mapping[str, str | Path] | None = None) -> None:
+    def submit(
+        self,
+        result: HostResult,
+        *,
+        paths: Mapping[str, str | Path] | None = None,
+        name: str = "stdout",
+    ) -> None:
         """Queue one host for analysis; blocks while the queue is full (back pressure).
 
-        Without ``paths`` the host's stdout is analysed (large outputs are
-        spilled to a private temporary file and reach workers by path); with
+        Without ``paths`` the host's stdout is analysed as the document ``name``
+        (large outputs are spilled to a private temporary file and reach
+        workers by path); with
         ``paths`` ({document name: local file}) those files are analysed
         instead, by path, e.g. an ``--out-dir`` file or downloaded files.
         """
-        base = Document(result.host, "stdout", status=result.status, exit_code=result.exit_code)
+        base = Document(result.host, name, status=result.status, exit_code=result.exit_code)
         if paths is not None:
             for name, path in paths.items():
                 self.submit_document(replace(base, name=name, path=str(path)))

@@ -49,6 +49,51 @@ def _json(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
+# --------------------------------------------------------------------------- analyze play --json
+
+
+def test_analyze_keeps_the_steps_of_a_play_apart(lab: Lab, tmp_path: Path) -> None:
+    odd = lab.hosts[0].name
+    book = tmp_path / "book.yml"
+    book.write_text(
+        "- hosts: all\n"
+        "  steps:\n"
+        "    - name: kernel\n"
+        "      run: uname -s\n"
+        "    - name: flavour\n"
+        f'      run: if [ "$(hostname)" = {odd} ]; then echo odd; else echo same; fi\n'
+        "    - assert:\n"
+        "        that: 'true'\n"
+        "    - name: never\n"
+        "      run: echo never\n"
+        "      when: false\n"
+    )
+    played = cron("play", str(book), "-i", str(lab.inventory), "--json")
+    assert played.returncode == 0, played.stderr
+    saved = tmp_path / "play.jsonl"
+    saved.write_text(played.stdout)
+    n = len(lab.hosts)
+
+    result = cron("analyze", "group", str(saved), "--json")
+    assert result.returncode == 0, result.stderr
+    group, summary = _json(result.stdout)
+    assert summary["hosts"] == n
+    rows = {(r["document"], r["hosts"]): r["count"] for r in group["rows"]}
+    # One output per host per step that has output; the assert and the skipped step have none.
+    assert sum(rows.values()) == 2 * n
+    assert {document for document, _ in rows} == {"step 1 'kernel'", "step 2 'flavour'"}
+    assert sorted(c for (d, _), c in rows.items() if d == "step 2 'flavour'") == [1, n - 1]
+    assert group["outliers"] == [odd]
+
+    # drift per step: only the odd host of step 2 differs from its step's majority.
+    result = cron("analyze", "drift", str(saved), "--fail-on-findings")
+    assert result.returncode == 5
+    findings = [line.strip() for line in result.stdout.splitlines() if "! " in line]
+    assert len(findings) == 1, result.stdout
+    assert findings[0].startswith(f"! {odd} step 2 'flavour': differs from the majority")
+    assert "document" in result.stdout  # the table says which step each row is about
+
+
 # --------------------------------------------------------------------------- --out-dir
 
 
