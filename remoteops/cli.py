@@ -31,6 +31,8 @@ from remoteops.logconfig import (
     LogSettings,
     PrintableFormatter,
     default_log_path,
+    hold_stderr,
+    release_stderr,
     setup_logging,
 )
 from remoteops.outputs import EXIT_BROKEN_PIPE, guard_streams, watch
@@ -448,8 +450,22 @@ _Timeout = Annotated[
 _Json = Annotated[bool, typer.Option("--json", help="JSON Lines on stdout (see CONTRACT.md).")]
 _Quiet = Annotated[
     bool,
-    typer.Option("-q", "--quiet", help="Nothing for hosts that succeeded; failures still print."),
+    typer.Option(
+        "-q",
+        "--quiet",
+        help="For cron: print nothing at all when the exit code is 0. Otherwise print "
+        "only what failed: the failed hosts' output, warnings, and the summary (one "
+        "line per problem). --json lines are still written.",
+    ),
 ]
+
+
+def _go_quiet(quiet: bool) -> None:
+    """``-q``: from now on hold stderr's log messages; ``_finish`` shows them only on failure."""
+    if quiet:
+        hold_stderr()
+
+
 _Retries = Annotated[
     int, typer.Option("--retries", help="Retry connection failures (never auth or host keys).")
 ]
@@ -887,17 +903,31 @@ def _finish(
     retry_file: Path | None,
     analysis: Any = None,
     fail_on_findings: bool = False,
+    quiet: bool = False,
 ) -> NoReturn:
+    """End a command that talked to hosts: analysis, JSON summary, retry file, the
+    summary on stderr, the log's outcome, and the exit code.
+
+    The summary goes to stderr unless the exit code is 0 and ``--json`` or ``-q``
+    was given; with ``-q`` nothing at all is printed on success (held warnings
+    are dropped; they are in the log), and on failure the warnings come first.
+    """
     from remoteops.report import render_summary
 
     if watch().closed and run.interrupted_by is None:
         run.interrupted_by = EXIT_BROKEN_PIPE
     code = run.exit_code
+    summary_more: tuple[str, list[str]] = ("", [])
     if analysis is not None:
-        from remoteops.cli_analyze import analysis_exit_code, emit_analysis
+        from remoteops.cli_analyze import analysis_exit_code, analysis_summary
 
-        emit_analysis(analysis, as_json=as_json, json_writer=json_writer)
         code = analysis_exit_code(code, analysis, fail_on_findings=fail_on_findings)
+        summary_more = analysis_summary(analysis, fail_on_findings=fail_on_findings)
+    release_stderr(show=code != EXIT_OK)
+    if analysis is not None:
+        from remoteops.cli_analyze import emit_analysis
+
+        emit_analysis(analysis, as_json=as_json, json_writer=json_writer, tables=not quiet)
         if as_json:
             json_writer.summary(run, exit_code=code, findings=len(analysis.findings))
     elif as_json:
@@ -911,8 +941,10 @@ def _finish(
             failure = f"--retry-file {shown(retry_file)}: {exc.strerror}"
             sys.stderr.write(f"remoteops: error: {failure}\n")
             logger.error("%s", failure)
-    summary = render_summary(run)
-    if run.failed or run.interrupted_by or not as_json:
+    first, *problems = render_summary(run).splitlines()
+    suffix, more_problems = summary_more
+    summary = "\n".join([first + suffix, *problems, *more_problems]) + "\n"
+    if code != EXIT_OK or not (as_json or quiet):
         sys.stderr.write(summary)
         sys.stderr.flush()
     if watch().closed and code not in (EXIT_SIGINT, EXIT_SIGTERM):
@@ -1068,6 +1100,7 @@ def run_cmd(
         use_color,
     )
 
+    _go_quiet(quiet)
     if not command:
         raise UsageError("no command given: remoteops run PATTERN -- COMMAND")
     if max_output < 0:
@@ -1126,8 +1159,10 @@ def run_cmd(
         if as_json:
             json_writer.host(result)
         elif live and not _hidden_after_broken_pipe(result):
-            printer.host_done(result)
-            if not result.is_ok and (quiet or not (result.stdout or result.stderr) or result.error):
+            printer.host_done(result)  # with -q: a failed host's held-back output
+            # With -q the summary names each failure, once.
+            unexplained = not (result.stdout or result.stderr) or result.error
+            if not quiet and not result.is_ok and unexplained:
                 sys.stderr.write(failure_line(result))
                 sys.stderr.flush()
 
@@ -1156,6 +1191,7 @@ def run_cmd(
             retry_file=retry_file,
             analysis=finish_stage(stage, run) if stage else None,
             fail_on_findings=fail_on_findings,
+            quiet=quiet,
         )
 
 
@@ -1188,6 +1224,7 @@ def ping_cmd(
     from remoteops.printable import printable
     from remoteops.report import JsonLinesWriter, failure_line
 
+    _go_quiet(quiet)
     opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts)
     width = host_column_width(t.name for t in targets)
@@ -1196,12 +1233,12 @@ def ping_cmd(
     def show(result: HostResult) -> None:
         if as_json:
             json_writer.host(result)
-        elif _hidden_after_broken_pipe(result):
-            pass
+        elif _hidden_after_broken_pipe(result) or quiet:
+            pass  # with -q the summary names the failures, once
         elif not result.is_ok:
             sys.stderr.write(failure_line(result, width=width))
             sys.stderr.flush()
-        elif not quiet:
+        else:
             sys.stdout.write(
                 f"{result.host.ljust(width)}: ok  rtt {result.extra['rtt_ms']:.1f} ms  "
                 f"connect {result.extra['connect_ms']:.0f} ms  "
@@ -1210,7 +1247,7 @@ def ping_cmd(
             sys.stdout.flush()
 
     run = _drive(executor.ping(), cancel=executor.cancel, on_result=show)
-    _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file)
+    _finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file, quiet=quiet)
 
 
 # --------------------------------------------------------------------------- inventory
@@ -1386,6 +1423,7 @@ def inventory_host_cmd(
 
 
 def _fail(message: str, code: int) -> NoReturn:
+    release_stderr(show=True)
     sys.stderr.write(f"remoteops: error: {message}\n")
     sys.stderr.flush()
     raise SystemExit(code)
@@ -1419,6 +1457,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
                 code = exc.code or EXIT_OK
             else:
                 _fail(str(exc.code), EXIT_BUG)
+        release_stderr(show=code != EXIT_OK)  # what -q held, if the command ended early
         if outputs.closed and code in (EXIT_OK, 3, 4, 5):
             code = EXIT_BROKEN_PIPE
             outputs.announce(

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "analysis_exit_code",
+    "analysis_summary",
     "emit_analysis",
     "feed",
     "finish_stage",
@@ -88,15 +89,20 @@ def finish_stage(stage: AnalysisStage, run: Any) -> AnalysisReport:
 
 
 def emit_analysis(
-    report: AnalysisReport, *, as_json: bool, json_writer: JsonLinesWriter | None = None
+    report: AnalysisReport,
+    *,
+    as_json: bool,
+    json_writer: JsonLinesWriter | None = None,
+    tables: bool = True,
 ) -> None:
-    """Print the report: JSON Lines objects (``type: analysis``) or text tables, on stdout."""
+    """Print the report: JSON Lines objects (``type: analysis``) or, if ``tables``, text
+    tables, on stdout; inputs an analyzer failed on, one line each on stderr."""
     try:
         if as_json:
             writer = json_writer or JsonLinesWriter(sys.stdout)
             for obj in report.to_json():
                 writer.record(obj)
-        else:
+        elif tables:
             sys.stdout.write(printable(report.render_text(), keep_newlines=True))
         sys.stdout.flush()
     except BrokenPipeError:
@@ -120,6 +126,39 @@ def analysis_exit_code(code: int, report: AnalysisReport | None, *, fail_on_find
     if report.errors or (fail_on_findings and report.findings):
         return EXIT_FINDINGS
     return code
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def analysis_summary(report: AnalysisReport, *, fail_on_findings: bool) -> tuple[str, list[str]]:
+    """What the analysis adds to the run's summary, so that it agrees with the exit code.
+
+    Returns the end of the summary's first line (``"; 3 findings
+    (--fail-on-findings)"``, ``"; 1 analysis error"``: whatever made the exit
+    code 5) and, with ``--fail-on-findings``, one line per finding, hosts with
+    the same finding folded (``  web[01-03] (3): grep:ERROR: 2 lines match``).
+    Inputs an analyzer failed on have their own lines (:func:`emit_analysis`).
+    """
+    from remoteops.nodeset import fold
+
+    parts = []
+    if report.errors:
+        parts.append(_counted(len(report.errors), "analysis error"))
+    lines: list[str] = []
+    if fail_on_findings and report.findings:
+        parts.append(f"{_counted(len(report.findings), 'finding')} (--fail-on-findings)")
+        same: dict[tuple[str, str], list[str]] = {}
+        for section in report.sections:
+            what = section.spec.label or str(section.spec)
+            for finding in section.findings:
+                where = f"{finding.document}: " if finding.document not in (None, "stdout") else ""
+                same.setdefault((what, where + finding.message), []).append(finding.host)
+        for (what, message), hosts in sorted(same.items(), key=lambda kv: -len(kv[1])):
+            shown = hosts[0] if len(hosts) == 1 else f"{fold(hosts)} ({len(hosts)})"
+            lines.append(printable(f"  {shown}: {what}: {message}"))
+    return ("; " + ", ".join(parts) if parts else ""), lines
 
 
 _AnalyzeMore = Annotated[
@@ -162,6 +201,15 @@ def analyze_cmd(
             "-w", "--workers", help="Analysis processes (default: one per CPU; 0: this process)."
         ),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "-q",
+            "--quiet",
+            help="For cron: print nothing at all when the exit code is 0; otherwise only "
+            "the summary (one line per finding or error), no tables. --json is still written.",
+        ),
+    ] = False,
 ) -> None:
     """Analyse saved results locally in a process pool (group, grep, drift, logscan, ...).
 
@@ -172,14 +220,16 @@ def analyze_cmd(
     'NAME'", so hosts are compared within a step. Big files are split into byte ranges at line
     boundaries, so every CPU shares them. Exit 0; 2 for bad arguments; 5 when an
     analyzer failed on some input, or with --fail-on-findings when there are
-    findings; 130 on Ctrl-C.
+    findings; 130 on Ctrl-C. A summary on stderr says why the exit code is not 0.
 
     Example: remoteops analyze logscan:top=20 ./logs --json
     """
     from remoteops.analysis.sources import iter_source, source_kind
     from remoteops.argcheck import check_stat
-    from remoteops.cli import _Interrupts
+    from remoteops.cli import _go_quiet, _Interrupts
+    from remoteops.logconfig import release_stderr
 
+    _go_quiet(quiet)
     for source in sources:
         check_stat(source, "SOURCE")  # a name too long, not a directory, ...
         source_kind(source)  # a missing SOURCE is a usage error before any work starts
@@ -195,8 +245,9 @@ def analyze_cmd(
                 hosts.add(result.host)
                 stage.submit(result, paths=paths, name=name)
         report = stage.finish()
-    emit_analysis(report, as_json=as_json)
     code = interrupts.code or analysis_exit_code(0, report, fail_on_findings=fail_on_findings)
+    release_stderr(show=code != 0)
+    emit_analysis(report, as_json=as_json, tables=not quiet)
     if as_json:
         summary: dict[str, Any] = {
             "v": 1,
@@ -208,6 +259,12 @@ def analyze_cmd(
             "exit_code": code,
         }
         sys.stdout.write(json.dumps(summary, separators=(", ", ": ")) + "\n")
+    if code != 0:
+        suffix, lines = analysis_summary(report, fail_on_findings=fail_on_findings)
+        if interrupts.code is not None:
+            suffix += "; interrupted"
+        first = f"{_counted(len(hosts), 'host')} analysed{suffix}"
+        sys.stderr.write("\n".join([first, *lines]) + "\n")
     raise typer.Exit(code)
 
 

@@ -23,6 +23,7 @@ from remoteops.cli import (
     _ConnectTimeout,
     _finish,
     _Forks,
+    _go_quiet,
     _Interrupts,
     _Inventory,
     _Json,
@@ -195,9 +196,10 @@ class _TextReporter:
             return
         action = outcome.step.action
         if action in _OUTPUT_ACTIONS and result.status != "skipped":
-            self.printer.host_done(result)
+            self.printer.host_done(result)  # with -q: a failed host's held-back output
             has_output = bool(result.stdout or result.stderr) and not self.gather
-            if not result.is_ok and (self.quiet or not has_output or result.error):
+            # With -q the summary names each failure, once.
+            if not result.is_ok and not self.quiet and (not has_output or result.error):
                 self._err(f"{result.host.ljust(self.width)}: {result.status}: {result.error}")
             return
         if result.status == "skipped":
@@ -208,7 +210,8 @@ class _TextReporter:
             verb = "sent" if action == "put" else "fetched"
             _report_host(result, width=self.width, quiet=self.quiet, verb=verb)
         elif not result.is_ok:
-            self._err(f"{result.host.ljust(self.width)}: {result.status}: {result.error}")
+            if not self.quiet:
+                self._err(f"{result.host.ljust(self.width)}: {result.status}: {result.error}")
         elif action == "ping":
             self._out(
                 f"{result.host.ljust(self.width)}: ok  rtt {result.extra.get('rtt_ms', 0):.1f} ms"
@@ -232,11 +235,18 @@ class _TextReporter:
         from remoteops.playbook import fold_hosts
         from remoteops.report import render_gathered
 
-        if self.as_json or self.quiet:
+        if self.as_json:
             return
         if self.gather and step.action in _OUTPUT_ACTIONS:
-            shown = [o.result for o in outcomes if o.result.status != "skipped"]
+            # With -q only the failed hosts' blocks.
+            shown = [
+                o.result
+                for o in outcomes
+                if o.result.status != "skipped" and not (self.quiet and o.result.is_ok)
+            ]
             sys.stdout.write(render_gathered(shown, color=self.color))
+        if self.quiet:
+            return
         by_status: dict[str, list[str]] = {}
         for outcome in outcomes:
             status: str = outcome.result.status
@@ -342,6 +352,7 @@ def play_cmd(
         resolve_start_at,
     )
 
+    _go_quiet(quiet)
     if step and not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise UsageError("--step asks before each step and needs a terminal; none is attached")
     if timeout is not None and timeout <= 0:
@@ -399,12 +410,18 @@ def play_cmd(
     with interrupts:
         result = runner.run()
     result.interrupted_by = interrupts.code
-    if not as_json:
+    if not (as_json or quiet):  # with -q the summary names the failed hosts
         recap = render_recap(result)
         if recap:
             sys.stdout.write(recap)
             sys.stdout.flush()
-    _finish(result, as_json=as_json, json_writer=reporter.json_writer, retry_file=retry_file)
+    _finish(
+        result,
+        as_json=as_json,
+        json_writer=reporter.json_writer,
+        retry_file=retry_file,
+        quiet=quiet,
+    )
 
 
 class _Groups(dict[str, list[str]]):

@@ -24,6 +24,7 @@ from remoteops.cli import (
     _FailOnFindingsOpt,
     _finish,
     _Forks,
+    _go_quiet,
     _hidden_after_broken_pipe,
     _Inventory,
     _Json,
@@ -159,10 +160,11 @@ def _report_host(result: HostResult, *, width: int, quiet: bool, verb: str) -> N
         + (f", {extra['skipped']} skipped" if extra.get("skipped") else "")
         + f", {_size(extra.get('bytes', 0))} in {result.duration_s:.1f}s"
     )
+    if quiet:
+        return  # the summary names each failure, once
     if result.is_ok:
-        if not quiet:
-            sys.stdout.write(f"{result.host.ljust(width)}: ok  {counts}\n")
-            sys.stdout.flush()
+        sys.stdout.write(f"{result.host.ljust(width)}: ok  {counts}\n")
+        sys.stdout.flush()
         return
     from remoteops.report import failure_line
 
@@ -219,6 +221,7 @@ def _run_transfer(
         retry_file=retry_file,
         analysis=finish_stage(stage, run) if stage is not None else None,
         fail_on_findings=fail_on_findings,
+        quiet=quiet,
     )
 
 
@@ -268,6 +271,7 @@ def put_cmd(
     """
     from remoteops.transfer import PutOptions, SourceSet, put
 
+    _go_quiet(quiet)
     if len(paths) < 2:
         raise UsageError("put needs SRC... DEST: remoteops put PATTERN SRC... DEST")
     if timeout is not None and timeout <= 0:
@@ -351,6 +355,7 @@ def get_cmd(
     from remoteops.cli_analyze import feed, open_stage
     from remoteops.transfer import GetOptions, get
 
+    _go_quiet(quiet)
     if len(paths) < 2:
         raise UsageError("get needs REMOTE... LOCAL_DIR: remoteops get PATTERN REMOTE... LOCAL_DIR")
     if timeout is not None and timeout <= 0:

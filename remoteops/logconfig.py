@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-__all__ = ["NOTICE", "LogSettings", "PrintableFormatter", "default_log_path", "setup_logging"]
+__all__ = [
+    "NOTICE",
+    "LogSettings",
+    "PrintableFormatter",
+    "default_log_path",
+    "hold_stderr",
+    "release_stderr",
+    "setup_logging",
+]
 
 _FILE_FORMAT = "%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s"
 _MARKER = "_remoteops_handler"
@@ -52,6 +60,74 @@ class _NoticeHandler(logging.Handler):
             sys.stderr.flush()
         except Exception:
             self.handleError(record)
+
+
+class _Held:
+    """Log records held back from stderr while ``-q`` waits to learn how the run ends.
+
+    A quiet run that succeeds prints nothing at all, so cron sends no mail:
+    its warnings (a pattern term that matches nothing, a file a transfer
+    skipped) go to the log file only. A quiet run that fails shows them on
+    stderr after all, before its summary. At most ``LIMIT`` records are kept;
+    the rest are counted and said in one line.
+    """
+
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = False
+        self.records: list[tuple[logging.Handler, logging.LogRecord]] = []
+        self.more = 0
+
+    def keep(self, handler: logging.Handler, record: logging.LogRecord) -> bool:
+        """Hold ``record`` for ``handler`` if holding; True when it was held (or counted)."""
+        with self.lock:
+            if not self.active:
+                return False
+            if len(self.records) < self.LIMIT:
+                self.records.append((handler, record))
+            else:
+                self.more += 1
+            return True
+
+
+_held = _Held()
+
+
+class _HoldFilter(logging.Filter):
+    """The last filter of a stderr handler: holds its records while :func:`hold_stderr` is on."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self._handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _held.keep(self._handler, record)
+
+
+def hold_stderr() -> None:
+    """Hold log records meant for stderr (the log file still gets them at once), until
+    :func:`release_stderr`. For ``-q``: nothing is printed unless the run fails."""
+    with _held.lock:
+        _held.active = True
+
+
+def release_stderr(*, show: bool) -> None:
+    """Stop holding; print what was held on stderr if ``show``, else drop it."""
+    with _held.lock:
+        if not _held.active:
+            return
+        _held.active = False
+        records, _held.records = _held.records, []
+        more, _held.more = _held.more, 0
+    if not show:
+        return
+    for handler, record in records:
+        handler.handle(record)
+    if more:
+        sys.stderr.write(f"remoteops: {more} more log messages are not shown here\n")
+        sys.stderr.flush()
 
 
 class PrintableFormatter(logging.Formatter):
@@ -168,13 +244,16 @@ def setup_logging(
     root.propagate = False
 
     if stderr_handler is not None:
+        release_stderr(show=False)  # a new command: nothing held from an earlier one
         stderr_handler.setLevel(_stderr_level(settings))
         stderr_handler.addFilter(_is_not_notice)
         setattr(stderr_handler, _MARKER, True)
         _quiet(stderr_handler, settings)
+        stderr_handler.addFilter(_HoldFilter(stderr_handler))
         root.addHandler(stderr_handler)
         notices = _NoticeHandler(_stderr_level(settings))
         notices.addFilter(_is_notice)
+        notices.addFilter(_HoldFilter(notices))
         setattr(notices, _MARKER, True)
         root.addHandler(notices)
 

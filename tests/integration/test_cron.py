@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -47,6 +48,137 @@ def _inventory(lab: Lab, tmp_path: Path, name: str, extra: dict[str, tuple[str, 
 
 def _json(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- -q
+
+
+def test_quiet_prints_nothing_at_all_when_every_command_succeeds(
+    lab: Lab, remote_dir: str, tmp_path: Path
+) -> None:
+    inv = str(lab.inventory)
+    log = tmp_path / "remoteops.log"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    (src / "outside").symlink_to("/etc/hostname")  # skipped with a warning
+    book = tmp_path / "book.yml"
+    book.write_text(
+        "- hosts: all\n  steps:\n    - run: hostname\n    - assert:\n        that: 'true'\n"
+    )
+    commands = {
+        # A term that matches nothing is a warning: held back, and dropped on success.
+        "run": ["run", "all:!nosuch", "-i", inv, "-q", "--", "hostname"],
+        "run -g": ["run", "all", "-i", inv, "-q", "-g", "--", "hostname"],
+        "run --analyze": [
+            "run", "all", "-i", inv, "-q", "-a", "group", "-a", "grep:^nosuch$",
+            "--fail-on-findings", "--", "hostname",
+        ],
+        "ping": ["ping", "all", "-i", inv, "-q"],
+        "put": ["put", "all", f"{src}/", remote_dir, "-i", inv, "-q"],
+        "get": ["get", "all", f"{remote_dir}/a.txt", str(tmp_path / "got"), "-i", inv, "-q"],
+        "get --analyze": [
+            "get", "all", f"{remote_dir}/a.txt", str(tmp_path / "got"), "-i", inv, "-q",
+            "-a", "count:a",
+        ],
+        "play": ["play", str(book), "-i", inv, "-q"],
+    }  # fmt: skip
+    for what, args in commands.items():
+        result = cron(*args, log=log)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), what
+    # What was held back is in the log.
+    text = log.read_text()
+    assert "nosuch" in text
+    assert "outside" in text
+    # --json is the data asked for: still written, and stderr stays empty.
+    result = cron("run", "all", "-i", inv, "-q", "--json", "--", "true")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [obj["type"] for obj in _json(result.stdout)].count("host") == len(lab.hosts)
+    saved = tmp_path / "run.jsonl"
+    saved.write_text(result.stdout)
+    result = cron("analyze", "group", str(saved), "-q")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_quiet_failure_prints_the_failed_hosts_output_and_the_summary_only(
+    lab: Lab, tmp_path: Path
+) -> None:
+    inv = str(lab.inventory)
+    victim = lab.hosts[1].name
+    check = f'hostname; test "$(hostname)" != {victim}'
+    result = cron("run", "all:!nosuch", "-i", inv, "-q", "--", check)
+    assert result.returncode == 5
+    assert result.stdout.splitlines() == [f"{victim}: {victim}"]  # the failed host's output
+    warning, counts, reason = result.stderr.splitlines()
+    assert "nosuch" in warning  # held back, shown now the run failed
+    assert f"{len(lab.hosts) - 1} ok, 1 failed" in counts
+    assert re.fullmatch(rf"\s+{victim}: failed: exit code 1", reason)
+
+    # Hosts with identical output folded (-g): only the failed ones.
+    result = cron("run", "all", "-i", inv, "-q", "-g", "--", check)
+    assert result.returncode == 5
+    assert victim in result.stdout
+    assert not {h.name for h in lab.hosts if h.name != victim} & set(
+        re.findall(r"\w+", result.stdout)
+    )
+    assert len(result.stderr.splitlines()) == 2
+
+    # play: the failed host's output and the summary; no recap.
+    book = tmp_path / "book.yml"
+    book.write_text(f"- hosts: all\n  steps:\n    - name: check\n      run: {json.dumps(check)}\n")
+    result = cron("play", str(book), "-i", inv, "-q")
+    assert result.returncode == 5
+    assert "RECAP" not in result.stdout + result.stderr
+    assert result.stdout.splitlines() == [f"{victim}: {victim}"]
+    lines = result.stderr.splitlines()
+    assert f"{len(lab.hosts) - 1} ok, 1 failed" in lines[0]
+    assert re.fullmatch(rf"\s+{victim}: failed: step 1 'check': exit code 1", lines[1])
+    assert len(lines) == 2
+
+    # ping and put: the summary alone.
+    with contextlib.closing(socket.socket()) as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        port = int(closed.getsockname()[1])
+        mixed = _inventory(lab, tmp_path, "mixed.yml", {"gone": ("127.0.0.1", port)})
+        result = cron("ping", "all", "-i", str(mixed), "-q")
+    assert result.returncode == 4
+    assert result.stdout == ""
+    counts, reason = result.stderr.splitlines()
+    assert f"{len(lab.hosts)} ok, 1 unreachable" in counts
+    assert re.match(r"\s+gone: unreachable: ", reason)
+    motd = tmp_path / "motd"
+    motd.write_text("hello\n")
+    result = cron("put", lab.hosts[0].name, str(motd), "/etc/motd", "-i", inv, "-q")
+    assert result.returncode == 5
+    assert result.stdout == ""
+    counts, reason = result.stderr.splitlines()
+    assert "0 ok, 1 failed" in counts
+    assert re.match(rf"\s+{lab.hosts[0].name}: failed: remote /etc/", reason)
+
+
+def test_the_summary_says_when_findings_decide_the_exit_code(lab: Lab) -> None:
+    inv = str(lab.inventory)
+    odd = lab.hosts[0].name
+    args = ["run", "all", "-i", inv, "-a", f"grep:^{odd}$", "--fail-on-findings"]
+    # Every host succeeded, the analysis found something: exit 5, and the summary says why.
+    quiet = cron(*args, "-q", "--", "hostname")
+    assert quiet.returncode == 5
+    assert quiet.stdout == ""  # no tables with -q
+    counts, finding = quiet.stderr.splitlines()
+    assert counts.endswith("; 1 finding (--fail-on-findings)")
+    assert f"{len(lab.hosts)} ok" in counts
+    assert re.fullmatch(rf"\s+{odd}: grep:\^{odd}\$: .*", finding)
+    # Without -q: the tables, then the same summary.
+    loud = cron(*args, "--", "hostname")
+    assert loud.returncode == 5
+    assert "== grep:" in loud.stdout
+    assert quiet.stderr.splitlines()[1:] == loud.stderr.splitlines()[-1:]
+    assert loud.stderr.splitlines()[-2].endswith("; 1 finding (--fail-on-findings)")
+    # With --json the summary line carries it, and stderr says it too.
+    data = cron(*args, "--json", "--", "hostname")
+    summary = _json(data.stdout)[-1]
+    assert (summary["exit_code"], summary["findings"], data.returncode) == (5, 1, 5)
+    assert "1 finding (--fail-on-findings)" in data.stderr
 
 
 # --------------------------------------------------------------------------- analyze play --json

@@ -36,7 +36,7 @@ def test_a_run_with_analysis_logs_its_outcome_and_leaves_no_process(
     log = tmp_path / "remoteops.log"
     failing = lab.hosts[1].name
     argv = [sys.executable, "-m", "remoteops", "--log-file", str(log), "run", "all"]
-    argv += ["-i", str(lab.inventory), "-q", "--analyze", "group", "--"]
+    argv += ["-i", str(lab.inventory), "--analyze", "group", "--"]
     argv += [f"hostname; test $(hostname) != {failing}"]
     proc = subprocess.run(
         argv,
