@@ -373,10 +373,10 @@ _Inventory = Annotated[
         "-i",
         "--inventory",
         help=(
-            "Inventory: Ansible YAML file or directory, a host list ([user@]host[:port] "
-            "lines; one address on two ports is two hosts, ADDRESS:PORT), ansible-inventory "
-            "--list JSON, or 'a,b,c'. Repeatable. Default $REMOTEOPS_INVENTORY, else "
-            "./inventories/hosts.yml."
+            "Inventory: Ansible YAML or INI file or directory (read as ansible-core reads "
+            "them), a host list ([user@]host[:port] lines; one address on two ports is two "
+            "hosts, ADDRESS:PORT), ansible-inventory --list JSON, or 'a,b,c'. Repeatable. "
+            "Default $REMOTEOPS_INVENTORY, else ./inventories/hosts.yml."
         ),
     ),
 ]

@@ -4,6 +4,8 @@ Sources (``-i``, repeatable, merged in order):
 
 * a YAML inventory (``all``/``children``/``hosts``/``vars``, host ranges ``web[01:20]``,
   ``[a:f]``, ``[1:10:2]``, ``host:port`` keys);
+* an INI inventory (``[web]``, ``[web:vars]``, ``[web:children]``, ``host key=value``
+  lines), read as ansible-core's ini plugin reads it, see ``remoteops.inventory_ini``;
 * the JSON printed by ``ansible-inventory --list`` (``_meta.hostvars`` plus groups);
 * a plain host list, one ``[user@]host[:port]`` per line, ``#`` comments; one address on
   several ports is several hosts (``10.0.0.1``, ``10.0.0.1:2205``), see
@@ -13,6 +15,12 @@ Sources (``-i``, repeatable, merged in order):
   (hidden, ``group_vars``, ``host_vars``, ``vars_plugins``, ``INVENTORY_IGNORE_EXTS``);
   a file that is not an inventory is skipped and named, never quoted.
 
+A file is tried as Ansible's plugins try it: ``.yml``/``.yaml``/``.json`` and files with
+no extension as YAML first; what is not a YAML inventory then as INI.  Without any
+``[section]`` line, a file whose every line is ``[user@]host[:port]`` is a plain host list,
+and INI is read only if every host word is a host name or address (Ansible would read a
+one-line password file as a host named by the password).
+
 ``group_vars/`` and ``host_vars/`` beside each source are read too.  Variables merge
 with Ansible's precedence: the ``all`` group, then the host's groups sorted by
 (depth, ``ansible_group_priority``, name), then ``group_vars/all``, then the other
@@ -21,7 +29,8 @@ with Ansible's precedence: the ``all`` group, then the host's groups sorted by
 
 YAML is read with a safe loader that refuses duplicate keys, Python tags, Ansible
 ``!vault`` values and alias bombs.  Dynamic inventory plugins and vaulted files are
-not supported: run ``ansible-inventory -i FILE --list > inv.json`` and pass ``inv.json``.
+not supported (nor TOML inventories): run ``ansible-inventory -i FILE --list > inv.json``
+and pass ``inv.json``.
 """
 
 from __future__ import annotations
@@ -45,6 +54,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from remoteops.errors import InventoryError, UnknownHostError
+from remoteops.inventory_ini import (
+    AddGroup,
+    AddHosts,
+    IniParseError,
+    SetGroupVar,
+    has_section,
+    parse_ini,
+)
 from remoteops.logconfig import NOTICE
 from remoteops.patterns import parse_address, select_hosts
 
@@ -860,18 +877,24 @@ def expand_host_range(pattern: str) -> list[str]:
     return out
 
 
-def _host_key(key: object, where: str) -> tuple[list[str], int | None]:
-    if not isinstance(key, str):
-        raise InventoryError(f"{where}: host {key!r} must be a string; enclose numbers in quotes")
+def _split_host_key(key: str) -> tuple[list[str], int | None]:
+    """Host names and port of a YAML host key or INI host word, as Ansible's plugins
+    split them (``_expand_hostpattern``); raises ``ValueError`` for a malformed range."""
     try:
         pattern, port = parse_address(key, allow_ranges=True)
     except ValueError:
         pattern, port = key, None
+    names = expand_host_range(pattern) if "[" in pattern or "]" in pattern else [pattern]
+    return names, port
+
+
+def _host_key(key: object, where: str) -> tuple[list[str], int | None]:
+    if not isinstance(key, str):
+        raise InventoryError(f"{where}: host {key!r} must be a string; enclose numbers in quotes")
     try:
-        names = expand_host_range(pattern) if "[" in pattern or "]" in pattern else [pattern]
+        return _split_host_key(key)
     except ValueError as exc:
         raise InventoryError(f"{where}: {exc}; fix the range in {key!r}") from None
-    return names, port
 
 
 def _line_of(mapping: Mapping[Any, Any], key: object) -> str:
@@ -915,9 +938,7 @@ class _HostEntry:
 def _line_problem(line: str) -> str:
     """Why *line* is not ``[user@]host[:port]``, described without quoting it."""
     if "=" in line:
-        return "it holds '=' (INI variables are not supported)"
-    if line.startswith("[") and line.endswith("]"):
-        return "it looks like an INI [section]"
+        return "it holds '='"
     if any(c.isspace() for c in line):
         return "it holds spaces"
     if line.rpartition("@")[0] == "" and "@" in line:
@@ -1114,19 +1135,24 @@ class _Loader:
                 raise InventoryError(f"{name}: not an inventory: not UTF-8 text") from None
             return "not UTF-8 text"
         ext = path.suffix.lower()
-        if os.access(path, os.X_OK) and ext not in _YAML_EXTS:
+        # Ansible runs an executable file as an inventory script; one that cannot run
+        # (no #! line: an INI file on a mount that marks every file executable) is then
+        # read by the other plugins.
+        if text.startswith("#!") and os.access(path, os.X_OK):
             raise InventoryError(
                 f"{name}: executable inventory scripts are not supported; {ADVICE}"
             )
+        if ext == ".toml":
+            if not explicit:
+                return "a TOML inventory, which remoteops does not read"
+            raise InventoryError(f"{name}: TOML inventories are not supported; {ADVICE}")
         data: Any = None
         yaml_error: InventoryError | None = None
         if ext in _YAML_EXTS:
             try:
                 data = load_yaml(text, name)
             except InventoryError as exc:
-                if ext:
-                    raise
-                yaml_error = exc  # no extension: maybe a plain host list
+                yaml_error = exc  # Ansible's ini plugin gets the file next
             if isinstance(data, dict) and data.get("plugin"):
                 raise InventoryError(
                     f"{name}{_line_of(data, 'plugin')}: dynamic inventory plugin "
@@ -1138,28 +1164,113 @@ class _Loader:
             if isinstance(data, dict) and (ext or _looks_like_groups(data)):
                 self._load_yaml_inventory(data, name)
                 return None
-            if ext:
-                if not data and not explicit:
-                    return "empty"
-                if not data:
-                    raise InventoryError(f"{name}: empty YAML inventory; add groups and hosts")
-                what = f"a YAML {type(data).__name__}, not a mapping of groups"
+            if ext and not data and yaml_error is None:
                 if not explicit:
-                    return what
-                raise InventoryError(f"{name}: {what}; see Ansible's YAML inventory format")
-        entries, problem = _parse_host_list(text)
-        if problem is None:
-            self._add_host_entries(entries, name)
+                    return "empty"
+                raise InventoryError(f"{name}: empty YAML inventory; add groups and hosts")
+        if ext in _YAML_EXTS and ext:
+            # .yml/.yaml/.json: the yaml plugin failed; Ansible tries the ini plugin next
+            sectioned = has_section(text)
+            error = self._load_ini(text, name, strict=not sectioned)
+            if error is None:
+                return None
+            if sectioned and yaml_error is not None:
+                raise InventoryError(f"{name}:{error.line}: {error.what}")
+            if yaml_error is not None:
+                raise yaml_error
+            what = f"a YAML {type(data).__name__}, not a mapping of groups"
+            if not explicit:
+                return what
+            raise InventoryError(f"{name}: {what}; see Ansible's YAML inventory format")
+        return self._load_ini_or_host_list(text, name, explicit, yaml_error)
+
+    def _load_ini_or_host_list(
+        self, text: str, name: str, explicit: bool, yaml_error: InventoryError | None
+    ) -> str | None:
+        """A file that is not YAML: a plain host list, else INI (see ``_load_file``).
+
+        A file with a ``[section]`` is INI and its errors stop the load.  A file without
+        one is a plain host list when every line is ``[user@]host[:port]``, else INI whose
+        host words must all be host names or addresses (so that a password file is never
+        read as a host named by the password); otherwise it is refused (``-i``) or skipped
+        (in a directory) with the error of whichever reading got further.
+        """
+        sectioned = has_section(text)
+        entries: list[_HostEntry] = []
+        problem: tuple[int, str] | None = None
+        if not sectioned:
+            entries, problem = _parse_host_list(text)
+            if problem is None:
+                self._add_host_entries(entries, name)
+                return None
+        error = self._load_ini(text, name, strict=not sectioned)
+        if error is None:
             return None
-        number, what = problem
+        if sectioned:
+            raise InventoryError(f"{name}:{error.line}: {error.what}")
+        assert problem is not None
+        if problem[0] > error.line:
+            number, what = problem[0], f"not [user@]host[:port] ({problem[1]})"
+        else:
+            number, what = error.line, error.what
         if not explicit:
-            return f"line {number} is not [user@]host[:port]: {what}"
+            return f"line {number}: {what}"
         if yaml_error is not None and not entries:
             raise yaml_error
         raise InventoryError(
-            f"{name}:{number}: not [user@]host[:port] ({what}); expected a YAML inventory or "
-            f"one [user@]host[:port] per line (INI inventories are not supported: {ADVICE})"
+            f"{name}:{number}: {what}; expected an INI or YAML inventory, or one "
+            "[user@]host[:port] per line"
         )
+
+    def _load_ini(self, text: str, name: str, *, strict: bool) -> IniParseError | None:
+        """Read INI *text* into the inventory, or return the parse error and add nothing.
+
+        Raises ``InventoryError`` (the load stops) for what only shows when the file is
+        applied: a cycle in children, a non-numeric ``ansible_group_priority``.
+        """
+        try:
+            ops = parse_ini(
+                text,
+                known_groups=self.builder.groups,
+                host_pattern=_split_host_key,
+                strict_names=strict,
+            )
+        except IniParseError as exc:
+            return exc
+        b = self.builder
+        users: list[int] = []
+        for op in ops:
+            where = f"{name}:{op.line}"
+            if isinstance(op, AddGroup):
+                b.add_group(op.name)
+            elif isinstance(op, AddHosts):
+                if op.vars:
+                    _warn_templates(op.vars, f"{where}: host {op.names[0]!r}")
+                for host in op.names:
+                    b.add_host(host, op.group, op.port, name)
+                    b.hosts[host].vars.update(op.vars)
+                if "@" in op.names[0]:
+                    users.append(op.line)
+            elif isinstance(op, SetGroupVar):
+                _warn_templates({op.key: op.value}, f"{where}: group {op.group!r}")
+                try:
+                    b.set_group_var(op.group, op.key, op.value)
+                except InventoryError as exc:
+                    raise InventoryError(f"{where}: {exc}") from None
+            else:
+                b.add_child(op.parent, op.child, where)
+        if users:
+            more = len(users) - _SHOWN_SKIPS
+            logger.warning(
+                "%s: %s %s%s: a host name holds '@'; an INI host line takes no user (the name "
+                "is used as the address): write HOST ansible_user=USER",
+                name,
+                "line" if len(users) == 1 else "lines",
+                ", ".join(map(str, users[:_SHOWN_SKIPS])),
+                f" and {more} more" if more > 0 else "",
+                extra=NOTICE,
+            )
+        return None
 
     def _add_host_entries(self, entries: list[_HostEntry], source: str) -> None:
         named, repeats = _name_host_entries(entries)

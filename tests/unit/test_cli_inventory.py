@@ -91,3 +91,23 @@ def test_bad_inventory_is_one_line_exit_2(tmp_path: Path, text: str, needle: str
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ini_inventory_lists_as_ansible_does() -> None:
+    """-i FILE.ini: kubespray's layout (INI file, group_vars/ beside it), as recorded."""
+    case = CASES / "ini_kubespray"
+    result = run_cli("inventory", "list", "--json", *_sources("ini_kubespray"), cwd=case)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert json.loads(result.stdout) == json.loads((case / "expected_list.json").read_text())
+
+
+def test_bad_ini_inventory_is_one_line_exit_2(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[web]\nweb1\n\n[k8s_cluster:children]\nweb\nkube_node\n")
+    result = run_cli("inventory", "list", "-i", str(inv), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"remoteops: error: {inv}:6: [k8s_cluster:children] lists group 'kube_node', which "
+        "no [kube_node] or [kube_node:children] section defines; add one or fix the name\n"
+    )

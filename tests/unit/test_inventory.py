@@ -174,11 +174,16 @@ def test_inline_list_and_host_list(tmp_path: Path) -> None:
 
 
 def test_bad_host_list_line_is_named(tmp_path: Path) -> None:
-    bad = tmp_path / "hosts.ini"
-    bad.write_text("ok1\n[web]\nweb1\n")
-    with pytest.raises(InventoryError, match=r"hosts.ini:2: .*not \[user@\]host") as err:
+    """Neither a host list nor INI: the error of the reading that got further (the host
+    list, to line 3; INI stops at line 2, whose host word has a user)."""
+    bad = tmp_path / "hosts.txt"
+    bad.write_text("ok1\nroot@ok2\nnot a host\n")
+    with pytest.raises(InventoryError) as err:
         load_inventory([bad])
-    assert "ansible-inventory" in str(err.value)
+    assert str(err.value) == (
+        f"{bad}:3: not [user@]host[:port] (it holds spaces); expected an INI or YAML "
+        "inventory, or one [user@]host[:port] per line"
+    )
 
 
 def test_missing_source(tmp_path: Path) -> None:
@@ -501,3 +506,226 @@ def test_values_ansible_cannot_print_still_print(tmp_path: Path) -> None:
         "tags": ["alpha", "mid", "zeta"],
         "mixed": ["2024-01-01", 1, "a"],
     }
+
+
+# --- INI inventories ------------------------------------------------------------------------
+
+INI_CASES = (
+    "ini_children",
+    "ini_dir",
+    "ini_etc_hosts",
+    "ini_kubespray",
+    "ini_terraform",
+    "ini_types",
+)
+INI_ERRORS = DATA / "ini_errors"
+
+
+def test_ini_cases_are_recorded() -> None:
+    """The INI answers of ansible-core are part of the parametrized cases above."""
+    assert set(INI_CASES) <= set(CASES)
+    for name in INI_CASES:
+        sources = json.loads((DATA / name / "case.json").read_text())["sources"]
+        assert not any(s.endswith((".yml", ".yaml", ".json")) for s in sources), name
+
+
+def test_ini_host_line_and_vars_values_are_typed_as_ansible_types_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spot checks of the recorded ini_types answers (the whole list is compared above):
+    :vars values go through ast.literal_eval too, whatever Ansible's docs say."""
+    inv, _ = _load_case("ini_types", monkeypatch)
+    w1 = inv.host_vars("w1")
+    assert (w1["nport"], w1["word"], w1["sentence"]) == (
+        8080,
+        "bar # after a word it is kept",
+        "Hello, world!",
+    )
+    assert (w1["list"], w1["equals"], w1["color"]) == ([1, "two", 3.0], "x=y", "host_wins")
+    assert inv.host_vars("w2")["color"] == "green"  # web beats prod: same depth, by name
+    bools = inv.host_vars("bools")
+    assert (bools["b_true"], bools["b_lower"], bools["b_yes"], bools["b_none"]) == (
+        True,
+        "true",
+        "yes",
+        None,
+    )
+    assert inv.host_vars("strings")["s_pass"] == "03#pa33w0rd"
+    assert inv.host_vars("ports")["ansible_port"] == 2299
+    assert inv.host_vars("weird") == {
+        "eq": "a=b=c",
+        "url": "http://example.com/x?a=b",
+        "semi": "a;b",
+        "hash": "before",
+    }
+
+
+def _error_cases() -> list[tuple[str, int]]:
+    return sorted(json.loads((INI_ERRORS / "errors.json").read_text()).items())
+
+
+@pytest.mark.parametrize(("name", "line"), _error_cases())
+def test_ini_errors_name_file_and_line(name: str, line: int) -> None:
+    """Each file is one ansible-core refuses (its reason is recorded); remoteops refuses it
+    too, in one line that names FILE:LINE and says what to do."""
+    refused = json.loads((INI_ERRORS / "expected_errors.json").read_text())
+    assert refused[name]
+    path = INI_ERRORS / name
+    with pytest.raises(InventoryError) as err:
+        load_inventory([path])
+    message = str(err.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert "\n" not in message
+    assert err.value.exit_code == 2
+
+
+def test_ini_error_in_a_directory_stops_the_load(tmp_path: Path) -> None:
+    """A file with [sections] is INI: its error is an error, not a skipped file."""
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "a.yml").write_text("web:\n  hosts:\n    w1:\n")
+    (inv / "b").write_text("[db]\nd1\n[db:vars]\nport 5432\n")
+    with pytest.raises(InventoryError, match=rf"^{inv / 'b'}:4: a line of \[db:vars\] must be"):
+        load_inventory([inv])
+
+
+def test_ini_file_leaves_nothing_behind_when_refused(tmp_path: Path) -> None:
+    """A file of an inventory directory that is not INI after all adds no host."""
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts").write_text("web1 role=a\nweb2 role=b\nthis is prose, not hosts\n")
+    (inv / "real.yml").write_text("all:\n  hosts:\n    r1:\n")
+    assert list(load_inventory([inv]).hosts) == ["r1"]
+
+
+def test_ini_groups_of_earlier_sources_can_be_named(tmp_path: Path) -> None:
+    """[web:vars] and [p:children] may name groups another source defined (Ansible keeps
+    one inventory across sources); a later source cannot help an earlier one."""
+    first = tmp_path / "a.yml"
+    first.write_text("web:\n  hosts:\n    w1:\n")
+    second = tmp_path / "b.ini"
+    second.write_text("[web:vars]\nport=8080\n[site:children]\nweb\n")
+    inv = load_inventory([first, second])
+    assert inv.host_vars("w1") == {"port": 8080}
+    assert inv.groups["site"].children == ("web",)
+    with pytest.raises(InventoryError, match=rf"^{second}:1: \[web:vars\] sets variables"):
+        load_inventory([second, first])
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("S3cr3t!Passw0rd\n", "no host name or IP address at the start of the line"),
+        ("token=S3cr3t!Passw0rd\n", "key=value where a host name should be"),
+    ],
+)
+def test_a_secret_file_is_never_read_as_hosts(tmp_path: Path, text: str, reason: str) -> None:
+    """Ansible's ini plugin reads a one-line password file as a host named by the
+    password. Without [sections], remoteops reads INI only when every host word is a host
+    name or address, and never quotes the file."""
+    path = tmp_path / "vault_pass"
+    path.write_text(text)
+    with pytest.raises(InventoryError) as err:
+        load_inventory([path])
+    assert str(err.value).startswith(f"{path}:1: {reason}; ")
+    assert "S3cr3t" not in str(err.value)
+
+
+def test_ini_without_sections_is_read_when_it_names_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    path.write_text("web1 ansible_host=10.0.0.1 ansible_port=2201\ndb[1:2] role=db\n")
+    inv = load_inventory([path])
+    assert list(inv.groups["ungrouped"].hosts) == ["web1", "db1", "db2"]
+    assert inv.host_vars("web1") == {"ansible_host": "10.0.0.1", "ansible_port": 2201}
+
+
+def _load_ini_warnings(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> tuple[Path, Inventory, list[str]]:
+    path = tmp_path / "hosts.ini"
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="remoteops.inventory"):
+        inv = load_inventory([path])
+    return path, inv, [r.getMessage() for r in caplog.records]
+
+
+def test_a_user_in_an_ini_host_name_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ansible takes root@web1 as the host's name; remoteops does too, and says so."""
+    path, inv, warned = _load_ini_warnings(tmp_path, "[web]\nroot@web1\nweb2\n", caplog)
+    assert list(inv.hosts) == ["root@web1", "web2"]
+    assert warned == [
+        f"{path}: line 2: a host name holds '@'; an INI host line takes no user (the name "
+        "is used as the address): write HOST ansible_user=USER"
+    ]
+
+
+def test_ini_jinja_value_is_kept_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = "[web]\nw1 motd='{{ x }}'\n[web:vars]\nbanner={{ y }}\n"
+    path, inv, warned = _load_ini_warnings(tmp_path, text, caplog)
+    assert inv.host_vars("w1") == {"motd": "{{ x }}", "banner": "{{ y }}"}
+    assert [message.split(";")[0] for message in warned] == [
+        f"{path}:2: host 'w1': variable 'motd' holds a Jinja2 template",
+        f"{path}:4: group 'web': variable 'banner' holds a Jinja2 template",
+    ]
+
+
+def test_toml_inventory_is_refused(tmp_path: Path) -> None:
+    """Ansible's ini plugin never reads .toml (its toml plugin does): [a.b] is not a group."""
+    path = tmp_path / "hosts.toml"
+    path.write_text("[web.hosts]\nw1 = {}\n")
+    with pytest.raises(InventoryError, match="TOML inventories are not supported"):
+        load_inventory([path])
+
+
+def test_ini_connection_values(tmp_path: Path) -> None:
+    """What an INI inventory says about connecting, as remoteops uses it."""
+    path = tmp_path / "hosts.ini"
+    path.write_text(
+        "[app]\nweb1:2222 ansible_host=10.0.0.5\n"
+        "[app:vars]\nansible_become=true\n"
+        "ansible_ssh_common_args='-o ProxyJump=\"jump host\" -o ConnectTimeout=5'\n"
+    )
+    conn = load_inventory([path]).connection_vars("web1")
+    assert (conn.address, conn.port, conn.become) == ("10.0.0.5", 2222, True)
+    assert conn.proxy_jump == "jump host"
+
+
+def test_ini_fast_paths_agree_with_shlex_and_literal_eval() -> None:
+    """Host lines without quotes, backslashes or '#' skip shlex, and bare words skip
+    ast.literal_eval (for speed on big inventories); both must give the same answers."""
+    import ast
+    import random
+    import shlex
+
+    from remoteops import inventory_ini
+
+    rng = random.Random(12)
+    chars = "ab_Z09.-/:@%+=, \t\x0b\xa0éλ()[]{}*~!$&|<>?^`;"
+    for _ in range(5000):
+        line = "".join(rng.choice(chars) for _ in range(rng.randint(1, 25))).strip()
+        if line and not inventory_ini._SHLEX_SPECIAL.search(line):
+            assert inventory_ini._SHLEX_SPACE.split(line) == shlex.split(line, comments=True)
+    words = ["True", "False", "None", "inf", "not", "lambda", "a.b", "x-1", "True-1", "a:b"]
+    words += ["".join(rng.choice("aT_rueNonF1.-/:@%+jeλ") for _ in range(9)) for _ in range(3000)]
+    for word in words:
+        try:
+            expected = ast.literal_eval(word)
+        except (ValueError, SyntaxError):
+            expected = word
+        assert inventory_ini.ini_value(word) == expected, word
+
+
+def test_executable_ini_without_shebang_is_ini(tmp_path: Path) -> None:
+    """Ansible's script plugin cannot run a file without #! and its ini plugin reads it
+    (a mount that marks every file executable); a file with #! is a script."""
+    path = tmp_path / "hosts"
+    path.write_text("[web]\nw1 port=80\n")
+    path.chmod(0o755)
+    assert load_inventory([path]).host_vars("w1") == {"port": 80}
+    path.write_text("#!/bin/sh\necho '{}'\n")
+    with pytest.raises(InventoryError, match="executable inventory scripts are not supported"):
+        load_inventory([path])

@@ -13,6 +13,12 @@ answer is asked --repeat times; patterns whose host order changes between runs (
 walks grand-child groups in set order) are listed in CASE/expected_unstable_order.json
 and recorded sorted.
 
+A directory with an errors.json ({file: line}) instead of a case.json holds inventories
+Ansible refuses: for each file this records in CASE/expected_errors.json the reason
+`ansible-inventory -i FILE --list` gives (with ANSIBLE_INVENTORY_UNPARSED_FAILED set) and
+stops if Ansible reads one of them.  Ansible's message names no line; the lines in
+errors.json are where remoteops reports each error.
+
 Usage: python3 regenerate.py [--ansible-bin /tmp/ansible-venv/bin] [CASE...]
 """
 
@@ -115,6 +121,24 @@ def record(case: Path, bin_dir: Path, home: str, repeat: int) -> None:
     )
 
 
+CAUSE = "<<< caused by >>>"
+
+
+def record_errors(case: Path, bin_dir: Path, home: str) -> None:
+    env = ansible_env(home)
+    env["ANSIBLE_INVENTORY_UNPARSED_FAILED"] = "True"
+    reasons: dict[str, str] = {}
+    for name in json.loads((case / "errors.json").read_text()):
+        cmd = [str(bin_dir / "ansible-inventory"), "-i", name, "--list"]
+        proc = subprocess.run(cmd, cwd=case, env=env, capture_output=True, text=True)
+        if proc.returncode == 0 or CAUSE not in proc.stderr:
+            sys.exit(f"{case.name}/{name}: Ansible reads it ({proc.returncode}):\n{proc.stderr}")
+        cause = proc.stderr.split(CAUSE, 1)[1].strip().splitlines()[0]
+        reasons[name] = cause.removeprefix("Failed to parse inventory: ")
+    (case / "expected_errors.json").write_text(json.dumps(reasons, indent=2) + "\n")
+    print(f"{case.name}: {len(reasons)} files refused")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ansible-bin", default="/tmp/ansible-venv/bin", type=Path)
@@ -123,12 +147,17 @@ def main() -> None:
     args = parser.parse_args()
     version = run([str(args.ansible_bin / "ansible"), "--version"], HERE, os.environ.copy())
     print(version.splitlines()[0])
-    names = args.cases or sorted(p.parent.name for p in HERE.glob("*/case.json"))
+    names = args.cases or sorted(
+        {p.parent.name for p in [*HERE.glob("*/case.json"), *HERE.glob("*/errors.json")]}
+    )
     with tempfile.TemporaryDirectory() as home:
         os.mkdir(os.path.join(home, "tmp"))
         Path(home, "ansible.cfg").write_text("[defaults]\n")
         for name in names:
-            record(HERE / name, args.ansible_bin, home, args.repeat)
+            if (HERE / name / "errors.json").exists():
+                record_errors(HERE / name, args.ansible_bin, home)
+            else:
+                record(HERE / name, args.ansible_bin, home, args.repeat)
     (HERE / "ANSIBLE_VERSION").write_text(version.splitlines()[0] + "\n")
 
 
