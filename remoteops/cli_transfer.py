@@ -266,6 +266,7 @@ def put_cmd(
     Symlinks named on the command line are followed; inside a directory a
     symlink is sent as the file it points to only if that file is inside the
     same directory, else it is skipped with a warning.
+    A failure names the destination, never the temporary file.
 
     Example: remoteops put web ./site /srv/www -p --verify
     """

@@ -28,6 +28,10 @@ Speed: paramiko sends one SFTP request and waits for its answer. Here a
 writes, closes and renames of up to ``_BATCH`` files cost a few round trips in
 all, and a large file streams with ``_WINDOW`` requests outstanding.
 
+Errors name the path the user asked for (``remote /etc/motd: Permission
+denied``), never a temporary name, so the same failure on many hosts folds
+into one line of the summary.
+
 Safety of ``get``: every name a server sends goes through ``safe_local_path``
 (no ``..``, ``/``, ``\\``, empty names or control characters); remote symlinks
 inside a requested tree or matched by a glob are skipped with a warning, never
@@ -1086,7 +1090,7 @@ def _put_batch(
                 item.handle = msg.get_binary()
             else:
                 _code, text = _status_of(kind, msg)
-                item.error = f"remote {item.temp}: {text} (creating the temporary file)"
+                item.error = f"remote {item.remote}: {text}"
         # Writes, then the final mode/mtime and close, all pipelined; replies checked in order.
         pending: deque[tuple[int, _PutItem, int]] = deque()
 
@@ -1095,7 +1099,7 @@ def _put_batch(
                 num, owner, nbytes = pending.popleft()
                 code, text = pipe.status(num)
                 if code != SFTP_OK and owner.error is None:
-                    owner.error = _remote_error(owner.temp, code, text, pipe)
+                    owner.error = _remote_error(owner.remote, code, text, pipe)
                 elif nbytes:
                     stats.moved(nbytes)
 
@@ -1133,7 +1137,7 @@ def _put_batch(
     for item, (kind, msg) in zip(written, replies, strict=True):
         attrs = _attrs_of(kind, msg)
         if attrs is None:
-            item.error = f"remote {item.temp}: {_status_of(kind, msg)[1]} (checking its size)"
+            item.error = f"remote {item.remote}: {_status_of(kind, msg)[1]}"
         elif attrs.st_size != item.src.size:
             item.error = (
                 f"remote {item.remote}: size {attrs.st_size} after writing, expected "
@@ -1182,7 +1186,7 @@ def _stamp_source_times(pipe: _Pipe, items: list[_PutItem], opts: PutOptions) ->
     for item, (kind, msg) in zip(items, replies, strict=True):
         code, text = _status_of(kind, msg)
         if code != SFTP_OK:
-            item.error = f"remote {item.temp}: {text} (setting its times)"
+            item.error = f"remote {item.remote}: {text} (setting its times)"
 
 
 def _source_blocks(src: SourceFile, start: int) -> Iterator[memoryview]:
@@ -1261,7 +1265,7 @@ def _put_stream_exec(
     if item.error is None and failed:
         detail = problem.splitlines()[-1] if problem else f"exit status {status}"
         detail = detail.removeprefix("cat: ").removeprefix("write error: ")
-        item.error = f"remote {item.temp}: {detail}"
+        item.error = f"remote {item.remote}: {detail}"
     return True
 
 
@@ -1769,9 +1773,7 @@ def _get_batch(
                         dir_fd=fd,
                     )
             except OSError as exc:
-                item.error = (
-                    f"local {tree.root.joinpath(*item.parts[:-1], item.temp)}: {exc.strerror}"
-                )
+                item.error = f"local {tree.root.joinpath(*item.parts)}: {exc.strerror}"
                 continue
             opened.append(item)
         replies = pipe.run((CMD_OPEN, (i.file.remote, SFTP_FLAG_READ, _attrs())) for i in opened)
@@ -2009,9 +2011,7 @@ def _get_stream(pipe: _Pipe, tree: _LocalTree, items: list[_GetItem], stats: _St
                 try:
                     os.pwrite(owner.fd, data, offset)
                 except OSError as exc:
-                    owner.error = (
-                        f"local {tree.root.joinpath(*owner.parts[:-1], owner.temp)}: {exc.strerror}"
-                    )
+                    owner.error = f"local {tree.root.joinpath(*owner.parts)}: {exc.strerror}"
                     continue
                 if owner.hasher is not None:
                     owner.hasher.update(data)
