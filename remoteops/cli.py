@@ -480,6 +480,13 @@ _RetryFile = Annotated[
 _AskPass = Annotated[
     bool, typer.Option("--ask-pass", "-k", help="Prompt once for an SSH password (terminal only).")
 ]
+_BecomeUser = Annotated[
+    str | None, typer.Option("--become-user", help="sudo to this user (default root).")
+]
+_BecomePasswordFile = Annotated[
+    Path | None,
+    typer.Option("--become-password-file", help="File holding the sudo password (sent on stdin)."),
+]
 
 
 @dataclass(slots=True)
@@ -520,6 +527,11 @@ def _read_secret_file(path: Path, what: str) -> str:
     if not secret:
         raise UsageError(f"{what} {shown(path)}: the file is empty; put the secret in it")
     return secret
+
+
+def _become_password(path: Path | None) -> str | None:
+    """The sudo password from ``--become-password-file``, checked before any host is contacted."""
+    return _read_secret_file(path, "--become-password-file") if path else None
 
 
 def _check_connection_options(
@@ -1030,15 +1042,8 @@ def run_cmd(
     become: Annotated[
         bool, typer.Option("--become", "-b", help="Run the command with sudo.")
     ] = False,
-    become_user: Annotated[
-        str | None, typer.Option("--become-user", help="sudo to this user (default root).")
-    ] = None,
-    become_password_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--become-password-file", help="File holding the sudo password (sent on stdin)."
-        ),
-    ] = None,
+    become_user: _BecomeUser = None,
+    become_password_file: _BecomePasswordFile = None,
     pty: Annotated[
         bool, typer.Option("--pty", help="Run the command on a pseudo-terminal.")
     ] = False,
@@ -1113,11 +1118,7 @@ def run_cmd(
         stdin=read_stdin_option(stdin_file, "--stdin") if stdin_file else None,
         become=become,
         become_user=become_user,
-        become_password=(
-            _read_secret_file(become_password_file, "--become-password-file")
-            if become_password_file
-            else None
-        ),
+        become_password=_become_password(become_password_file),
         max_output=max_output,
     )
     if timeout is not None and timeout <= 0:

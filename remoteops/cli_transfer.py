@@ -12,13 +12,16 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from remoteops.cli import (
     _AnalyzeOpt,
     _AskPass,
+    _become_password,
+    _BecomePasswordFile,
+    _BecomeUser,
     _ConnectTimeout,
     _drive,
     _FailOnFindingsOpt,
@@ -47,6 +50,9 @@ from remoteops.cli import (
 )
 from remoteops.errors import UsageError
 from remoteops.results import HostResult
+
+if TYPE_CHECKING:
+    from remoteops.transfer import TransferOptions
 
 __all__ = ["register"]
 
@@ -77,6 +83,16 @@ _Verify = Annotated[
         "--verify",
         help="Check each file's sha256 on the far side before renaming it into place "
         "(and decide what is unchanged by sha256, as --checksum).",
+    ),
+]
+
+_Become = Annotated[
+    bool,
+    typer.Option(
+        "--become",
+        "-b",
+        help="Read and write the remote files as another user (--become-user, default root) "
+        "through sudo.",
     ),
 ]
 
@@ -184,6 +200,24 @@ def _parse_mode(value: str | None) -> int | None:
     return mode
 
 
+def _options(params: dict[str, Any]) -> TransferOptions:
+    """The transfer options out of a command's parameters (give it ``locals()``).
+
+    The sudo password file is read here, before any host is contacted.
+    """
+    from remoteops.transfer import TransferOptions
+
+    return TransferOptions(
+        preserve=params["preserve"],
+        checksum=params["checksum"],
+        verify=params["verify"],
+        resume=params["resume"],
+        become=params["become"],
+        become_user=params["become_user"],
+        become_password=_become_password(params["become_password_file"]),
+    )
+
+
 def _run_transfer(
     targets: list[Any],
     executor: Any,
@@ -253,6 +287,9 @@ def put_cmd(
     checksum: _Checksum = False,
     verify: _Verify = False,
     resume: _Resume = False,
+    become: _Become = False,
+    become_user: _BecomeUser = None,
+    become_password_file: _BecomePasswordFile = None,
 ) -> None:
     """Upload files, directories and local globs to every matched host (atomic, verified).
 
@@ -266,11 +303,14 @@ def put_cmd(
     Symlinks named on the command line are followed; inside a directory a
     symlink is sent as the file it points to only if that file is inside the
     same directory, else it is skipped with a warning.
+    --become writes as another user through sudo (sftp-server run under sudo;
+    the password only on stdin): a new file belongs to that user, a replaced
+    file keeps its owner and group where that user may set them (root can).
     A failure names the destination, never the temporary file.
 
     Example: remoteops put web ./site /srv/www -p --verify
     """
-    from remoteops.transfer import PutOptions, SourceSet, put
+    from remoteops.transfer import SourceSet, put
 
     _go_quiet(quiet)
     if len(paths) < 2:
@@ -281,6 +321,7 @@ def put_cmd(
     if not dest:
         raise UsageError("put: DEST is empty")
     file_mode = _parse_mode(mode)
+    options = _options(locals())
     opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts, command_timeout=timeout)
     source_set = SourceSet.scan(sources, mode=file_mode, need_hash=checksum or verify or resume)
@@ -293,7 +334,7 @@ def put_cmd(
         executor,
         source_set,
         dest,
-        options=PutOptions(preserve=preserve, checksum=checksum, verify=verify, resume=resume),
+        options=options,
         progress=progress.moved,
     )
     _run_transfer(
@@ -332,6 +373,9 @@ def get_cmd(
     checksum: _Checksum = False,
     verify: _Verify = False,
     resume: _Resume = False,
+    become: _Become = False,
+    become_user: _BecomeUser = None,
+    become_password_file: _BecomePasswordFile = None,
     analyze: _AnalyzeOpt = None,
     rules: _RulesOpt = None,
     fail_on_findings: _FailOnFindingsOpt = False,
@@ -345,7 +389,8 @@ def get_cmd(
     never written through; setuid and setgid bits are dropped. A local copy
     with exactly the remote file's size and modification time (whole seconds)
     is left alone; every copy gets the remote file's modification time.
-    --analyze runs
+    --become reads the remote files as another user through sudo (the local
+    copies are yours). --analyze runs
     analyzers over each host's files under LOCAL_DIR/<host> as soon as that
     host's download ends (e.g. --analyze logscan).
 
@@ -354,7 +399,7 @@ def get_cmd(
     from remoteops.analysis.sources import downloaded_files
     from remoteops.argcheck import check_output_dir, file_names_for_hosts
     from remoteops.cli_analyze import feed, open_stage
-    from remoteops.transfer import GetOptions, get
+    from remoteops.transfer import get
 
     _go_quiet(quiet)
     if len(paths) < 2:
@@ -366,6 +411,7 @@ def get_cmd(
         raise UsageError("get: an empty REMOTE path was given")
     local_dir = Path(local)
     check_output_dir(local_dir, "LOCAL_DIR", create=False)
+    options = _options(locals())
     stage = open_stage(analyze, rules)
     opts = _targeting(locals())
     targets, executor = _resolve(pattern, opts, command_timeout=timeout)
@@ -377,7 +423,7 @@ def get_cmd(
         executor,
         remotes,
         local_dir,
-        options=GetOptions(preserve=preserve, checksum=checksum, verify=verify, resume=resume),
+        options=options,
         progress=progress.moved,
     )
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from remoteops.become import Become
 from remoteops.errors import (
     CommandTimeoutError,
     ConnectError,
@@ -124,13 +125,10 @@ class CommandSpec:
         With a password sudo reads it from the first line of stdin (``-S``) and
         prints no prompt (``-p ''``); without one it must not ask (``-n``).
         """
-        if not (self.become or target.become):
+        become = Become.choose(self.become, self.become_user, self.become_password, target)
+        if become is None:
             return "", b""
-        user = shlex.quote(self.become_user or target.become_user or "root")
-        password = self.become_password or target.become_password
-        if password:
-            return f"sudo -S -p '' -u {user} -- ", password.encode() + b"\n"
-        return f"sudo -n -u {user} -- ", b""
+        return become.prefix, become.password_line
 
 
 class Executor:

@@ -575,26 +575,33 @@ class Session:
                     f"add it to AcceptEnv or set it in the command: {name}=... COMMAND",
                 ) from None
 
-    def _open_channel(self) -> paramiko.Channel:
+    def open_channel(self) -> paramiko.Channel:
+        """A new session channel with large windows and packets (bulk data), nothing started."""
         return self.transport.open_session(
             window_size=_EXEC_WINDOW,
             max_packet_size=_SFTP_PACKET,
             timeout=self.target.connect_timeout,
         )
 
-    def open_stream(self, command: str, *, stdin: bool = False) -> paramiko.Channel:
+    def open_stream(
+        self, command: str, *, stdin: bool = False, first: bytes = b""
+    ) -> paramiko.Channel:
         """Start ``command`` and return its channel, for bulk data.
 
         Its output is read with ``fastio.read_chunks`` (the channel is
-        ``fastio.attach``-ed); with ``stdin`` the caller writes the command's
-        input with ``fastio.send_all`` and ends it with ``shutdown_write``,
-        otherwise stdin is closed at once. Call ``fastio.detach`` when done.
-        Raises paramiko's errors if the server refuses the channel or the command.
+        ``fastio.attach``-ed); ``first`` (sudo's password line) is sent on
+        stdin at once; with ``stdin`` the caller writes the rest of the
+        command's input with ``fastio.send_all`` and ends it with
+        ``shutdown_write``, otherwise stdin is closed at once. Call
+        ``fastio.detach`` when done. Raises paramiko's errors if the server
+        refuses the channel or the command.
         """
-        channel = self._open_channel()
+        channel = self.open_channel()
         fastio.attach(channel)
         try:
             channel.exec_command(command)
+            if first:
+                channel.sendall(first)
             if not stdin:
                 channel.shutdown_write()
         except BaseException:
@@ -646,7 +653,7 @@ class Session:
         Output is capped at ``max_output`` bytes per stream; ``on_bytes`` sees
         every byte (for ``--out-dir``).
         """
-        channel = self._open_channel()
+        channel = self.open_channel()
         try:
             if env:
                 self._set_env(channel, env)

@@ -28,6 +28,12 @@ Speed: paramiko sends one SFTP request and waits for its answer. Here a
 writes, closes and renames of up to ``_BATCH`` files cost a few round trips in
 all, and a large file streams with ``_WINDOW`` requests outstanding.
 
+As another user (``become``, or the host's ``ansible_become``): the host's
+SFTP, commands and streams go through ``become.SudoSession`` (``sftp-server``
+and the fast paths run under sudo), with every guarantee above. A file that
+replaces an existing one gets that file's owner and group back where the
+writing user may set them; a new one belongs to the writing user.
+
 Errors name the path the user asked for (``remote /etc/motd: Permission
 denied``), never a temporary name, so the same failure on many hosts folds
 into one line of the summary.
@@ -103,6 +109,7 @@ from paramiko.sftp import (
 from paramiko.sftp_attr import SFTPAttributes
 
 from remoteops import fastio
+from remoteops.become import Become, Remote, SudoSession
 from remoteops.errors import (
     CommandTimeoutError,
     HostError,
@@ -420,12 +427,23 @@ def _walk_local(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransferOptions:
-    """How ``put`` and ``get`` behave (the CLI's flags; the same four for both)."""
+    """How ``put`` and ``get`` behave (the CLI's flags; the same ones for both).
+
+    ``become`` (or the host's ``ansible_become``) moves the files as
+    ``become_user`` (default root) through sudo, as ``run --become`` runs commands.
+    """
 
     preserve: bool = False
     checksum: bool = False
     verify: bool = False
     resume: bool = False
+    become: bool = False
+    become_user: str | None = None
+    become_password: str | None = field(default=None, repr=False)
+
+    def run_as(self, target: Target) -> Become | None:
+        """Whom the files are moved as on ``target``: None for the login user."""
+        return Become.choose(self.become, self.become_user, self.become_password, target)
 
 
 PutOptions = TransferOptions
@@ -447,7 +465,7 @@ def _private(obj: object) -> Any:
 class _Pipe:
     """Many SFTP requests in flight on one SFTPClient; replies collected by request number."""
 
-    def __init__(self, session: Session, cancel: threading.Event) -> None:
+    def __init__(self, session: Remote, cancel: threading.Event) -> None:
         self._sftp = _private(session.sftp())
         self._cancel = cancel
         self._host = session.target.name
@@ -507,13 +525,20 @@ def _attrs_of(kind: int, msg: Message) -> SFTPAttributes | None:
     return attrs
 
 
-def _attrs(*, mode: int | None = None, times: tuple[int, int] | None = None) -> SFTPAttributes:
-    """SFTP attributes to set: permission bits and/or (access time, modification time)."""
+def _attrs(
+    *,
+    mode: int | None = None,
+    times: tuple[int, int] | None = None,
+    owner: tuple[int, int] | None = None,
+) -> SFTPAttributes:
+    """SFTP attributes to set: permission bits, (atime, mtime) and/or (uid, gid)."""
     attrs = SFTPAttributes()
     if mode is not None:
         attrs.st_mode = mode
     if times is not None:
         attrs.st_atime, attrs.st_mtime = times
+    if owner is not None:
+        attrs.st_uid, attrs.st_gid = owner
     return attrs
 
 
@@ -533,7 +558,7 @@ def _statvfs_free(pipe: _Pipe, path: str) -> int | None:
 
 
 def _remote_sha256(
-    session: Session, paths: Sequence[str], cancel: threading.Event
+    session: Remote, paths: Sequence[str], cancel: threading.Event
 ) -> dict[str, str]:
     """sha256 of remote files via one ``sha256sum`` exec; {} when the host cannot run it."""
     if not paths:
@@ -564,7 +589,7 @@ def _remote_sha256(
 
 
 def _remote_prefix_sha256(
-    session: Session, path: str, length: int, cancel: threading.Event
+    session: Remote, path: str, length: int, cancel: threading.Event
 ) -> str | None:
     """sha256 of the first ``length`` bytes of a remote file, or None if it cannot be asked."""
     command = f"head -c {int(length)} -- {shlex.quote(path)} | sha256sum"
@@ -580,7 +605,7 @@ def _remote_prefix_sha256(
     return text[0]
 
 
-def _sftp_sha256(session: Session, path: str) -> str:
+def _sftp_sha256(session: Remote, path: str) -> str:
     """sha256 of a remote file read over SFTP (prefetched), for hosts without sha256sum."""
     digest = hashlib.sha256()
     with session.sftp().open(path, "rb") as fh:
@@ -669,8 +694,9 @@ def _result(
 def _host_work(
     executor: Executor,
     stats_progress: ProgressSink | None,
-    body: Callable[[Session, _Stats, set[str]], None],
-    cleanup: Callable[[Session, set[str]], None],
+    opts: TransferOptions,
+    body: Callable[[Remote, _Stats, set[str]], None],
+    cleanup: Callable[[Remote, set[str]], None],
 ) -> Callable[[Target], HostResult]:
     """Wrap a per-host transfer: connect, deadline, error mapping, cleanup of temporary files."""
 
@@ -678,8 +704,9 @@ def _host_work(
         start = time.monotonic()
         stats = _Stats(target.name, stats_progress)
         temps: set[str] = set()  # remote (put) temporary files to remove on failure
+        become = opts.run_as(target)
         try:
-            session = executor.open_session(target)
+            session = _as_user(executor.open_session(target), become, executor.cancel_event)
         except HostError as exc:
             return _result(target, start, stats, exc)
         expired = threading.Event()
@@ -709,19 +736,25 @@ def _host_work(
                 error = TransferError(target.name, f"{where}connection lost mid-transfer ({exc})")
         finally:
             if temps:
-                _cleanup(executor, target, session, temps, cleanup)
+                _cleanup(executor, target, session, temps, cleanup, become)
             session.close()
         return _result(target, start, stats, error)
 
     return work
 
 
+def _as_user(session: Session, become: Become | None, cancel: threading.Event) -> Remote:
+    """``session`` itself, or under ``become`` its SFTP and commands run through sudo."""
+    return session if become is None else SudoSession(session, become, cancel)
+
+
 def _cleanup(
     executor: Executor,
     target: Target,
-    session: Session,
+    session: Remote,
     temps: set[str],
-    cleanup: Callable[[Session, set[str]], None],
+    cleanup: Callable[[Remote, set[str]], None],
+    become: Become | None,
 ) -> None:
     """Remove leftover temporary files, over a fresh connection if this one is gone."""
     try:
@@ -730,9 +763,10 @@ def _cleanup(
             return
     except Exception:
         logger.debug("Host %r: cleanup on the old connection failed", target.name, exc_info=True)
-    fresh: Session | None = None
+    fresh: Remote | None = None
     try:
-        fresh = executor.open_session(target)
+        # Its own never-set cancel: after Ctrl-C the cleanup still has to run.
+        fresh = _as_user(executor.open_session(target), become, threading.Event())
         cleanup(fresh, temps)
     except Exception as exc:
         logger.warning(
@@ -746,7 +780,7 @@ def _cleanup(
             fresh.close()
 
 
-def _remove_remote(session: Session, temps: set[str]) -> None:
+def _remove_remote(session: Remote, temps: set[str]) -> None:
     sftp = session.sftp()
     for path in sorted(temps):
         with contextlib.suppress(OSError, IOError):
@@ -765,6 +799,7 @@ class _PutItem:
     offset: int = 0
     handle: bytes | None = None
     error: str | None = None
+    owner: tuple[int, int] | None = None  # (uid, gid) of the file this one replaces
 
 
 def _temp_name(path: str, *, resume: bool) -> str:
@@ -803,18 +838,18 @@ def put(
     opts = options or PutOptions()
     cancel = executor.cancel_event
 
-    def body(session: Session, stats: _Stats, temps: set[str]) -> None:
+    def body(session: Remote, stats: _Stats, temps: set[str]) -> None:
         _put_host(session, sources, dest, opts, stats, temps, cancel)
 
-    def cleanup(session: Session, temps: set[str]) -> None:
+    def cleanup(session: Remote, temps: set[str]) -> None:
         if not opts.resume:
             _remove_remote(session, temps)
 
-    return executor.fan_out(_host_work(executor, progress, body, cleanup))
+    return executor.fan_out(_host_work(executor, progress, opts, body, cleanup))
 
 
 def _put_host(
-    session: Session,
+    session: Remote,
     sources: SourceSet,
     dest: str,
     opts: PutOptions,
@@ -916,7 +951,7 @@ def _ensure_remote_dirs(
 
 
 def _put_compare(
-    session: Session,
+    session: Remote,
     pipe: _Pipe,
     batch: list[_PutItem],
     opts: PutOptions,
@@ -937,6 +972,8 @@ def _put_compare(
         if stat.S_ISDIR(mode):
             stats.fail(f"remote {item.remote}: is a directory; cannot replace it with a file")
             continue
+        if stat.S_ISREG(mode) and attrs.st_uid is not None and attrs.st_gid is not None:
+            item.owner = (attrs.st_uid, attrs.st_gid)
         if not stat.S_ISREG(mode) or attrs.st_size != item.src.size:
             todo.append(item)
         elif by_content or _same_copy(item.src.size, item.src.mtime, attrs.st_size, attrs.st_mtime):
@@ -978,7 +1015,7 @@ def _put_compare(
 
 
 def _put_resume_offsets(
-    session: Session, pipe: _Pipe, batch: list[_PutItem], cancel: threading.Event
+    session: Remote, pipe: _Pipe, batch: list[_PutItem], cancel: threading.Event
 ) -> None:
     """With ``resume``: keep a matching prefix of each deterministic temporary file."""
     replies = pipe.run((CMD_LSTAT, (item.temp,)) for item in batch)
@@ -1001,7 +1038,7 @@ _TAR_MAX_BATCH = 64 * 1024 * 1024
 
 
 def _put_tar(
-    session: Session,
+    session: Remote,
     pipe: _Pipe,
     batch: list[_PutItem],
     stats: _Stats,
@@ -1057,7 +1094,7 @@ def _put_tar(
 
 
 def _put_batch(
-    session: Session,
+    session: Remote,
     pipe: _Pipe,
     batch: list[_PutItem],
     opts: PutOptions,
@@ -1134,6 +1171,7 @@ def _put_batch(
     # Size check, then the optional checksum, then the atomic rename.
     written = [item for item in batch if item.error is None]
     replies = pipe.run((CMD_LSTAT, (item.temp,)) for item in written)
+    regain: list[_PutItem] = []
     for item, (kind, msg) in zip(written, replies, strict=True):
         attrs = _attrs_of(kind, msg)
         if attrs is None:
@@ -1143,6 +1181,9 @@ def _put_batch(
                 f"remote {item.remote}: size {attrs.st_size} after writing, expected "
                 f"{item.src.size}; not renamed into place"
             )
+        elif item.owner is not None and item.owner != (attrs.st_uid, attrs.st_gid):
+            regain.append(item)
+    _keep_owners(pipe, regain, stats)
     if opts.verify:
         written = [item for item in batch if item.error is None]
         hashes = _remote_sha256(session, [item.temp for item in written], cancel)
@@ -1176,6 +1217,26 @@ def _put_batch(
     if failed and opts.resume:
         for item in failed:
             temps.discard(item.temp)
+
+
+def _keep_owners(pipe: _Pipe, items: list[_PutItem], stats: _Stats) -> None:
+    """Give each new copy the owner and group of the file it replaces, where allowed.
+
+    As ``install`` or Ansible's ``copy`` keep them: a config file owned by
+    root:app stays readable by app after a ``put --become``. Only root (or
+    the owner, for a group it is in) may do it; where the user writing the
+    file may not, the new copy stays that user's, as it always was.
+    chown clears setuid and setgid bits, so a mode holding them is set again.
+    """
+    requests: list[tuple[int, tuple[Any, ...]]] = []
+    for item in items:
+        requests.append((CMD_SETSTAT, (item.temp, _attrs(owner=item.owner))))
+        if item.src.mode & (stat.S_ISUID | stat.S_ISGID):
+            requests.append((CMD_SETSTAT, (item.temp, _attrs(mode=item.src.mode))))
+    for (kind, msg), (_, (path, _attrs_sent)) in zip(pipe.run(requests), requests, strict=True):
+        code, text = _status_of(kind, msg)
+        if code != SFTP_OK:
+            logger.debug("Host %r: %s keeps the writer's owner (%s)", stats.host, path, text)
 
 
 def _stamp_source_times(pipe: _Pipe, items: list[_PutItem], opts: PutOptions) -> None:
@@ -1216,7 +1277,7 @@ def _source_blocks(src: SourceFile, start: int) -> Iterator[memoryview]:
 
 
 def _put_stream_exec(
-    session: Session, pipe: _Pipe, item: _PutItem, stats: _Stats, cancel: threading.Event
+    session: Remote, pipe: _Pipe, item: _PutItem, stats: _Stats, cancel: threading.Event
 ) -> bool:
     """Send one large file through ``cat >> TEMP`` on an exec channel; False to use SFTP.
 
@@ -1415,18 +1476,18 @@ def get(
     opts = options or GetOptions()
     cancel = executor.cancel_event
 
-    def body(session: Session, stats: _Stats, temps: set[str]) -> None:
+    def body(session: Remote, stats: _Stats, temps: set[str]) -> None:
         del temps  # local temporary files are removed by _get_host itself
         _get_host(session, remotes, local_dir, opts, stats, cancel)
 
-    def cleanup(session: Session, temps: set[str]) -> None:
+    def cleanup(session: Remote, temps: set[str]) -> None:
         del session, temps
 
-    return executor.fan_out(_host_work(executor, progress, body, cleanup))
+    return executor.fan_out(_host_work(executor, progress, opts, body, cleanup))
 
 
 def _get_host(
-    session: Session,
+    session: Remote,
     remotes: Sequence[str],
     local_dir: Path,
     opts: GetOptions,
@@ -1461,7 +1522,7 @@ def _get_host(
 
 
 def _expand_remote(
-    session: Session, remotes: Sequence[str], stats: _Stats, cancel: threading.Event
+    session: Remote, remotes: Sequence[str], stats: _Stats, cancel: threading.Event
 ) -> list[_RemoteFile]:
     """Remote files to fetch: globs expanded with listdir + fnmatch, directories walked."""
     sftp = session.sftp()
@@ -1572,7 +1633,7 @@ def _listdir(sftp: paramiko.SFTPClient, directory: str, stats: _Stats) -> list[S
 
 
 def _glob_remote(
-    session: Session, parts: list[str], stats: _Stats
+    session: Remote, parts: list[str], stats: _Stats
 ) -> list[tuple[str, SFTPAttributes]]:
     sftp = session.sftp()
     current: list[tuple[str, SFTPAttributes | None]] = [("/", None)]
@@ -1615,7 +1676,7 @@ def _glob_remote(
 
 
 def _add_remote(
-    session: Session,
+    session: Remote,
     path: str,
     attrs: SFTPAttributes,
     found: dict[str, _RemoteFile],
@@ -1739,7 +1800,7 @@ def _local_sha256(fd: int, name: str, length: int | None = None) -> str:
 
 
 def _get_batch(
-    session: Session,
+    session: Remote,
     tree: _LocalTree,
     batch: list[_GetItem],
     opts: GetOptions,
@@ -1838,7 +1899,7 @@ def _pwrite_all(fd: int, chunks: list[fastio.Chunk], offset: int) -> None:
 
 
 def _get_stream_exec(
-    session: Session,
+    session: Remote,
     tree: _LocalTree,
     item: _GetItem,
     stats: _Stats,
@@ -1909,7 +1970,7 @@ def _get_stream_exec(
 
 
 def _get_checksum_filter(
-    session: Session,
+    session: Remote,
     tree: _LocalTree,
     batch: list[_GetItem],
     opts: GetOptions,
@@ -1958,7 +2019,7 @@ def _get_checksum_filter(
     return todo
 
 
-def _get_resume_offset(session: Session, item: _GetItem, cancel: threading.Event) -> None:
+def _get_resume_offset(session: Remote, item: _GetItem, cancel: threading.Event) -> None:
     info = os.fstat(item.fd)
     have = info.st_size
     if 0 < have <= item.file.size:
@@ -2049,7 +2110,7 @@ def _get_stream(pipe: _Pipe, tree: _LocalTree, items: list[_GetItem], stats: _St
 
 
 def _get_finish(
-    session: Session,
+    session: Remote,
     tree: _LocalTree,
     items: list[_GetItem],
     opts: GetOptions,

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from remoteops.execution import Executor
     from remoteops.session import Session
     from remoteops.target import Target
-    from remoteops.transfer import SourceSet
+    from remoteops.transfer import SourceSet, TransferOptions
 
 __all__ = ["Answer", "PlaybookRunner", "Reporter", "StepOutcome"]
 
@@ -571,8 +571,7 @@ class PlaybookRunner:
                 command = _script_command(script, args["args"].render(context))
                 stdin = script
                 shown = f"{path} {args['args'].render(context)}".strip()
-            become = step.become if step.become is not None else play.become
-            become_user = step.become_user.render(context) if step.become_user else play.become_user
+            become, become_user = self._become(play, step, context)
             spec = CommandSpec(
                 command=command,
                 pty=step.pty,
@@ -593,20 +592,48 @@ class PlaybookRunner:
 
             return _Work(remote=run)
         if step.action == "put":
-            return self._prepare_put(step, context, timeout, runs_in_check)
-        return self._prepare_get(step, context, timeout, runs_in_check)
+            return self._prepare_put(play, step, target, context, timeout, runs_in_check)
+        return self._prepare_get(play, step, target, context, timeout, runs_in_check)
+
+    def _become(
+        self, play: Play, step: Step, context: Mapping[str, Any]
+    ) -> tuple[bool, str | None]:
+        """The step's ``become`` and ``become_user``, else the play's."""
+        become = step.become if step.become is not None else play.become
+        become_user = step.become_user.render(context) if step.become_user else play.become_user
+        return become, become_user
+
+    def _transfer_options(
+        self, play: Play, step: Step, context: Mapping[str, Any]
+    ) -> TransferOptions:
+        from remoteops.transfer import TransferOptions
+
+        args = step.args
+        become, become_user = self._become(play, step, context)
+        return TransferOptions(
+            preserve=args["preserve"],
+            checksum=args["checksum"],
+            verify=args["verify"],
+            become=become,
+            become_user=become_user,
+            become_password=self.become_password,
+        )
 
     def _prepare_put(
-        self, step: Step, context: Mapping[str, Any], timeout: float | None, runs: bool
+        self,
+        play: Play,
+        step: Step,
+        target: Target,
+        context: Mapping[str, Any],
+        timeout: float | None,
+        runs: bool,
     ) -> _Work:
-        from remoteops.transfer import PutOptions, SourceSet, put_on_session
+        from remoteops.transfer import SourceSet, put_on_session
 
         args = step.args
         sources = tuple(str(self._local_path(t.render(context))) for t in args["src"])
         dest = args["dest"].render(context)
-        options = PutOptions(
-            preserve=args["preserve"], checksum=args["checksum"], verify=args["verify"]
-        )
+        options = self._transfer_options(play, step, context)
         key = (sources, args.get("mode"), options.checksum or options.verify)
         source_set = self._sources.get(key)
         if source_set is None:
@@ -616,8 +643,9 @@ class PlaybookRunner:
             self._sources[key] = source_set
         if self.check and not runs:
             files = len(source_set.files)
+            sudo = " (with sudo)" if options.run_as(target) else ""
             return _Work(
-                plan=f"put {', '.join(sources)} -> {dest} ({files} file{'s' * (files != 1)}, "
+                plan=f"put{sudo} {', '.join(sources)} -> {dest} ({files} file{'s' * (files != 1)}, "
                 f"{source_set.total_bytes} bytes)"
             )
         return _Work(
@@ -627,9 +655,15 @@ class PlaybookRunner:
         )
 
     def _prepare_get(
-        self, step: Step, context: Mapping[str, Any], timeout: float | None, runs: bool
+        self,
+        play: Play,
+        step: Step,
+        target: Target,
+        context: Mapping[str, Any],
+        timeout: float | None,
+        runs: bool,
     ) -> _Work:
-        from remoteops.transfer import GetOptions, get_on_session
+        from remoteops.transfer import get_on_session
 
         args = step.args
         remotes = [t.render(context) for t in args["src"]]
@@ -644,11 +678,10 @@ class PlaybookRunner:
                 file_names_for_hosts([host], local_dir, "get dest")
             except UsageError as exc:
                 raise RemoteOpsError(str(exc)) from None
-        options = GetOptions(
-            preserve=args["preserve"], checksum=args["checksum"], verify=args["verify"]
-        )
+        options = self._transfer_options(play, step, context)
         if self.check and not runs:
-            return _Work(plan=f"get {', '.join(remotes)} -> {local_dir}/<host>/")
+            sudo = " (with sudo)" if options.run_as(target) else ""
+            return _Work(plan=f"get{sudo} {', '.join(remotes)} -> {local_dir}/<host>/")
 
         def get(session: Session) -> HostResult:
             result = get_on_session(

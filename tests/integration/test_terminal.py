@@ -181,7 +181,7 @@ TOUR = [
     "remoteops inventory host web01",
     "remoteops put web ./site /srv/www",
     "remoteops put web ./site/ /srv/www -p --verify",
-    "remoteops put all ./motd /etc/motd --mode 0644",
+    "remoteops put all ./motd /etc/motd --mode 0644 --become --become-password-file pw.txt",
     "remoteops put all 'conf/*.yml' /etc/app/",
     "remoteops get all /var/log/syslog ./logs",
     "remoteops get db '/var/log/*.log' /etc/app ./fetched --json",
@@ -258,6 +258,8 @@ def test_files_at_a_terminal(tour: Tour) -> None:
         assert "0 unchanged" in run.text or "1 unchanged" in run.text, run.text
     assert (lab.host_path("web01", f"{rd}/www/site/index.html")).read_text() == "<h1>hello</h1>\n"
     assert (lab.host_path("db01", f"{rd}/app/db.yml")).read_text() == "pool: 8\n"
+    motd = lab.host_path("web02", f"{rd}/motd").stat()
+    assert (motd.st_uid, motd.st_mode & 0o7777) == (0, 0o644)  # written as root, through sudo
     run = tour.pty(as_run_here(tour, TOUR[14]))
     assert_clean_exit(run)
     assert (tour.cwd / "logs" / "db02" / rd.lstrip("/") / "syslog").is_file()
