@@ -2,7 +2,7 @@
 
 This is the only module that prints or exits. Commands parse their arguments,
 call the library, render what comes back and map errors to the exit codes of
-CONTRACT.md. Tracebacks never show local variables (they may hold secrets) and
+docs/exit-codes.md. Tracebacks never show local variables (they may hold secrets) and
 appear only with ``--debug``.
 """
 
@@ -115,7 +115,7 @@ app = typer.Typer(
 lab_app = typer.Typer(
     help=(
         "A local fleet of real OpenSSH servers to try remoteops on.\n\n"
-        'Example: remoteops lab up --hosts 20 && remoteops run all -i "$(remoteops lab status '
+        'Example: remoteops lab up && remoteops run all -i "$(remoteops lab status '
         '--inventory-path)" -- hostname'
     ),
     no_args_is_help=True,
@@ -250,7 +250,10 @@ def lab_up_cmd(
         int,
         typer.Option("--latency", help="Round-trip delay in ms added by a TCP proxy per host."),
     ] = 0,
-    port: Annotated[int, typer.Option("--port", help="SSH port of every lab host.")] = 2222,
+    port: Annotated[
+        int,
+        typer.Option("--port", envvar="REMOTEOPS_LAB_PORT", help="SSH port of every lab host."),
+    ] = 2222,
     install: Annotated[
         bool, typer.Option("--install", help="Install openssh-server with apt-get if missing.")
     ] = False,
@@ -263,7 +266,7 @@ def lab_up_cmd(
     sample app for playbooks/: /srv/app/VERSION (db01 drifts) and a log with
     a few ERROR lines in /srv/app/log/.
 
-    Example: remoteops lab up --hosts 50 --latency 100
+    Example: remoteops lab up --hosts 20 --latency 100
     """
     from remoteops.argcheck import check_output_dir, shown
     from remoteops.lab import lab_up
@@ -447,7 +450,12 @@ _Timeout = Annotated[
         "then KILL, and the result says whether the host confirmed they are gone.",
     ),
 ]
-_Json = Annotated[bool, typer.Option("--json", help="JSON Lines on stdout (see CONTRACT.md).")]
+_Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="JSON Lines on stdout (fields: docs/json.md, or remoteops help json)."
+    ),
+]
 _Quiet = Annotated[
     bool,
     typer.Option(
@@ -1088,7 +1096,7 @@ def run_cmd(
     unreachable or host key, 5 command failed, 141 stdout closed: the hosts
     already started finished, no other host started).
 
-    Example: remoteops -i inventories/hosts.yml run 'web:&eu' -- uptime
+    Example: remoteops run 'web:&eu' -i inventories/hosts.yml -- uptime
     """
     from remoteops.argcheck import (
         check_output_dir,
@@ -1420,6 +1428,36 @@ def inventory_host_cmd(
         sys.stdout.write(f"  {key_name}: {json.dumps(value)}\n")
 
 
+# --------------------------------------------------------------------------- help
+
+
+@app.command("help")
+def help_cmd(
+    topic: Annotated[
+        str | None,
+        typer.Argument(help="A topic (or the start of one's name); none: list them."),
+    ] = None,
+) -> None:
+    """Print a document of the reference: patterns, inventories, exit-codes, json, ...
+
+    Without TOPIC, list the topics. The text is that of docs/TOPIC.md, shipped
+    inside the package; `man remoteops` is the manual page.
+
+    Example: remoteops help exit-codes
+    """
+    from remoteops.helptopics import read_topic, topics
+
+    if topic is not None:
+        sys.stdout.write(read_topic(topic))
+        return
+    known = topics()
+    width = max(map(len, known))
+    sys.stdout.write("Topics (remoteops help TOPIC):\n")
+    for name, title in known.items():
+        sys.stdout.write(f"  {name.ljust(width)}  {title}\n")
+    sys.stdout.write("Commands: remoteops COMMAND -h. Manual page: man remoteops.\n")
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1442,7 +1480,7 @@ def _flush_stdout_quietly() -> None:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Run the command line and exit with CONTRACT.md's exit codes.
+    """Run the command line and exit with the exit codes of docs/exit-codes.md.
 
     stdout and stderr are guarded for the command (``remoteops.outputs``): a
     reader that goes away (``| head -1``) never ends it half-way; the command

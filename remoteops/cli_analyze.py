@@ -1,7 +1,7 @@
 """The ``analyze`` command, and the ``--analyze`` plumbing ``run`` and ``get`` share.
 
 Registered on the main Typer app by ``cli.py``. Analysis runs in a process
-pool (``remoteops.analysis``); exit codes follow CONTRACT.md: 5 when
+pool (``remoteops.analysis``); exit codes follow docs/exit-codes.md: 5 when
 ``--fail-on-findings`` is given and an analyzer reports a finding, or when an
 analyzer failed on some input, unless 3 or 4 already apply.
 """

@@ -3,7 +3,8 @@
 It reads and checks the playbook (``FILE:LINE: ...``, exit 2, nothing
 contacted), resolves the hosts with the targeting options of ``run``, runs the
 steps through ``remoteops.playbook`` and renders them as ``run`` does: live
-lines, ``--gather`` blocks or JSON Lines, then a recap and CONTRACT.md's exit code.
+lines, ``--gather`` blocks or JSON Lines, then a recap and the exit code
+(docs/exit-codes.md).
 """
 
 from __future__ import annotations

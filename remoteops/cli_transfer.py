@@ -2,7 +2,7 @@
 
 Kept apart from ``cli.py`` so the transfer commands can grow without touching
 it; they reuse its targeting options, ``_resolve``, ``_Interrupts`` and
-``_finish``, so exit codes and JSON Lines are those of ``run`` (CONTRACT.md).
+``_finish``, so exit codes and JSON Lines are those of ``run`` (docs/exit-codes.md, docs/json.md).
 """
 
 from __future__ import annotations
@@ -394,7 +394,7 @@ def get_cmd(
     analyzers over each host's files under LOCAL_DIR/<host> as soon as that
     host's download ends (e.g. --analyze logscan).
 
-    Example: remoteops get all /var/log/syslog ./logs
+    Example: remoteops get all /etc/os-release ./facts -a drift
     """
     from remoteops.analysis.sources import downloaded_files
     from remoteops.argcheck import check_output_dir, file_names_for_hosts

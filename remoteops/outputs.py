@@ -8,7 +8,7 @@ command half-way. Instead :func:`guard_streams` wraps ``sys.stdout`` and
 descriptor at /dev/null (so buffered bytes and later writes vanish quietly),
 and tells the listeners registered with :meth:`OutputWatch.on_close`. The
 command line uses that to start no more hosts, to end a rollout at a batch
-boundary, and to exit 141 (see the README's exit codes).
+boundary, and to exit 141 (see docs/exit-codes.md).
 """
 
 from __future__ import annotations

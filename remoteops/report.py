@@ -117,7 +117,7 @@ class LivePrinter:
 
 
 class JsonLinesWriter:
-    """CONTRACT.md's JSON Lines: one object per host as it finishes, then a summary.
+    """The JSON Lines of docs/json.md: one object per host as it finishes, then a summary.
 
     Without ``out`` it writes to ``sys.stdout`` as it is at each write: while a
     progress display is up on the terminal, that is rich's proxy, which prints

@@ -1,4 +1,4 @@
-"""Per-host results, the run's result, and their JSON Lines form (CONTRACT.md).
+"""Per-host results, the run's result, and their JSON Lines form (docs/json.md).
 
 A non-zero exit is data, not an exception: ``HostResult.status`` says what
 happened and ``RunResult.exit_code`` folds a run into one exit code, choosing
@@ -58,7 +58,7 @@ class HostResult:
         return self.status == "ok"
 
     def to_json(self) -> dict[str, Any]:
-        """The ``host`` line of CONTRACT.md's JSON Lines.
+        """The ``host`` line of the JSON Lines (docs/json.md).
 
         Output that is not valid UTF-8 is decoded with ``errors="replace"``.
         """
@@ -87,7 +87,7 @@ class HostResult:
 
 
 def exit_code_for(statuses: Iterable[str], *, interrupted_by: int | None = None) -> int:
-    """Fold host statuses into CONTRACT.md's exit code (3 before 4 before 5)."""
+    """Fold host statuses into an exit code of docs/exit-codes.md (3 before 4 before 5)."""
     if interrupted_by is not None:
         return interrupted_by
     seen = set(statuses)
@@ -140,13 +140,13 @@ class RunResult(Mapping[str, HostResult]):
 
     @property
     def exit_code(self) -> int:
-        """CONTRACT.md's exit code for this run."""
+        """The exit code for this run (docs/exit-codes.md)."""
         return exit_code_for(
             (r.status for r in self.results.values()), interrupted_by=self.interrupted_by
         )
 
     def summary_json(self) -> dict[str, Any]:
-        """The ``summary`` line of CONTRACT.md's JSON Lines."""
+        """The ``summary`` line of the JSON Lines (docs/json.md)."""
         counts = self.counts()
         return {
             "v": JSON_VERSION,

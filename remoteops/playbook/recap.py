@@ -45,7 +45,7 @@ class PlaybookResult(RunResult):
     stopped: str | None = None
 
     def summary_json(self) -> dict[str, Any]:
-        """The summary line of CONTRACT.md, with ``recap`` and ``stopped`` added."""
+        """The summary line of docs/json.md, with ``recap`` and ``stopped`` added."""
         data = RunResult.summary_json(self)
         data["recap"] = {host: asdict(counts) for host, counts in self.recap.items()}
         data["stopped"] = self.stopped

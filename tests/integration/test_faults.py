@@ -1,7 +1,7 @@
 """Faults a fleet really has, against the lab's real sshd servers and small fault servers.
 
 Every test checks the failing host's ``status``, its one-line ``error``, the exit
-code of CONTRACT.md, and that the healthy lab hosts of the same run are unaffected.
+code of docs/exit-codes.md, and that the healthy lab hosts of the same run are unaffected.
 """
 
 from __future__ import annotations
