@@ -785,10 +785,15 @@ def _refusal(host: str, port: int, result: HostKeyCheck, known_hosts: str | None
             f"are known for {result.name}; refused under every policy as a possible downgrade; "
             f"check the fingerprint and add `{result.name} {result.key_type} ...` to {where}",
         )
+    # A known_hosts file in a directory that does not exist yet (an inventory naming
+    # a lab that was never started there): the advice must work as written.
+    parent = os.path.dirname(os.path.expanduser(where))
+    missing = bool(parent) and not os.path.isdir(parent)
     how = (
-        f"ssh-keyscan -p {port} {host} >> {where}"
+        f"{f'mkdir -p {parent} && ' if missing else ''}ssh-keyscan -p {port} {host} >> {where}"
         if result.name == known_hosts_name(host, port)
         else f"add a line `{result.name} {result.key_type} ...` to {where}"
+        + (f" (after `mkdir -p {parent}`)" if missing else "")
     )
     return HostKeyError(
         host,

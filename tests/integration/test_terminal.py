@@ -39,28 +39,17 @@ from tests.ptyterm import (
     terminal_env,
     terminal_problems,
 )
+from tests.readme import section_commands
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
 TOUR_SECTIONS = ("## A short tour", "### Files", "### Analysis", "### Playbooks")
 
 
 def readme_commands() -> list[str]:
     """Every ``remoteops`` line of the sh blocks of the README's tour sections."""
-    text = README.read_text(encoding="utf-8")
-    commands: list[str] = []
-    for heading in TOUR_SECTIONS:
-        start = text.index(f"\n{heading}")
-        end = text.index("\n#", start + len(heading) + 1)
-        for block in re.findall(r"```sh\n(.*?)```", text[start:end], flags=re.S):
-            joined = re.sub(r"\\\n\s*", "", block)
-            for line in joined.splitlines():
-                line = re.sub(r"\s+#\s.*$", "", line).strip()
-                if line.startswith("remoteops "):
-                    commands.append(line)
-    return commands
+    return section_commands(*TOUR_SECTIONS)
 
 
 @dataclass
@@ -91,6 +80,8 @@ def seed(lab: Lab, host: str, path: str, text: str, mode: int = 0o644) -> None:
     """A file on a lab host (in a directory of its login user's), owned by that user."""
     entry = pwd.getpwnam(lab.user)
     local = lab.host_path(host, path)
+    local.parent.mkdir(exist_ok=True)
+    os.chown(local.parent, entry.pw_uid, entry.pw_gid)
     local.write_text(text)
     os.chmod(local, mode)
     os.chown(local, entry.pw_uid, entry.pw_gid)
@@ -101,12 +92,8 @@ def tour(lab: Lab, remote_dir: str, tmp_path: Path) -> Tour:
     """The tour's local files in a fresh directory, and its remote files on every host."""
     cwd = tmp_path / "tour"
     (cwd / "site").mkdir(parents=True)
-    (cwd / "site" / "index.html").write_text("<h1>hello</h1>\n")
-    (cwd / "motd").write_text("welcome\n")
-    (cwd / "conf").mkdir()
-    (cwd / "conf" / "app.yml").write_text("workers: 4\n")
-    (cwd / "conf" / "db.yml").write_text("pool: 8\n")
-    (cwd / "rules.yml").write_text("- grep: 'Out of memory'\n- logscan: top=20\n")
+    (cwd / "site" / "index.html").write_text("<h1>hello</h1>\n")  # the README's mkdir line
+    shutil.copy(ROOT / "README.md", cwd / "README.md")
     shutil.copytree(ROOT / "playbooks", cwd / "playbooks")
     # The playbook writes under the tour's own directory, not the lab's shared /srv/app.
     book = cwd / "playbooks" / "rolling-config.yml"
@@ -120,35 +107,19 @@ def tour(lab: Lab, remote_dir: str, tmp_path: Path) -> Tour:
         f" || {{ touch {remote_dir}/restarted-once; echo 'not ready' >&2; exit 1; }}\n"
         "    - name: verify\n      run: echo verified\n"
     )
-    deploy = (
-        "#!/bin/sh\n"
-        f'if [ "$(hostname)" = web02 ] && [ ! -e {remote_dir}/deployed-once ]; then\n'
-        f"    touch {remote_dir}/deployed-once; echo 'web02 is not ready' >&2; exit 1\n"
-        "fi\necho deployed\n"
-    )
-    for host in lab.hosts:
-        seed(lab, host.name, f"{remote_dir}/deploy.sh", deploy, mode=0o755)
-        seed(lab, host.name, f"{remote_dir}/syslog", "ok\nkernel: ERROR disk full\nok\n")
-        seed(lab, host.name, f"{remote_dir}/app.log", "started\nERROR Out of memory\n")
+    for host in lab.hosts:  # the README's printf and put lines
+        seed(lab, host.name, f"{remote_dir}/logs/app.log", "boot ok\nkernel: ERROR disk full\n")
     state = tmp_path / "state"
     return Tour(lab=lab, cwd=cwd, remote=remote_dir, env=terminal_env(XDG_STATE_HOME=str(state)))
 
 
-# What the lab cannot run as written (no /etc/app, no systemd, no jq, files
-# the login user may not write): each README line as it runs here. Lines not
+# What differs on the session lab, shared by every test: the lab's own become
+# password file, and the tour's own remote directory instead of /srv. Lines not
 # listed run verbatim.
 def _substitutions(tour: Tour) -> dict[str, str]:
-    rd = tour.remote
     return {
-        "./deploy.sh": f"{rd}/deploy.sh",
-        "pw.txt": str(tour.lab.become_password_file),
-        "systemctl restart nginx": "id -un",
-        " /srv/www": f" {rd}/www",
-        " /etc/motd": f" {rd}/motd",
-        "/etc/app/": f"{rd}/app/",
-        " /etc/app ": f" {rd}/app ",
-        "/var/log/syslog": f"{rd}/syslog",
-        "'/var/log/*.log'": f"'{rd}/*.log'",
+        "~/.local/state/remoteops/lab/become_password": str(tour.lab.become_password_file),
+        "/srv/": f"{tour.remote}/",
     }
 
 
@@ -169,32 +140,35 @@ def test_the_tour_commands_are_the_readmes() -> None:
 
 
 TOUR = [
+    "remoteops lab up",  # not run here: the session lab runs (test_readme.py runs it)
     "remoteops run all -- uptime",
     "remoteops run 'web:&eu' --gather -- 'uname -r'",
-    "remoteops run db --json -- df -h / | jq .",
-    "remoteops run all -t 30 --retry-file failed.txt -- ./deploy.sh",
-    "remoteops run all -l @failed.txt -- ./deploy.sh",
-    "remoteops run web --become --become-password-file pw.txt -- systemctl restart nginx",
+    "remoteops run db --json -- df -h / | python3 -m json.tool --json-lines",
+    "remoteops run all --retry-file failed.txt -- 'test $(hostname) != web02'",
+    "remoteops run all -l @failed.txt -- hostname",
+    "remoteops run web --become --become-password-file "
+    "~/.local/state/remoteops/lab/become_password -- id -un",
     "remoteops ping all",
     "remoteops inventory list 'web:!db' --json",
     "remoteops inventory graph",
     "remoteops inventory host web01",
     "remoteops put web ./site /srv/www",
     "remoteops put web ./site/ /srv/www -p --verify",
-    "remoteops put all ./motd /etc/motd --mode 0644 --become --become-password-file pw.txt",
-    "remoteops put all 'conf/*.yml' /etc/app/",
-    "remoteops get all /var/log/syslog ./logs",
-    "remoteops get db '/var/log/*.log' /etc/app ./fetched --json",
+    "remoteops put all README.md /root/motd --mode 0644 -b --become-password-file "
+    "~/.local/state/remoteops/lab/become_password",
+    "remoteops put all 'site/*.html' /srv/pages/",
+    "remoteops get all /etc/os-release ./facts",
+    "remoteops get db '/etc/ssh/*.pub' /srv/pages ./fetched --json",
     "remoteops run all -a group:normalize -- 'uname -r; cat /etc/os-release'",
     "remoteops run all -a threshold:'df.use% > 90' -a threshold:'load1 > nproc' "
-    "--fail-on-findings -- 'df -P; uptime; nproc'",
-    "remoteops get all /var/log/syslog ./logs -a logscan:top=20",
+    "-- 'df -P /; uptime; nproc'",
     "remoteops run all --json -- df -P / > run.jsonl && remoteops analyze drift run.jsonl",
-    "remoteops analyze logscan ./logs --rules rules.yml --json",
+    "remoteops get all /srv/logs/app.log ./logs -a logscan:top=20",
+    "remoteops analyze logscan ./logs --json",
     "remoteops play playbooks/rolling-config.yml --check",
-    "remoteops play playbooks/rolling-config.yml -e workers=8",
-    "remoteops play site.yml --start-at restart --retry-file failed.txt",
-    "remoteops play site.yml -l @failed.txt --step",
+    "remoteops play playbooks/rolling-config.yml",
+    "remoteops play playbooks/rolling-config.yml",
+    "remoteops play playbooks/rolling-config.yml -e app_dir=/srv/app2 --gather",
 ]
 
 
@@ -203,17 +177,17 @@ def test_the_short_tour_at_a_terminal(tour: Tour) -> None:
     names = [h.name for h in lab.hosts]
     web = [n for n in names if n.startswith("web")]
 
-    run = tour.pty(TOUR[0])
+    run = tour.pty(TOUR[1])
     assert_clean_exit(run)
     for name in names:
         assert re.search(rf"{name} *\x1b\[0m: .*load average", run.text), run.text  # coloured
-    run = tour.pty(TOUR[1])
+    run = tour.pty(TOUR[2])
     assert_clean_exit(run)
     assert HIDE_CURSOR in run.output  # the progress display was up, and taken down
     assert "web[01,03] (2)" in run.text
 
-    # `| jq .`: stdout is a pipe, not the terminal; every line is one JSON object.
-    command, _, _ = TOUR[2].partition(" | ")
+    # `| python3 -m json.tool`: stdout is a pipe, not the terminal; one JSON object a line.
+    command, _, _ = TOUR[3].partition(" | ")
     run = tour.pty(command, stdout_path=tour.cwd / "db.jsonl")
     assert_clean_exit(run)
     objects = [json.loads(line) for line in (tour.cwd / "db.jsonl").read_text().splitlines()]
@@ -225,25 +199,24 @@ def test_the_short_tour_at_a_terminal(tour: Tour) -> None:
     shown = sorted(str(o.get("host", o["type"])) for o in json_objects(run))
     assert shown == ["db01", "db02", "db03", "summary"], run.text
 
-    run = tour.pty(as_run_here(tour, TOUR[3]))
+    run = tour.pty(TOUR[4])
     assert_clean_exit(run, 5)
     assert (tour.cwd / "failed.txt").read_text() == "web02\n"
-    run = tour.pty(as_run_here(tour, TOUR[4]))
+    run = tour.pty(TOUR[5])
     assert_clean_exit(run)
-    assert "web02" in run.text
-    assert "deployed" in run.text
+    assert re.search(r"web02\x1b\[0m: web02", run.text), run.text
     assert "web01" not in run.text
-    run = tour.pty(as_run_here(tour, TOUR[5]))
+    run = tour.pty(as_run_here(tour, TOUR[6]))
     assert_clean_exit(run)
     assert all(f"{name}\x1b[0m: root" in run.text for name in web), run.text
 
-    run = tour.pty(TOUR[6])
-    assert_clean_exit(run)
-    assert run.text.count("ok  rtt") == len(names)
     run = tour.pty(TOUR[7])
     assert_clean_exit(run)
+    assert run.text.count("ok  rtt") == len(names)
+    run = tour.pty(TOUR[8])
+    assert_clean_exit(run)
     assert json.loads(run.text)["web"]["hosts"] == web
-    for line in TOUR[8:10]:
+    for line in TOUR[9:11]:
         run = tour.pty(line)
         assert_clean_exit(run)
     assert "connection:" in run.text
@@ -251,36 +224,34 @@ def test_the_short_tour_at_a_terminal(tour: Tour) -> None:
 
 def test_files_at_a_terminal(tour: Tour) -> None:
     lab, rd = tour.lab, tour.remote
-    for line in TOUR[10:14]:
+    for line in TOUR[11:15]:
         run = tour.pty(as_run_here(tour, line))
         assert_clean_exit(run)
         assert HIDE_CURSOR in run.output, f"no progress display for {line}"
         assert "0 unchanged" in run.text or "1 unchanged" in run.text, run.text
     assert (lab.host_path("web01", f"{rd}/www/site/index.html")).read_text() == "<h1>hello</h1>\n"
-    assert (lab.host_path("db01", f"{rd}/app/db.yml")).read_text() == "pool: 8\n"
-    motd = lab.host_path("web02", f"{rd}/motd").stat()
-    assert (motd.st_uid, motd.st_mode & 0o7777) == (0, 0o644)  # written as root, through sudo
-    run = tour.pty(as_run_here(tour, TOUR[14]))
-    assert_clean_exit(run)
-    assert (tour.cwd / "logs" / "db02" / rd.lstrip("/") / "syslog").is_file()
+    assert (lab.host_path("db01", f"{rd}/pages/index.html")).read_text() == "<h1>hello</h1>\n"
+    motd = lab.host_path("web02", "/root/motd")  # the lab host's own /root, through sudo
+    assert (motd.stat().st_uid, motd.stat().st_mode & 0o7777) == (0, 0o644)
+    assert motd.read_text() == (ROOT / "README.md").read_text()
     run = tour.pty(as_run_here(tour, TOUR[15]))
+    assert_clean_exit(run)
+    assert (tour.cwd / "facts" / "db02" / "etc" / "os-release").is_file()
+    run = tour.pty(as_run_here(tour, TOUR[16]))
     assert_clean_exit(run)
     # Each JSON line whole on a line of its own, above the progress display.
     objects = {o.get("host", "summary"): o for o in json_objects(run)}
     assert sorted(objects) == ["db01", "db02", "db03", "summary"], run.text
-    assert objects["db03"]["files"] == 3  # app.log and the two .yml
-    assert (tour.cwd / "fetched" / "db03" / rd.lstrip("/") / "app" / "app.yml").is_file()
+    assert objects["db03"]["files"] == 2  # the host key and index.html
+    assert (tour.cwd / "fetched" / "db03" / rd.lstrip("/") / "pages" / "index.html").is_file()
 
 
 def test_analysis_at_a_terminal(tour: Tour) -> None:
-    run = tour.pty(TOUR[16])
+    run = tour.pty(TOUR[17])
     assert_clean_exit(run)
     assert "== group:normalize" in run.text
-    run = tour.pty(TOUR[17])
-    assert_clean_exit(run, (0, 5))  # 5 when this busy machine's load is over its CPUs
-    run = tour.pty(as_run_here(tour, TOUR[18]))
-    assert_clean_exit(run)
-    assert "ERROR disk full" in run.text
+    run = tour.pty(TOUR[18])
+    assert_clean_exit(run)  # findings do not change the exit code without --fail-on-findings
     # `> run.jsonl && remoteops analyze drift run.jsonl`: stdout is a file, stderr the terminal.
     first, _, second = TOUR[19].partition(" && ")
     command, _, target = first.partition(" > ")
@@ -291,31 +262,38 @@ def test_analysis_at_a_terminal(tour: Tour) -> None:
     run = tour.pty(second)
     assert_clean_exit(run)
     assert "== drift" in run.text
-    run = tour.pty(TOUR[20])
+    run = tour.pty(as_run_here(tour, TOUR[20]))
+    assert_clean_exit(run)
+    assert "ERROR disk full" in run.text
+    run = tour.pty(TOUR[21])
     assert_clean_exit(run)
     sections = [o for o in json_objects(run) if o.get("type") == "analysis"]
-    assert [(o["analyzer"], o["total"]) for o in sections] == [
-        ("logscan", len(tour.lab.hosts)),  # one ERROR line per host, in the files `get` pulled
-        ("grep", 0),
-        ("logscan", len(tour.lab.hosts)),
-    ]
+    # one ERROR line per host, in the files `get` pulled
+    assert [(o["analyzer"], o["total"]) for o in sections] == [("logscan", len(tour.lab.hosts))]
 
 
 def test_playbooks_at_a_terminal(tour: Tour) -> None:
     web = [h.name for h in tour.lab.hosts if h.name.startswith("web")]
-    run = tour.pty(TOUR[21])
+    run = tour.pty(TOUR[22])
     assert_clean_exit(run)
     assert "would run: mkdir -p" in run.text
-    run = tour.pty(TOUR[22])
+    run = tour.pty(TOUR[23])
     assert_clean_exit(run)
     for host in web:
         assert re.search(rf"{host}\s+ok=7 changed=3 failed=0", run.text), run.text
-    run = tour.pty(TOUR[23])
+    run = tour.pty(TOUR[24])
+    assert_clean_exit(run)
+    for host in web:  # the config is unchanged and loaded: no restart
+        assert re.search(rf"{host}\s+ok=6 changed=1 failed=0 skipped=1", run.text), run.text
+    run = tour.pty(as_run_here(tour, TOUR[25]))
+    assert_clean_exit(run)
+    assert tour.lab.host_path(web[0], f"{tour.remote}/app2/app.conf").is_file()
+    run = tour.pty("remoteops play site.yml --start-at restart --retry-file failed.txt")
     assert_clean_exit(run, 5)
     assert (tour.cwd / "failed.txt").read_text() == "web02\n"
     # --step: each question answered through the terminal, as an operator types.
     run = tour.pty(
-        TOUR[24],
+        "remoteops play site.yml -l @failed.txt --step",
         steps=[
             (b"step 1 'prepare'", b"n\r"),
             (b"step 2 'restart'", b"y\r"),
@@ -342,7 +320,7 @@ def test_stdout_to_a_file_while_stderr_is_the_terminal(tour: Tour, tmp_path: Pat
     for host in tour.lab.hosts:
         assert re.search(rf"\x1b\[2K{host.name} *: err\n", run.text), run.text  # above the bar
     assert f"{len(tour.lab.hosts)} hosts: 0 ok, {len(tour.lab.hosts)} failed" in run.text
-    for line in ("remoteops put all ./motd /tmp/", "remoteops get db /etc/hostname ./got"):
+    for line in ("remoteops put all README.md /tmp/", "remoteops get db /etc/hostname ./got"):
         run = tour.pty(line, stdout_path=out)
         assert_clean_exit(run)
         assert HIDE_CURSOR in run.output

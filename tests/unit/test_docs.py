@@ -25,8 +25,8 @@ import pytest
 import typer.main
 
 from remoteops import cli, cli_analyze, errors, helptopics, manpage, outputs, results
+from tests.readme import ROOT, blocks
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 
@@ -212,6 +212,20 @@ def test_help_topics_print_the_docs() -> None:
     assert done.stderr == (
         "remoteops: error: no help topic 'jsno'; did you mean json? `remoteops help` lists them\n"
     )
+
+
+def test_readme_blocks_are_marked_runnable_or_say_why_not() -> None:
+    found = blocks()
+    for block in found:
+        where = f"README.md:{block.line}"
+        assert block.marker is not None, f"{where}: mark it <!-- runnable --> or say why not"
+        assert block.marker == "runnable" or re.match(r"not runnable\b.*: \S", block.marker), (
+            f"{where}: {block.marker!r}"
+        )
+        if block.lang in ("sh", "python"):
+            assert block.runnable or "not runnable" in block.marker
+    assert sum(b.runnable for b in found) >= 7
+    assert not [b for b in found if b.lang == "sh" and not b.runnable and "remoteops " in b.body]
 
 
 @pytest.mark.parametrize("path", ["README.md", *sorted(p.name for p in DOCS.glob("*.md"))])

@@ -320,6 +320,23 @@ def test_strict_refuses_unknown_with_fingerprint_and_next_step(tmp_path: Path) -
     assert (again.host, str(again)) == ("127.0.0.1", msg)
 
 
+def test_advice_for_a_known_hosts_in_a_missing_directory_works_as_written(
+    tmp_path: Path,
+) -> None:
+    """An inventory naming a known_hosts whose directory was never made (a lab started
+    elsewhere): the advice creates the directory, so the command line given runs."""
+    path = tmp_path / "lab" / "known_hosts"
+    store = HostKeyStore([path])
+    with pytest.raises(HostKeyError) as info:
+        verify_host_key(store, "127.0.0.1", 2222, _new_ed25519(), "strict")
+    advice = re.search(r"run `([^`]*)`", str(info.value))
+    assert advice is not None
+    assert advice.group(1) == (f"mkdir -p {path.parent} && ssh-keyscan -p 2222 127.0.0.1 >> {path}")
+    mkdir, _, _ = advice.group(1).partition(" && ")
+    subprocess.run(["sh", "-c", mkdir], check=True)
+    assert path.parent.is_dir()
+
+
 def test_accept_new_records_then_knows(tmp_path: Path) -> None:
     path = tmp_path / "known_hosts"
     store = HostKeyStore([path])
