@@ -103,6 +103,8 @@ app = typer.Typer(
     help=(
         "Run commands and move files across a fleet over SSH, with verified host keys, "
         "exit codes cron can use, and local analysis of what comes back.\n\n"
+        "The reference (every option, exit codes, JSON Lines, patterns, inventories): "
+        "remoteops help TOPIC, man remoteops, or docs/ in the source repository.\n\n"
         "Example: remoteops run web -- uptime"
     ),
     no_args_is_help=True,
