@@ -36,6 +36,7 @@ from remoteops.logconfig import (
     setup_logging,
 )
 from remoteops.outputs import EXIT_BROKEN_PIPE, guard_streams, watch
+from remoteops.wording import plural
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -283,10 +284,10 @@ def lab_up_cmd(
     report = lab_up(_lab_dir(lab_dir), hosts=hosts, port=port, latency_ms=latency, install=install)
     lab = report.lab
     if report.was_running:
-        stderr.print(f"A lab of {len(lab.hosts)} hosts is already running in {lab.dir}.")
+        stderr.print(f"A lab of {plural(len(lab.hosts), 'host')} is already running in {lab.dir}.")
     else:
         stderr.print(
-            f"Lab of {len(lab.hosts)} hosts up in {report.elapsed_s:.1f}s in {lab.dir}"
+            f"Lab of {plural(len(lab.hosts), 'host')} up in {report.elapsed_s:.1f}s in {lab.dir}"
             + (f" (latency {lab.latency_ms} ms)" if lab.latency_ms else "")
         )
     for what in report.not_isolated:
@@ -352,7 +353,10 @@ def lab_status_cmd(
             "yes" if s.is_answering else "NO",
         )
     stdout.print(table)
-    stdout.print(f"{answering}/{len(statuses)} hosts answer; lab directory {lab.dir}")
+    stdout.print(
+        f"{answering}/{plural(len(statuses), 'host')} "
+        f"{'answers' if answering == 1 else 'answer'}; lab directory {lab.dir}"
+    )
     stdout.print(f"inventory {lab.inventory}")
     if answering < len(statuses):
         raise typer.Exit(4)
@@ -367,7 +371,7 @@ def lab_down_cmd(lab_dir: _LabDir = None) -> None:
     from remoteops.lab import lab_down
 
     lab = lab_down(_lab_dir(lab_dir))
-    stderr.print(f"Lab in {lab.dir} is down ({len(lab.hosts)} hosts stopped).")
+    stderr.print(f"Lab in {lab.dir} is down ({plural(len(lab.hosts), 'host')} stopped).")
 
 
 # --------------------------------------------------------------------------- targeting
@@ -693,13 +697,17 @@ def _hidden_after_broken_pipe(result: HostResult) -> bool:
 class _Interrupts:
     """First SIGINT/SIGTERM: cancel the run; a second SIGINT: exit at once.
 
-    While :meth:`prompting` is active (``play --step`` waiting for an answer)
-    a signal also raises KeyboardInterrupt, which ends the prompt: a blocking
-    read would otherwise just resume.
+    Each says so in one line naming what is being stopped (``stopping``); only
+    after Ctrl-C does it offer a second Ctrl-C (a SIGTERM comes from a program,
+    which is told nothing it could type). While :meth:`prompting` is active
+    (``play --step`` waiting for an answer) a signal also raises
+    KeyboardInterrupt, which ends the prompt: a blocking read would otherwise
+    just resume.
     """
 
-    def __init__(self, cancel: Any) -> None:
+    def __init__(self, cancel: Any, *, stopping: str = "remote commands") -> None:
         self._cancel = cancel
+        self._stopping = stopping
         self.code: int | None = None
         self._previous: dict[int, Any] = {}
         self._prompting = False
@@ -712,10 +720,11 @@ class _Interrupts:
                 _restore_terminal()
                 os._exit(EXIT_SIGINT)
             self.code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
-            _say(
-                ("\n" if self._prompting else "")  # off the prompt's line
-                + "remoteops: interrupted; stopping remote commands (Ctrl-C again to quit now)"
-            )
+            if signum == signal.SIGINT:
+                said = f"interrupted; stopping {self._stopping} (Ctrl-C again to quit now)"
+            else:
+                said = f"terminated (SIGTERM); stopping {self._stopping}"
+            _say(("\n" if self._prompting else "") + f"remoteops: {said}")  # off a prompt's line
             self._cancel()
             if self._prompting:
                 raise KeyboardInterrupt

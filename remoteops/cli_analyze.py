@@ -81,7 +81,7 @@ def finish_stage(stage: AnalysisStage, run: Any) -> AnalysisReport:
     run's exit code becomes 130 or 143; the analysis done so far is still reported."""
     from remoteops.cli import _Interrupts
 
-    with _Interrupts(stage.cancel) as interrupts:
+    with _Interrupts(stage.cancel, stopping="the analysis") as interrupts:
         report = stage.finish()
     if interrupts.code is not None and run.interrupted_by is None:
         run.interrupted_by = interrupts.code
@@ -175,7 +175,7 @@ def analyze_cmd(
     analyzer: Annotated[
         str,
         typer.Argument(
-            help="ANALYZER[:ARGS]: group[:normalize], grep:REGEX, count:REGEX, "
+            help="ANALYZER[:ARGS]: group[:normalize], grep[:hosts=all]:REGEX, count:REGEX, "
             "extract[:PARSER|REGEX], threshold:RULE, drift[:normalize], "
             "logscan[:top=N][:REGEX], or module:function[:ARGS]."
         ),
@@ -237,7 +237,7 @@ def analyze_cmd(
     assert stage is not None
     start = time.monotonic()
     hosts: set[str] = set()
-    with stage, _Interrupts(stage.cancel) as interrupts:
+    with stage, _Interrupts(stage.cancel, stopping="the analysis") as interrupts:
         for source in sources:
             for result, paths, name in iter_source(source):
                 if interrupts.code is not None:

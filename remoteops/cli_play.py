@@ -51,6 +51,7 @@ from remoteops.printable import printable
 
 if TYPE_CHECKING:
     from remoteops.playbook import Answer, Play, Playbook, Step, StepOutcome
+    from remoteops.results import HostResult
 
 __all__ = ["register"]
 
@@ -166,6 +167,12 @@ class _TextReporter:
         sys.stderr.write(printable(text) + "\n")
         sys.stderr.flush()
 
+    def _failed(self, result: HostResult) -> None:
+        from remoteops.report import failure_line
+
+        sys.stderr.write(failure_line(result, width=self.width))
+        sys.stderr.flush()
+
     def play_started(self, play: Play, hosts: Sequence[str]) -> None:
         from remoteops.playbook import fold_hosts
 
@@ -201,7 +208,7 @@ class _TextReporter:
             has_output = bool(result.stdout or result.stderr) and not self.gather
             # With -q the summary names each failure, once.
             if not result.is_ok and not self.quiet and (not has_output or result.error):
-                self._err(f"{result.host.ljust(self.width)}: {result.status}: {result.error}")
+                self._failed(result)
             return
         if result.status == "skipped":
             return
@@ -212,7 +219,7 @@ class _TextReporter:
             _report_host(result, width=self.width, quiet=self.quiet, verb=verb)
         elif not result.is_ok:
             if not self.quiet:
-                self._err(f"{result.host.ljust(self.width)}: {result.status}: {result.error}")
+                self._failed(result)
         elif action == "ping":
             self._out(
                 f"{result.host.ljust(self.width)}: ok  rtt {result.extra.get('rtt_ms', 0):.1f} ms"

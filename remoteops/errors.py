@@ -94,6 +94,8 @@ class HostError(RemoteOpsError):
 
     exit_code = 5
     status: ClassVar[str] = "failed"
+    attempts: int = 1
+    """How many times connecting was tried (``--retries``) before this error."""
 
     def __init__(self, host: str, message: str) -> None:
         super().__init__(message, host)

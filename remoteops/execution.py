@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import resource
 import shlex
 import threading
@@ -54,7 +55,9 @@ __all__ = [
     "Limits",
     "Timeouts",
     "default_forks",
+    "error_result",
     "host_result",
+    "sudo_refusal",
 ]
 
 logger = logging.getLogger(__name__)
@@ -242,6 +245,7 @@ class Executor:
                 )
             except (ConnectError, CommandTimeoutError) as exc:
                 # Only connection failures are retried: never auth or host keys.
+                exc.attempts = attempt
                 if attempt >= attempts or self.cancel_event.is_set():
                     raise
                 delay = self.limits.retry_backoff * (2 ** (attempt - 1))
@@ -276,9 +280,7 @@ class Executor:
             try:
                 return work(target)
             except HostError as exc:
-                return host_result(
-                    target, exc.status, error=str(exc), duration=time.monotonic() - start
-                )
+                return error_result(target, exc, duration=time.monotonic() - start)
             except Exception as exc:
                 logger.debug("Host %r: unexpected error", target.name, exc_info=True)
                 logger.error("Host %r: internal error %r (--debug shows where)", target.name, exc)
@@ -393,11 +395,12 @@ class Executor:
                 f"command did not finish within {deadline:g}s ({which}); {_stopped(result, 'it')}",
             )
         elif result.interrupted:
-            status, error = "interrupted", f"interrupted; {_stopped(result, 'the command')}"
+            status, error = "interrupted", _stopped(result, "the command")
         elif result.exit_code is None:
-            status, error = "failed", "the command was killed by a signal"
+            status, error = "failed", _killed(result.signal)
         elif result.exit_code != 0:
-            status, error = "failed", f"exit code {result.exit_code}"
+            refusal = sudo_refusal(spec, target, result.exit_code, result.stderr)
+            status, error = "failed", refusal or f"exit code {result.exit_code}"
         else:
             status, error = "ok", None
         if out_dir:
@@ -462,6 +465,48 @@ class Executor:
         return result
 
 
+def _killed(signal: str | None) -> str:
+    """Why a command ended without an exit code: the signal the server named, if it did."""
+    if signal and signal != "unknown":
+        return f"killed by {signal}"
+    return "the command ended without an exit code (killed by a signal the server did not name)"
+
+
+# sudo's own lines (exit code 1) when it refuses before running the command.
+_SUDO_WRONG_PASSWORD = re.compile(
+    rb"^(?:sudo: \d+ incorrect password attempts?|Sorry, try again\.)\r?$", re.MULTILINE
+)
+_SUDO_NEEDS_PASSWORD = re.compile(
+    rb"^sudo: (?:a password is required|a terminal is required to read the password)", re.MULTILINE
+)
+_SUDO_UNKNOWN_USER = re.compile(rb"^sudo: unknown user:? (\S+)\r?$", re.MULTILINE)
+
+
+def sudo_refusal(spec: CommandSpec, target: Target, exit_code: int, stderr: bytes) -> str | None:
+    """What sudo said when it refused to run a become command, in one line; None otherwise.
+
+    sudo exits 1 after a wrong password, a password it needed and was not
+    given, or an unknown ``--become-user``, and says so on stderr first.
+    """
+    if exit_code != 1 or not spec.run_as(target)[0]:
+        return None
+    if _SUDO_WRONG_PASSWORD.search(stderr):
+        return (
+            f"sudo: wrong password for {target.user}; check --become-password-file "
+            "(or ansible_become_password)"
+        )
+    if _SUDO_NEEDS_PASSWORD.search(stderr):
+        return (
+            f"sudo: {target.user} needs a password to run commands as another user; "
+            "give it with --become-password-file"
+        )
+    unknown = _SUDO_UNKNOWN_USER.search(stderr)
+    if unknown:
+        name = unknown.group(1).decode("utf-8", errors="replace")
+        return f"sudo: no user {name} on the host; check --become-user"
+    return None
+
+
 def _stopped(result: ExecResult, subject: str) -> str:
     """What became of a stopped command: a claim only when the host confirmed it."""
     if result.stop is not None and result.stop.confirmed:
@@ -488,3 +533,10 @@ def host_result(
         duration_s=duration,
         extra=dict(extra or {}),
     )
+
+
+def error_result(target: Target, exc: HostError, *, duration: float) -> HostResult:
+    """The result of a host that failed with ``exc``; when connecting was retried,
+    ``attempts`` (in JSON too) says how many times it was tried."""
+    extra = {"attempts": exc.attempts} if exc.attempts > 1 else None
+    return host_result(target, exc.status, error=str(exc), duration=duration, extra=extra)

@@ -64,6 +64,7 @@ from remoteops.inventory_ini import (
 )
 from remoteops.logconfig import NOTICE
 from remoteops.patterns import parse_address, select_hosts
+from remoteops.wording import plural
 
 __all__ = [
     "ConnectionVars",
@@ -1484,7 +1485,7 @@ def _check_host_names(builder: _Builder) -> None:
             bad.append(f"{name!r} ({host.source})")
     if bad:
         raise InventoryError(
-            f"{len(bad)} host name(s) cannot be used (they name per-host directories): "
+            f"{plural(len(bad), 'host name')} cannot be used (they name per-host directories): "
             + ", ".join(bad)
             + "; rename them and set ansible_host to the address"
         )

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -46,6 +47,8 @@ from typing import Any
 
 from remoteops.errors import LabError
 from remoteops.labapp import app_files
+from remoteops.nodeset import hosts_label
+from remoteops.wording import plural
 
 __all__ = [
     "LAB_USER",
@@ -603,7 +606,9 @@ def _stop_processes(pids: Sequence[int], *, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     survivors = [pid for pid in family if is_alive(pid)]
-    logger.warning("lab: %d process(es) ignored SIGTERM; killing them", len(survivors))
+    logger.warning(
+        "lab: %s ignored SIGTERM; killing them", plural(len(survivors), "process", "processes")
+    )
     _signal_all(survivors, signal.SIGKILL)
     _reap(survivors)
 
@@ -685,9 +690,11 @@ def lab_up(
         if existing.is_running():
             if len(existing.hosts) != hosts or existing.latency_ms != latency_ms:
                 raise LabError(
-                    f"a lab of {len(existing.hosts)} hosts (latency {existing.latency_ms} ms) "
+                    f"a lab of {plural(len(existing.hosts), 'host')} "
+                    f"(latency {existing.latency_ms} ms) "
                     f"already runs in {lab_dir}; run `remoteops lab down --dir {lab_dir}` first"
                 )
+            _check_all_up(existing)
             return LabReport(lab=existing, elapsed_s=0.0, was_running=True)
         logger.info("lab: %s holds a stopped lab; cleaning it up first", lab_dir)
         lab_down(lab_dir)
@@ -743,7 +750,7 @@ def lab_up(
         missing = _wait_all(lab.hosts, timeout)
         if missing:
             raise LabError(
-                f"{len(missing)} lab host(s) did not answer within {timeout:.0f}s "
+                f"{plural(len(missing), 'lab host')} did not answer within {timeout:.0f}s "
                 f"({', '.join(missing[:5])}...); see {lab.sshd_log(missing[0])}"
             )
         # An answer can come from someone else's server on the same address
@@ -751,7 +758,7 @@ def lab_up(
         dead = [h for h in lab.hosts if not is_alive(h.pid)]
         if dead:
             raise LabError(
-                f"{len(dead)} lab sshd(s) exited after starting ({dead[0].name}: "
+                f"{plural(len(dead), 'lab sshd')} exited after starting ({dead[0].name}: "
                 f"{_last_line(lab.sshd_log(dead[0].name))}); see {lab.sshd_log(dead[0].name)}"
             )
     except BaseException:
@@ -784,6 +791,29 @@ def _check_ports_free(layout: Sequence[LabHost], *, latency_ms: int) -> None:
                         f"({exc.strerror}): another lab or server listens there; stop it "
                         "(`remoteops lab down --dir DIR`) or pick another --port"
                     ) from None
+
+
+def _check_all_up(lab: Lab) -> None:
+    """Raise LabError naming the hosts of a running lab whose sshd is gone or silent, with
+    the commands that bring the whole lab back."""
+    live = set(lab.live_pids())
+    answers = _answering(lab.hosts, 2.0)
+    down = [h for h, ok in zip(lab.hosts, answers, strict=True) if h.pid not in live or not ok]
+    if not down:
+        return
+    first = down[0]
+    if first.pid in live:
+        why = f"{first.name} does not answer on {first.address}:{first.port}"
+    else:
+        why = f"{first.name}'s sshd exited: {_last_line(lab.sshd_log(first.name))}"
+    latency = f" --latency {lab.latency_ms}" if lab.latency_ms else ""
+    where = shlex.quote(str(lab.dir))
+    raise LabError(
+        f"the lab in {lab.dir} runs, but {len(down)} of its {plural(len(lab.hosts), 'host')} "
+        f"{'is' if len(down) == 1 else 'are'} down: {hosts_label([h.name for h in down])} "
+        f"({why}); restart the lab: remoteops lab down --dir {where} && remoteops lab up "
+        f"--dir {where} --hosts {len(lab.hosts)} --port {first.port}{latency}"
+    )
 
 
 def _last_line(path: Path) -> str:

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -33,14 +34,18 @@ _FILE_FORMAT = "%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %
 _MARKER = "_remoteops_handler"
 _NOTICE_ATTR = "remoteops_notice"
 
-#: ``extra=`` for a warning addressed to the operator about their input (a pattern term that
+#: ``extra=`` for a record addressed to the operator about their input (a pattern term that
 #: matches nothing, an empty ``@file``): on stderr it is one plain line,
 #: ``remoteops: warning: MESSAGE``, with no logger name; the log file gets it as usual.
+#: Every warning and error of remoteops' own loggers is shown so, marked or not: what a
+#: person reads never carries a logger's name (``WARNING remoteops.transfer:``).
 NOTICE = MappingProxyType({_NOTICE_ATTR: True})
 
 
 def _is_notice(record: logging.LogRecord) -> bool:
-    return bool(getattr(record, _NOTICE_ATTR, False))
+    if getattr(record, _NOTICE_ATTR, False):
+        return True
+    return record.levelno >= logging.WARNING and record.name.split(".")[0] == "remoteops"
 
 
 def _is_not_notice(record: logging.LogRecord) -> bool:
@@ -55,6 +60,8 @@ class _NoticeHandler(logging.Handler):
             from remoteops.printable import printable
 
             text = printable(" ".join(record.getMessage().split()))
+            if record.exc_info:  # only with --debug: the filter drops it otherwise
+                text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
             # sys.stderr looked up now: a live progress display may have redirected it.
             sys.stderr.write(f"remoteops: {record.levelname.lower()}: {text}\n")
             sys.stderr.flush()
@@ -255,6 +262,7 @@ def setup_logging(
         notices.addFilter(_is_notice)
         notices.addFilter(_HoldFilter(notices))
         setattr(notices, _MARKER, True)
+        _quiet(notices, settings)
         root.addHandler(notices)
 
     if settings.log_file is not None:

@@ -8,12 +8,12 @@ product (``r[1-2]n[1-3]`` gives six names) and ``a-b/step`` steps are accepted.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import product
 
 from remoteops.errors import InventoryError
 
-__all__ = ["expand", "fold", "natural_key"]
+__all__ = ["expand", "fold", "fold_hosts", "hosts_label", "natural_key"]
 
 _DIGITS = re.compile(r"(\d+)")
 _RANGE_ITEM = re.compile(r"^(\d+)(?:-(\d+)(?:/(\d+))?)?$")
@@ -232,3 +232,20 @@ def fold(names: Iterable[str]) -> str:
         items = merged
     ordered = sorted(items, key=lambda it: (natural_key(_first_name(it)), _render(it)))
     return ",".join(_render(item) for item in ordered)
+
+
+def fold_hosts(names: Sequence[str]) -> str:
+    """``web[01-10] (10)``: host names as a node set, with how many there are.
+
+    Names a node set cannot hold (brackets, commas) are listed as they are.
+    """
+    try:
+        text = fold(names)
+    except InventoryError:
+        text = ",".join(names)
+    return f"{text} ({len(names)})"
+
+
+def hosts_label(names: Sequence[str]) -> str:
+    """One host's name as it is (``web01``); several folded, with their count (``fold_hosts``)."""
+    return names[0] if len(names) == 1 else fold_hosts(names)

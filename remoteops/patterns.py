@@ -24,6 +24,7 @@ from pathlib import Path
 from remoteops import nodeset
 from remoteops.errors import InventoryError
 from remoteops.logconfig import NOTICE
+from remoteops.wording import plural
 
 __all__ = [
     "is_address",
@@ -285,9 +286,9 @@ class _Matcher:
                 missing = [n for n in names if n not in self.host_set]
                 if missing and hosts:
                     logger.warning(
-                        "node set %r: %d name(s) not in the inventory, ignoring: %s",
+                        "node set %r: %s not in the inventory, ignoring: %s",
                         term,
-                        len(missing),
+                        plural(len(missing), "name"),
                         nodeset.fold(missing),
                         extra=NOTICE,
                     )

@@ -17,15 +17,17 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Protocol
 
-from remoteops.nodeset import fold
+from remoteops.nodeset import fold, hosts_label
 from remoteops.printable import json_safe, printable, printable_bytes
 from remoteops.results import HostResult, RunResult
+from remoteops.wording import plural
 
 __all__ = [
     "JsonLinesWriter",
     "LivePrinter",
     "failure_line",
     "gather",
+    "outcome",
     "render_gathered",
     "render_summary",
 ]
@@ -176,33 +178,50 @@ def render_gathered(results: Sequence[HostResult], *, color: bool = False) -> st
         if body and not body.endswith("\n"):
             body += "\n"
         if sample.status != "ok":
-            body += f"[{sample.status}: {printable(sample.error or '')}]\n"
+            body += f"[{outcome(sample)}]\n"
         blocks.append(f"{rule}\n{head}\n{rule}\n{body}")
     return "".join(blocks)
 
 
+def outcome(result: HostResult) -> str:
+    """What became of a host, for people: its status, then why.
+
+    ``unreachable after 3 attempts: connection to ... refused`` when connecting
+    was retried (``--retries``); an error that starts with the status word is
+    not preceded by it again (``interrupted while connecting``, never
+    ``interrupted: interrupted while connecting``). Shown :func:`printable`.
+    """
+    status: str = result.status
+    attempts = result.extra.get("attempts")
+    retried = isinstance(attempts, int) and attempts > 1
+    if retried:
+        status = f"{status} after {attempts} attempts"
+    error = printable(result.error or "")
+    if not error:
+        return status
+    first = error.split(maxsplit=1)[0].rstrip(";:,.")
+    if first == result.status and not retried:
+        return error
+    return f"{status}: {error}"
+
+
 def failure_line(result: HostResult, *, width: int = 0) -> str:
-    """``host: status: error`` for stderr, the error shown :func:`printable` (with a newline)."""
-    return f"{result.host.ljust(width)}: {result.status}: {printable(result.error or '')}\n"
+    """``host: status: error`` for stderr, worded by :func:`outcome` (with a newline)."""
+    return f"{result.host.ljust(width)}: {outcome(result)}\n"
 
 
 def render_summary(run: RunResult, *, verb: str = "ran") -> str:
-    """The failure summary for stderr: counts, then each failed host and why."""
+    """The failure summary for stderr: counts, then each way hosts failed, their names folded
+    (``web[01-05] (5): unreachable: ...``), the most common first."""
     counts = run.counts()
     parts = [f"{counts['ok']} ok"]
     for status in ("failed", "unreachable", "hostkey", "timeout", "interrupted", "skipped"):
         if counts[status]:
             parts.append(f"{counts[status]} {status}")
-    lines = [f"{len(run)} hosts: {', '.join(parts)} ({run.duration_s:.1f}s)"]
-    failed = run.failed_hosts
-    if failed:
-        by_reason: dict[tuple[str, str], list[str]] = {}
-        for name, r in failed.items():
-            by_reason.setdefault((r.status, r.error or r.status), []).append(name)
-        for (status, why), hosts in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
-            reason = printable(why)
-            if len(hosts) == 1:
-                lines.append(f"  {hosts[0]}: {status}: {reason}")
-            else:
-                lines.append(f"  {fold(hosts)} ({len(hosts)}): {status}: {reason}")
+    lines = [f"{plural(len(run), 'host')}: {', '.join(parts)} ({run.duration_s:.1f}s)"]
+    by_reason: dict[str, list[str]] = {}
+    for name, r in run.failed_hosts.items():
+        by_reason.setdefault(outcome(r), []).append(name)
+    for reason, hosts in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {hosts_label(hosts)}: {reason}")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from remoteops.errors import RunFailedError
+from remoteops.wording import plural
 
 __all__ = [
     "STATUSES",
@@ -168,7 +169,7 @@ class RunResult(Mapping[str, HostResult]):
         if self.failed:
             failed = self.failed_hosts
             raise RunFailedError(
-                f"{len(failed)} of {len(self.results)} hosts did not succeed: "
+                f"{len(failed)} of {plural(len(self.results), 'host')} did not succeed: "
                 + ", ".join(sorted(failed)[:10]),
                 self,
                 self.exit_code,

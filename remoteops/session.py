@@ -28,11 +28,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import paramiko
 from paramiko.auth_handler import AuthHandler
-from paramiko.common import cMSG_CHANNEL_REQUEST, cMSG_DISCONNECT, cMSG_GLOBAL_REQUEST
+from paramiko.common import (
+    MSG_CHANNEL_REQUEST,
+    cMSG_CHANNEL_REQUEST,
+    cMSG_DISCONNECT,
+    cMSG_GLOBAL_REQUEST,
+)
 from paramiko.message import Message
 
 from remoteops import fastio
@@ -763,7 +768,7 @@ class Session:
                 interrupted=stop_reason == "interrupted",
                 stop=stop,
             )
-        # paramiko reports -1 both for "exit-signal" (which it does not parse)
+        # paramiko reports -1 both for "exit-signal" (kept by _handle_channel_request)
         # and for a channel closed with no exit status at all.
         status = channel.recv_exit_status() if channel.exit_status_ready() else -1
         if status == -1 and not self.transport.is_active():
@@ -771,7 +776,9 @@ class Session:
                 self.target.name,
                 f"connection to {self.target.address}:{self.target.port} was lost mid-command",
             )
-        signal_name = "unknown" if status == -1 else None
+        signal_name = None
+        if status == -1:
+            signal_name = getattr(channel, _EXIT_SIGNAL, None) or "unknown"
         return ExecResult(
             exit_code=None if status == -1 else status,
             stdout=out.value(),
@@ -938,6 +945,27 @@ def _open_socket(
         raise ConnectError(target.name, f"{exc}; check ansible_host and the DNS") from exc
 
 
+_EXIT_SIGNAL = "_remoteops_exit_signal"
+
+
+def _handle_channel_request(channel: paramiko.Channel, message: Message) -> None:
+    """paramiko's handler of channel requests, keeping what an "exit-signal" says.
+
+    paramiko ignores "exit-signal" (RFC 4254 6.10: the server's word that the
+    command was killed, and by which signal); its name goes on the channel as
+    ``SIGKILL``, read by ``Session._collect``. The request is peeked at on a copy, then handled by
+    paramiko as before.
+    """
+    peek = Message(message.get_remainder())
+    with contextlib.suppress(Exception):  # malformed: paramiko's to refuse, as before
+        if peek.get_text() == "exit-signal":
+            peek.get_boolean()  # want-reply, always false
+            name = peek.get_text()
+            if name.isascii() and name.isalnum() and len(name) <= 16:
+                setattr(channel, _EXIT_SIGNAL, f"SIG{name}")
+    _private(paramiko.Channel)._handle_request(channel, message)
+
+
 class _Transport(paramiko.Transport):
     """paramiko's Transport, minus a deadlock during re-keying.
 
@@ -949,8 +977,14 @@ class _Transport(paramiko.Transport):
     is handed to a short-lived thread that waits instead.
 
     Its packetizer is ``fastio.FastPacketizer``: bulk channel data without
-    paramiko's per-packet copies (see remoteops.fastio).
+    paramiko's per-packet copies (see remoteops.fastio). Its channels keep the
+    signal that killed their command (``_handle_channel_request``).
     """
+
+    _channel_handler_table: ClassVar[dict[int, Callable[..., None]]] = {
+        **_private(paramiko.Transport)._channel_handler_table,
+        MSG_CHANNEL_REQUEST: _handle_channel_request,
+    }
 
     def __init__(self, sock: Any, **kwargs: Any) -> None:
         kwargs.setdefault("packetizer_class", fastio.FastPacketizer)

@@ -18,7 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from remoteops.analysis.model import AnalyzerSpec, Document, Finding, Section, iter_line_blocks
+from remoteops.analysis.model import (
+    AnalyzerSpec,
+    Document,
+    Finding,
+    Section,
+    iter_line_blocks,
+    show_number,
+)
 from remoteops.analysis.parsers import FIELDS, PARSERS, parse_all, parse_number
 from remoteops.analysis.textscan import (
     DEFAULT_KEYWORDS,
@@ -27,7 +34,8 @@ from remoteops.analysis.textscan import (
     normalise,
 )
 from remoteops.errors import UsageError
-from remoteops.nodeset import fold
+from remoteops.nodeset import fold, fold_hosts
+from remoteops.wording import plural
 
 __all__ = ["BUILTINS", "Analyzer", "Partials"]
 
@@ -69,6 +77,11 @@ def _compile(spec: AnalyzerSpec, pattern: str) -> re.Pattern[str]:
 
 def _hosts_of(partials: Partials) -> int:
     return len({doc.host for doc, _ in partials})
+
+
+def _of_hosts(count: int, partials: Partials) -> str:
+    """``3 of 6 hosts``, ``1 of 1 host``: ``count`` of the hosts analysed."""
+    return f"{count} of {plural(_hosts_of(partials), 'host')}"
 
 
 # --------------------------------------------------------------------------- group / drift
@@ -143,7 +156,8 @@ class Group(Analyzer):
                 )
         section = Section(
             spec,
-            f"{len(rows)} distinct outputs over {_hosts_of(partials)} hosts"
+            f"{plural(len(rows), 'distinct output')} over "
+            f"{plural(_hosts_of(partials), 'host')}"
             + (f"; outliers: {fold(outliers)}" if outliers else ""),
             ("count", "hosts", "outlier", "sample"),
             rows,
@@ -177,14 +191,21 @@ class Drift(Analyzer):
             if len(groups) == 1:
                 continue
             if len(groups[0][1]) * 2 <= total:
-                notes.append(f"{name}: no majority ({len(groups)} versions over {total} hosts)")
+                notes.append(
+                    f"{name}: no majority ({plural(len(groups), 'version')} over "
+                    f"{plural(total, 'host')})"
+                )
                 continue
             baseline = groups[0][2].decode("utf-8", "replace").splitlines(keepends=True)
             for _key, hosts, sample in groups[1:]:
                 mine = sample.decode("utf-8", "replace").splitlines(keepends=True)
                 diff = list(
                     difflib.unified_diff(
-                        baseline, mine, f"majority ({len(groups[0][1])} hosts)", fold(hosts), n=1
+                        baseline,
+                        mine,
+                        f"majority ({plural(len(groups[0][1]), 'host')})",
+                        fold(hosts),
+                        n=1,
                     )
                 )
                 text = "".join(diff[:60]) + ("...\n" if len(diff) > 60 else "")
@@ -192,7 +213,10 @@ class Drift(Analyzer):
                 for host in hosts:
                     findings.append(
                         Finding(
-                            self.name, host, f"differs from the majority ({changed} lines)", name
+                            self.name,
+                            host,
+                            f"differs from the majority ({plural(changed, 'line')})",
+                            name,
                         )
                     )
                 rows.append(
@@ -200,7 +224,8 @@ class Drift(Analyzer):
                 )
         section = Section(
             spec,
-            f"{len(findings)} of {_hosts_of(partials)} hosts differ from the majority",
+            f"{_of_hosts(len(findings), partials)} "
+            f"{'differs' if len(findings) == 1 else 'differ'} from the majority",
             ("document", "hosts", "lines"),
             rows,
             findings,
@@ -228,13 +253,35 @@ class _RegexAnalyzer(Analyzer):
         return _Pattern(spec.args)
 
 
-class Grep(_RegexAnalyzer):
-    """Lines matching a regex, per host and in total (the first lines are shown)."""
+@dataclass(frozen=True, slots=True)
+class _GrepConfig:
+    regex: str
+    every_host: bool = False
+
+
+_EVERY_HOST = "hosts=all:"
+
+
+class Grep(Analyzer):
+    """Lines matching a regex, per host and in total (the first lines are shown).
+
+    The table lists the hosts with matches; ``grep:hosts=all:REGEX`` lists
+    every host, with 0 for those without.
+    """
 
     name = "grep"
+    splittable = True
     summary = "matching lines per host and in total (findings: hosts with matches)"
 
-    def map(self, config: _Pattern, doc: Document) -> tuple[int, list[str]]:
+    def configure(self, spec: AnalyzerSpec) -> _GrepConfig:
+        every_host = spec.args.startswith(_EVERY_HOST)
+        regex = spec.args.removeprefix(_EVERY_HOST) if every_host else spec.args
+        if every_host and not regex:
+            raise UsageError(f"{spec.where}: {spec}: give the regex after it: grep:hosts=all:REGEX")
+        _compile(spec, regex)
+        return _GrepConfig(regex, every_host)
+
+    def map(self, config: _GrepConfig, doc: Document) -> tuple[int, list[str]]:
         matcher = LineMatcher(pattern=config.regex)
         count = 0
         shown: list[str] = []
@@ -245,7 +292,7 @@ class Grep(_RegexAnalyzer):
                     shown.append(block[start:end].decode("utf-8", "replace"))
         return count, shown
 
-    def reduce(self, spec: AnalyzerSpec, config: _Pattern, partials: Partials) -> Section:
+    def reduce(self, spec: AnalyzerSpec, config: _GrepConfig, partials: Partials) -> Section:
         per: dict[tuple[str, str], list[Any]] = {}
         for doc, (count, shown) in sorted(
             partials, key=lambda p: (p[0].host, p[0].name, p[0].start)
@@ -261,18 +308,28 @@ class Grep(_RegexAnalyzer):
         matched = [r for r in rows if r["lines"]]
         findings = [
             Finding(
-                self.name, r["host"], f"{r['lines']} lines match {config.regex!r}", r["document"]
+                self.name,
+                r["host"],
+                f"{plural(r['lines'], 'line')} {'matches' if r['lines'] == 1 else 'match'} "
+                f"{config.regex!r}",
+                r["document"],
             )
             for r in matched
         ]
+        with_matches = {r["host"] for r in matched}
         section = Section(
             spec,
-            f"{total} lines match on {len({r['host'] for r in matched})} of "
-            f"{_hosts_of(partials)} hosts",
+            f"{plural(total, 'line')} {'matches' if total == 1 else 'match'} on "
+            f"{_of_hosts(len(with_matches), partials)}",
             ("host", "lines", "first"),
-            rows,
+            rows if config.every_host else matched,
             findings,
         )
+        without = sorted({doc.host for doc, _ in partials} - with_matches)
+        if without and not config.every_host:
+            section.notes.append(
+                f"no match on {fold_hosts(without)} (grep:hosts=all:REGEX lists them)"
+            )
         section.data["total"] = total
         section.data["lines"] = {f"{h}:{d}": s for (h, d), (_c, s) in per.items() if s}
         return section
@@ -295,7 +352,10 @@ class Count(_RegexAnalyzer):
         rows = [{"host": h, "document": d, "matches": c} for (h, d), c in sorted(per.items())]
         total = sum(per.values())
         section = Section(
-            spec, f"{total} matches over {_hosts_of(partials)} hosts", ("host", "matches"), rows
+            spec,
+            f"{plural(total, 'match', 'matches')} over {plural(_hosts_of(partials), 'host')}",
+            ("host", "matches"),
+            rows,
         )
         section.data["total"] = total
         return section
@@ -348,7 +408,7 @@ class Extract(Analyzer):
         hosts = {r["host"] for r in rows}
         return Section(
             spec,
-            f"{len(rows)} records from {len(hosts)} of {_hosts_of(partials)} hosts",
+            f"{plural(len(rows), 'record')} from {_of_hosts(len(hosts), partials)}",
             tuple(columns),
             rows,
         )
@@ -487,7 +547,7 @@ class Threshold(Analyzer):
         breached = sorted({f.host for f in findings})
         section = Section(
             spec,
-            f"{len(breached)} of {_hosts_of(partials)} hosts in breach of {config.text!r}"
+            f"{_of_hosts(len(breached), partials)} in breach of {config.text!r}"
             + (f": {fold(breached)}" if breached else ""),
             ("host", "where", "left", "right", "breach"),
             [r for r in rows if r["breach"]],
@@ -509,7 +569,7 @@ def _record_label(record: dict[str, Any]) -> str:
 
 def _show(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return show_number(value)
     return str(value)
 
 
@@ -620,11 +680,11 @@ class Logscan(Analyzer):
             for key, m in top
         ]
         hosts_with = sorted(h for h, c in per_host.items() if c)
-        findings = [Finding(self.name, h, f"{per_host[h]} error lines") for h in hosts_with]
+        findings = [Finding(self.name, h, plural(per_host[h], "error line")) for h in hosts_with]
         section = Section(
             spec,
-            f"{total} error lines on {len(hosts_with)} of {_hosts_of(partials)} hosts, "
-            f"{len(messages)} distinct messages (top {config.top})",
+            f"{plural(total, 'error line')} on {_of_hosts(len(hosts_with), partials)}, "
+            f"{plural(len(messages), 'distinct message')} (top {config.top})",
             ("count", "hosts", "first", "last", "message"),
             rows,
             findings,

@@ -6,9 +6,13 @@ parent and the worker processes, never sessions, locks or loggers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, BinaryIO, Final
+
+from remoteops.nodeset import hosts_label
 
 __all__ = [
     "AnalysisReport",
@@ -16,6 +20,7 @@ __all__ = [
     "Document",
     "Finding",
     "Section",
+    "show_number",
 ]
 
 JSON_VERSION: Final = 1
@@ -177,6 +182,9 @@ class Section:
 
         Rows of several documents (files of ``get``, steps of ``play``) get a
         ``document`` column, after ``host``, saying which each row is about.
+
+        Hosts with the same finding (or error) share one line, their names
+        folded: ``! web[01-05] (5): 1 line matches 'x'``.
         """
         label = f" [{self.spec.label}]" if self.spec.label else ""
         lines = [f"== {self.spec}{label}: {self.title}"]
@@ -188,12 +196,10 @@ class Section:
         if self.rows and columns:
             lines.extend(render_table(columns, self.rows))
         lines.extend(f"  {note}" for note in self.notes)
-        for finding in self.findings:
-            where = f" {finding.document}" if finding.document not in (None, "stdout") else ""
-            lines.append(f"  ! {finding.host}{where}: {finding.message}")
-        for error in self.errors:
-            where = f" {error['document']}" if error.get("document") not in (None, "stdout") else ""
-            lines.append(f"  error: {error['host']}{where}: {error['error']}")
+        findings = [(f.host, f.document, f.message) for f in self.findings]
+        lines.extend(f"  ! {line}" for line in _folded(findings))
+        errors = [(e["host"], e.get("document"), e["error"]) for e in self.errors]
+        lines.extend(f"  error: {line}" for line in _folded(errors))
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
@@ -215,6 +221,30 @@ class Section:
         return obj
 
 
+def _folded(items: Sequence[tuple[str, str | None, str]]) -> list[str]:
+    """``HOSTS[ DOCUMENT]: MESSAGE`` lines for (host, document, message) items, one line per
+    document and message, hosts folded when several share it; in order of first appearance."""
+    hosts: dict[tuple[str | None, str], list[str]] = {}
+    for host, document, message in items:
+        hosts.setdefault((document, message), []).append(host)
+    lines = []
+    for (document, message), names in hosts.items():
+        where = f" {document}" if document not in (None, "stdout") else ""
+        lines.append(f"{hosts_label(names)}{where}: {message}")
+    return lines
+
+
+def show_number(value: float) -> str:
+    """A number as a person writes it, every digit kept: ``270553436160``, ``0.25``, never
+    ``2.70553e+11``."""
+    if not math.isfinite(value):
+        return str(value)
+    if value.is_integer():
+        return str(int(value))
+    text = repr(value)  # the shortest text that reads back as the same number
+    return format(Decimal(text), "f") if "e" in text else text
+
+
 def render_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Rows as aligned text lines under a header, two spaces between columns."""
     cells = [[_cell(row.get(col)) for col in columns] for row in rows]
@@ -229,7 +259,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:g}"
+        return show_number(value)
     if isinstance(value, list | tuple):
         return ",".join(map(str, value))
     return str(value).replace("\n", "\\n")

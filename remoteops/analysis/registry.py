@@ -18,6 +18,7 @@ from typing import Any
 from remoteops.analysis.builtins import BUILTINS, Analyzer, Partials
 from remoteops.analysis.model import AnalyzerSpec, Document, Finding, Section
 from remoteops.errors import InventoryError, UsageError
+from remoteops.wording import plural
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginAnalyzer", "load_rules", "parse_spec", "resolve"]
 
@@ -85,7 +86,7 @@ class PluginAnalyzer(Analyzer):
             columns.extend(k for k in row if k not in columns and k != "document")
         return Section(
             spec,
-            f"{len(rows)} rows, {len(findings)} findings",
+            f"{plural(len(rows), 'row')}, {plural(len(findings), 'finding')}",
             tuple(columns),
             rows,
             findings,

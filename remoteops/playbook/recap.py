@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from remoteops.errors import InventoryError
-from remoteops.nodeset import fold
+from remoteops.nodeset import fold_hosts
 from remoteops.results import RunResult
 
 __all__ = ["HostCounts", "PlaybookResult", "fold_hosts", "render_recap"]
 
 
-def fold_hosts(hosts: Sequence[str]) -> str:
-    """``web[01-10] (10)``: hosts as a node set with their count."""
-    try:
-        text = fold(hosts)
-    except InventoryError:  # names a node set cannot hold (brackets, commas)
-        text = ",".join(hosts)
-    return f"{text} ({len(hosts)})"
-
-
 @dataclass(slots=True)
 class HostCounts:
-    """How a host's steps ended: ``ok`` counts ``changed`` ones too."""
+    """How a host's steps ended: ``ok`` counts ``changed`` ones too; ``interrupted``, a step
+    stopped by Ctrl-C or SIGTERM."""
 
     ok: int = 0
     changed: int = 0
@@ -32,6 +22,7 @@ class HostCounts:
     skipped: int = 0
     unreachable: int = 0
     ignored: int = 0
+    interrupted: int = 0
 
 
 @dataclass(slots=True)
@@ -53,12 +44,19 @@ class PlaybookResult(RunResult):
 
 
 def render_recap(result: PlaybookResult) -> str:
-    """``RECAP`` and one line per host: ``web01  ok=5 changed=2 failed=0 ...``."""
+    """``RECAP`` and one line per host: ``web01  ok=5 changed=2 failed=0 ...``.
+
+    The ``interrupted=`` column shows only when some step was interrupted.
+    """
     if not result.recap:
         return ""
     width = max(len(h) for h in result.recap)
+    interrupted = any(counts.interrupted for counts in result.recap.values())
     lines = ["RECAP"]
     for host, counts in result.recap.items():
-        parts = " ".join(f"{k}={v}" for k, v in asdict(counts).items())
+        shown = asdict(counts)
+        if not interrupted:
+            del shown["interrupted"]
+        parts = " ".join(f"{k}={v}" for k, v in shown.items())
         lines.append(f"{host.ljust(width)}  {parts}")
     return "\n".join(lines) + "\n"

@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from jinja2 import TemplateError
 
 from remoteops.errors import ConnectError, HostError, RemoteOpsError, UsageError
-from remoteops.execution import host_result
+from remoteops.execution import error_result, host_result
 from remoteops.playbook.model import Play, Playbook, Step
 from remoteops.playbook.recap import HostCounts, PlaybookResult, fold_hosts
 from remoteops.playbook.template import Template
 from remoteops.results import HostResult
+from remoteops.wording import plural, span
 
 if TYPE_CHECKING:
     from remoteops.execution import Executor
@@ -200,7 +201,7 @@ class PlaybookRunner:
                     count = len({h for hosts in not_done for h in hosts if self._is_live(h)})
                     self._stop(
                         f"{self.executor.drain_reason}: stopped before play {play.index} "
-                        f"[{play.name}]; {_count_hosts(count)} did not run the rest of it",
+                        f"[{play.name}]; {plural(count, 'host')} did not run the rest of it",
                         not_done,
                         why=self.executor.drain_reason,
                     )
@@ -227,10 +228,9 @@ class PlaybookRunner:
             if self.executor.drain_event.is_set():
                 rest = batches[number - 1 :]
                 done = f"batch {number - 1}/{len(batches)} finished, " if number > 1 else ""
-                which = f"batch {number}" if len(rest) == 1 else f"batches {number}-{len(batches)}"
                 self._stop(
                     f"{self.executor.drain_reason}: rollout stopped at a batch boundary; "
-                    f"{done}{which} ({_count_hosts(sum(len(b) for b in rest))}) not started",
+                    f"{done}{_not_started(batches, number)}",
                     rest,
                     why=self.executor.drain_reason,
                 )
@@ -256,7 +256,13 @@ class PlaybookRunner:
             if not live:
                 break
             if self.executor.cancel_event.is_set():
-                self._stop("the run was interrupted", batches[number - 1 :])
+                self._stop(
+                    f"interrupted before step {step.number} {step.name!r}"
+                    + _batch_of(batches, number)
+                    + _later(batches, number + 1),
+                    batches[number - 1 :],
+                    why="the run was interrupted",
+                )
                 return
             if self.confirm is not None:
                 answer = self.confirm(step, live)
@@ -271,6 +277,15 @@ class PlaybookRunner:
                 if answer == "all":
                     self.confirm = None
             outcomes = self._run_step(play, step, live, pool)
+            if self.executor.cancel_event.is_set():
+                self._stop(
+                    f"interrupted during step {step.number} {step.name!r}"
+                    + _batch_of(batches, number)
+                    + _later(batches, number + 1),
+                    [[h for h in batch if self._is_live(h)], *batches[number:]],
+                    why="the run was interrupted",
+                )
+                return
             failed = [o.host for o in outcomes if not o.result.is_ok and not o.ignored]
             if failed and play.any_errors_fatal:
                 self._stop(
@@ -281,17 +296,15 @@ class PlaybookRunner:
                 return
             reason = self._over_threshold(play, batch)
             if reason:
-                rest = batches[number:]
-                later = (
-                    f"; batches {number + 1}-{len(batches)} "
-                    f"({sum(len(b) for b in rest)} hosts) not started"
-                    if rest
-                    else ""
+                where = (
+                    f"rollout stopped in batch {number}/{len(batches)}, {fold_hosts(batch)}, at"
+                    if len(batches) > 1
+                    else f"play {play.index} [{play.name}] stopped at"
                 )
                 self._stop(
-                    f"rollout stopped in batch {number}/{len(batches)}, "
-                    f"{fold_hosts(batch)}, at step {step.number} {step.name!r}: {reason}{later}",
-                    [[h for h in batch if self._is_live(h)], *rest],
+                    f"{where} step {step.number} {step.name!r}: {reason}"
+                    + _later(batches, number + 1),
+                    [[h for h in batch if self._is_live(h)], *batches[number:]],
                 )
                 return
 
@@ -303,12 +316,12 @@ class PlaybookRunner:
             percent = 100.0 * failed / len(batch)
             if percent > play.max_fail_percentage:
                 return (
-                    f"{failed} of {len(batch)} hosts failed ({percent:.0f}%), above "
+                    f"{failed} of {plural(len(batch), 'host')} failed ({percent:.0f}%), above "
                     f"max_fail_percentage {play.max_fail_percentage:g}%"
                 )
             return None
         if failed == len(batch):
-            return f"all {len(batch)} hosts of the batch failed"
+            return "the batch's only host failed" if failed == 1 else f"all {failed} hosts failed"
         return None
 
     def _stop(
@@ -373,9 +386,7 @@ class PlaybookRunner:
                 return host_result(state.target, "skipped", error="not started: interrupted")
             return work(self._session(host))
         except HostError as exc:
-            return host_result(
-                state.target, exc.status, error=str(exc), duration=time.monotonic() - start
-            )
+            return error_result(state.target, exc, duration=time.monotonic() - start)
         except Exception as exc:
             logger.debug("Host %r: unexpected error", host, exc_info=True)
             return host_result(
@@ -454,6 +465,8 @@ class PlaybookRunner:
             counts.ignored += 1
         elif result.status in ("unreachable", "hostkey"):
             counts.unreachable += 1
+        elif result.status == "interrupted":
+            counts.interrupted += 1
         else:
             counts.failed += 1
         if not result.is_ok and not ignored and result.status != "skipped":
@@ -645,8 +658,8 @@ class PlaybookRunner:
             files = len(source_set.files)
             sudo = " (with sudo)" if options.run_as(target) else ""
             return _Work(
-                plan=f"put{sudo} {', '.join(sources)} -> {dest} ({files} file{'s' * (files != 1)}, "
-                f"{source_set.total_bytes} bytes)"
+                plan=f"put{sudo} {', '.join(sources)} -> {dest} ({plural(files, 'file')}, "
+                f"{plural(source_set.total_bytes, 'byte')})"
             )
         return _Work(
             remote=lambda session: put_on_session(
@@ -795,8 +808,21 @@ class PlaybookRunner:
 # --------------------------------------------------------------------------- helpers
 
 
-def _count_hosts(count: int) -> str:
-    return f"{count} host" if count == 1 else f"{count} hosts"
+def _batch_of(batches: Sequence[Sequence[str]], number: int) -> str:
+    """`` (batch 2/5)`` in a rollout of several batches; nothing otherwise."""
+    return f" (batch {number}/{len(batches)})" if len(batches) > 1 else ""
+
+
+def _not_started(batches: Sequence[Sequence[str]], first: int) -> str:
+    """``batches 3-5 (12 hosts) not started``: batches ``first`` to the last (numbered from 1)."""
+    hosts = sum(len(b) for b in batches[first - 1 :])
+    which = span(first, len(batches), "batch", "batches")
+    return f"{which} ({plural(hosts, 'host')}) not started"
+
+
+def _later(batches: Sequence[Sequence[str]], first: int) -> str:
+    """``; batch 3 (4 hosts) not started`` when batches from ``first`` on remain; else nothing."""
+    return f"; {_not_started(batches, first)}" if first <= len(batches) else ""
 
 
 def _template_error(exc: Exception) -> str:

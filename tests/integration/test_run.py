@@ -82,7 +82,8 @@ def test_exit_codes_and_signals(lab: Lab) -> None:
     assert (hosts[names[2]]["status"], hosts[names[2]]["exit_code"]) == ("failed", 255)
     assert hosts[names[3]]["status"] == "failed"
     assert hosts[names[3]]["exit_code"] is None
-    assert "signal" in hosts[names[3]]["error"]
+    assert hosts[names[3]]["error"] == "killed by SIGKILL"
+    assert hosts[names[3]]["signal"] == "SIGKILL"
     assert summary["failed"] == 3
 
 

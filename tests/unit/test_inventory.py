@@ -262,7 +262,7 @@ def test_bad_host_names_are_all_listed(tmp_path: Path) -> None:
     for bad in ("'..'", "'a/b'", "'-oProxyCommand=x'", "'.'", "'bell\\x07'"):
         assert bad in message
     assert "ok1" not in message
-    assert message.startswith("5 host name(s)")
+    assert message.startswith("5 host names cannot be used")
 
 
 def test_cycle_in_children(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import logging
 import multiprocessing
 from pathlib import Path
 
+import pytest
+
 from remoteops.logconfig import LogSettings, default_log_path, setup_logging
 
 
@@ -99,9 +101,11 @@ def _fail_in_a_thread() -> None:
     thread.join(10)
 
 
-def test_an_exception_ending_a_thread_is_one_logged_line(tmp_path: Path) -> None:
-    """A thread's exception reaches the handlers (no traceback printed past them);
-    with --debug the log keeps the whole traceback."""
+def test_an_exception_ending_a_thread_is_one_logged_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A thread's exception reaches the handlers (no traceback printed past them), as one
+    plain line on stderr; with --debug the log keeps the whole traceback."""
     import threading
 
     previous = threading.excepthook
@@ -109,11 +113,13 @@ def test_an_exception_ending_a_thread_is_one_logged_line(tmp_path: Path) -> None
     handler = logging.StreamHandler(stream)
     try:
         setup_logging(LogSettings(log_file=None), stderr_handler=handler)
+        capsys.readouterr()
         _fail_in_a_thread()
-        assert stream.getvalue().splitlines() == [
-            "internal error in thread worker-7; rerun with --debug for the traceback "
-            "(ValueError: no such thing)"
+        assert capsys.readouterr().err.splitlines() == [
+            "remoteops: error: internal error in thread worker-7; rerun with --debug for the "
+            "traceback (ValueError: no such thing)"
         ]
+        assert stream.getvalue() == ""
         log_file = tmp_path / "debug.log"
         setup_logging(LogSettings(log_file=log_file, debug=True))
         _fail_in_a_thread()
