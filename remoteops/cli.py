@@ -640,13 +640,9 @@ def _resolve(
     if inventory is None:
         inventory = load_inventory(sources)
     if names is None:
-        names = [h.name for h in inventory.select(pattern, limit=opts.limit)]
-    if not names:
-        shown = pattern + (f" --limit {opts.limit}" if opts.limit else "")
-        raise UsageError(
-            f"no host matches {shown!r} in {', '.join(map(str, sources))}; "
-            "see `remoteops inventory list`"
-        )
+        where = ", ".join(map(str, sources))
+        selected = select_or_explain(inventory, pattern, opts.limit, where=where)
+        names = [h.name for h in selected]
     if opts.no_ssh_config:
         ssh_config = SSHConfig.empty()
     elif opts.ssh_config is not None:
@@ -686,6 +682,31 @@ def _resolve(
     # A closed output pipe (`| head`): start no more hosts; those started finish.
     watch().on_close(lambda _name: executor.drain(watch().reason or "output closed"))
     return targets, executor
+
+
+def select_or_explain(
+    inventory: Any,
+    pattern: str,
+    limit: str | None,
+    *,
+    where: str | None = None,
+    see: str = "remoteops inventory list",
+) -> list[Any]:
+    """The hosts ``pattern`` and ``--limit`` select; a UsageError when there are none, in one
+    line naming the term that matched nothing and the names it may have meant
+    (``no host matches 'wbe'; did you mean web?``). Terms that matched nothing while
+    others matched are warned about, one line each."""
+    from remoteops.patterns import Unmatched, no_match_message, warn_unmatched
+
+    unmatched: list[Unmatched] = []
+    hosts: list[Any] = inventory.select(pattern, limit=limit, unmatched=unmatched)
+    if hosts:
+        warn_unmatched(unmatched)
+        return hosts
+    message, suggests = no_match_message(pattern, limit, unmatched)
+    if suggests:
+        raise UsageError(message + (f" (inventory {where})" if where else ""))
+    raise UsageError(message + (f" in {where}" if where else "") + f"; see `{see}`")
 
 
 def _hidden_after_broken_pipe(result: HostResult) -> bool:
@@ -1309,10 +1330,7 @@ def inventory_list_cmd(
     from remoteops.nodeset import fold
 
     inv = _load(inventory)
-    hosts = inv.select(pattern, limit=limit)
-    if not hosts:
-        shown = pattern + (f" --limit {limit}" if limit else "")
-        raise UsageError(f"no host matches {shown!r}; see `remoteops inventory graph`")
+    hosts = select_or_explain(inv, pattern, limit, see="remoteops inventory graph")
     if as_json:
         data = inv.to_ansible_list()
         if pattern != "all" or limit:

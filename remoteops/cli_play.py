@@ -61,31 +61,36 @@ _OUTPUT_ACTIONS = ("run", "script")
 
 
 def _select_hosts(playbook: Playbook, inventory: Any, limit: str | None) -> dict[int, list[str]]:
-    """Each play's hosts (inventory order), ``--limit`` applied; bad patterns name their line."""
+    """Each play's hosts (inventory order), ``--limit`` applied; bad patterns name their line.
+
+    A play that selects no host is skipped, with one line saying why (the term
+    that matched nothing, and the names it may have meant); when no play
+    selects any, that line is the error.
+    """
+    from remoteops.patterns import Unmatched, no_match_message, warn_unmatched
+
     selected: dict[int, list[str]] = {}
+    empty: list[tuple[str, str]] = []  # (FILE:LINE: play NAME, why it selects no host)
+    suggests = False
     for play in playbook.plays:
+        unmatched: list[Unmatched] = []
+        line = play.lines.get("hosts", play.line)
         try:
-            hosts = inventory.select(play.hosts, limit=limit)
+            hosts = inventory.select(play.hosts, limit=limit, unmatched=unmatched)
         except InventoryError as exc:
-            raise playbook.error(play.lines.get("hosts", play.line), f"hosts: {exc}") from None
+            raise playbook.error(line, f"hosts: {exc}") from None
         selected[play.index] = [h.name for h in hosts]
-        if not hosts:
-            logger.warning(
-                "%s:%d: play %r: no host matches %r%s; the play is skipped",
-                playbook.shown,
-                play.lines.get("hosts", play.line),
-                play.name,
-                play.hosts,
-                f" with --limit {limit}" if limit else "",
-                extra=NOTICE,
-            )
+        if hosts:
+            warn_unmatched(unmatched)
+            continue
+        message, suggestion = no_match_message(play.hosts, limit, unmatched)
+        suggests = suggests or suggestion
+        empty.append((f"{playbook.shown}:{line}: play {play.name!r}", message))
     if not any(selected.values()):
-        shown = " or ".join(repr(p.hosts) for p in playbook.plays)
-        raise UsageError(
-            f"{playbook.shown}: no host matches {shown}"
-            + (f" with --limit {limit!r}" if limit else "")
-            + "; see `remoteops inventory list`"
-        )
+        see = "" if suggests else "; see `remoteops inventory list`"
+        raise UsageError("; ".join(f"{which}: {why}" for which, why in empty) + see)
+    for which, why in empty:
+        logger.warning("%s is skipped: %s", which, why, extra=NOTICE)
     return selected
 
 

@@ -63,7 +63,13 @@ from remoteops.inventory_ini import (
     parse_ini,
 )
 from remoteops.logconfig import NOTICE
-from remoteops.patterns import parse_address, select_hosts
+from remoteops.patterns import (
+    Unmatched,
+    close_names,
+    did_you_mean,
+    parse_address,
+    select_hosts,
+)
 from remoteops.wording import plural
 
 __all__ = [
@@ -368,8 +374,10 @@ class Inventory:
             return self.hosts[name]
         except KeyError:
             where = ", ".join(self.sources) or "the inventory"
+            hint = did_you_mean(close_names(name, list(self.hosts)))
             raise UnknownHostError(
-                f"host {name!r} is not in {where}; check the name with `remoteops inventory list`"
+                f"host {name!r} is not in {where}; "
+                + (hint or "check the name with `remoteops inventory list`")
             ) from None
 
     def host_vars(self, name: str) -> dict[str, Any]:
@@ -413,11 +421,18 @@ class Inventory:
             self._group_hosts[group] = out
         return self._group_hosts[group]
 
-    def select(self, pattern: str | Sequence[str] = "all", limit: str | None = None) -> list[Host]:
+    def select(
+        self,
+        pattern: str | Sequence[str] = "all",
+        limit: str | None = None,
+        *,
+        unmatched: list[Unmatched] | None = None,
+    ) -> list[Host]:
         """Hosts matching an Ansible pattern (and ``--limit``), in inventory order.
 
-        Returns an empty list when nothing matches (each unmatched term is logged).
-        Raises ``InventoryError`` for a malformed pattern.
+        Returns an empty list when nothing matches. Each term that matches
+        nothing is logged, or put in ``unmatched`` (with the names it may have
+        meant) when that is given. Raises ``InventoryError`` for a malformed pattern.
         """
         names = select_hosts(
             pattern,
@@ -425,6 +440,7 @@ class Inventory:
             group_names=list(self.groups),
             hosts_of_group=self.hosts_of_group,
             limit=limit,
+            unmatched=unmatched,
         )
         return [self.hosts[n] for n in names]
 

@@ -15,10 +15,12 @@ file with no name selects no host, never the whole inventory.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from remoteops import nodeset
@@ -27,11 +29,16 @@ from remoteops.logconfig import NOTICE
 from remoteops.wording import plural
 
 __all__ = [
+    "Unmatched",
+    "close_names",
+    "did_you_mean",
     "is_address",
+    "no_match_message",
     "parse_address",
     "select_hosts",
     "split_pattern",
     "split_subscript",
+    "warn_unmatched",
 ]
 
 logger = logging.getLogger(__name__)
@@ -219,20 +226,110 @@ def _order(terms: list[str], *, selects: bool) -> list[str]:
     return start + intersections + exclusions
 
 
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """A pattern term that matches no host or group, and the names it may have meant."""
+
+    term: str
+    """The term as written, with its ``&`` or ``!``."""
+    pattern: str
+    """The whole pattern (or ``--limit``) it is part of."""
+    suggestions: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The term without its ``&`` or ``!``."""
+        return self.term[1:] if self.term[0] in "&!" else self.term
+
+    def did_you_mean(self) -> str:
+        """``did you mean web?``, or nothing without a close name."""
+        return did_you_mean(self.suggestions)
+
+    def warning(self) -> str:
+        """The one line said when the rest of the pattern still selects hosts."""
+        where = "" if self.term == self.pattern else f" (in {self.pattern!r})"
+        effect = {
+            "!": "it excludes nothing",
+            "&": "the intersection leaves no host",
+        }.get(self.term[0], "ignoring it")
+        hint = self.did_you_mean()
+        return f"no host or group matches {self.name!r}{where}; {effect}" + (
+            f"; {hint}" if hint else ""
+        )
+
+
+def warn_unmatched(unmatched: Sequence[Unmatched]) -> None:
+    """Log each term's :meth:`Unmatched.warning`, one line each (``extra=NOTICE``)."""
+    for term in unmatched:
+        logger.warning("%s", term.warning(), extra=NOTICE)
+
+
+def no_match_message(
+    pattern: str | Sequence[str], limit: str | None, unmatched: Sequence[Unmatched]
+) -> tuple[str, bool]:
+    """Why ``pattern`` (and ``limit``) select no host, in one line, and whether it suggests a
+    name: ``no host matches 'wbe'; did you mean web?``, ``no host matches 'wbe:&eu': 'wbe'
+    matches no host or group; did you mean web?``."""
+    shown = pattern if isinstance(pattern, str) else ",".join(pattern)
+    head = f"no host matches {shown!r}" + (f" with --limit {limit!r}" if limit else "")
+    suggests = any(u.suggestions for u in unmatched)
+    if len(unmatched) == 1 and unmatched[0].term == shown and not limit:
+        hint = unmatched[0].did_you_mean()
+        return (f"{head}; {hint}" if hint else head), suggests
+    details = []
+    for term in unmatched:
+        hint = term.did_you_mean()
+        details.append(f"{term.name!r} matches no host or group" + (f"; {hint}" if hint else ""))
+    return (f"{head}: {'; '.join(details)}" if details else head), suggests
+
+
+def did_you_mean(names: Sequence[str]) -> str:
+    """``did you mean web?`` (``web, web01 or web02``); nothing when ``names`` is empty."""
+    if not names:
+        return ""
+    *most, last = names
+    return f"did you mean {', '.join(most) + ' or ' if most else ''}{last}?"
+
+
+def close_names(name: str, names: Sequence[str]) -> tuple[str, ...]:
+    """Of ``names``, those closest to a misspelled ``name`` (case aside; difflib's measure):
+    the best ones only, at most three, in the order of ``names``."""
+    if not name or any(c in name for c in "*?[]~"):  # a glob or regex: no near-miss to name
+        return ()
+    by_lower: dict[str, str] = {}
+    for candidate in names:
+        by_lower.setdefault(candidate.lower(), candidate)
+    target = name.lower()
+    close = difflib.get_close_matches(target, list(by_lower), n=3, cutoff=0.6)
+
+    def score(candidate: str) -> float:
+        return difflib.SequenceMatcher(None, target, candidate).ratio()
+
+    best = max(map(score, close), default=0.0)
+    order = {c: i for i, c in enumerate(by_lower)}
+    return tuple(by_lower[c] for c in sorted(close, key=order.__getitem__) if score(c) == best)
+
+
 class _Matcher:
-    """Evaluates terms against one inventory's names (cached per term)."""
+    """Evaluates terms against one inventory's names (cached per term).
+
+    Terms that match nothing go to ``unmatched`` when it is given (the caller
+    says what to do), else they are logged as they are found.
+    """
 
     def __init__(
         self,
         host_names: Sequence[str],
         group_names: Sequence[str],
         hosts_of_group: Callable[[str], Sequence[str]],
+        unmatched: list[Unmatched] | None = None,
     ) -> None:
         self.host_names = list(host_names)
         self.host_set = set(host_names)
         self.group_names = list(group_names)
         self.group_set = set(group_names)
         self.hosts_of_group = hosts_of_group
+        self.unmatched = unmatched
         self.cache: dict[str, list[str]] = {}
 
     def _match_list(self, items: list[str], expr: str) -> list[str]:
@@ -266,14 +363,14 @@ class _Matcher:
         return results
 
     def _warn_unmatched(self, term: str, pattern: str) -> None:
-        """Say once, in one line, that a term matches nothing (Ansible warns too)."""
+        """Say once, in one line, that a term matches nothing (Ansible warns too), with the
+        names it may have meant; or hand it to the caller's ``unmatched`` list."""
         bare = term[1:] if term[0] in "&!" else term
-        where = "" if term == pattern else f" (in {pattern!r})"
-        effect = {
-            "!": "it excludes nothing",
-            "&": "the intersection leaves no host",
-        }.get(term[0], "ignoring it")
-        logger.warning("no host or group matches %r%s; %s", bare, where, effect, extra=NOTICE)
+        found = Unmatched(term, pattern, close_names(bare, self.group_names + self.host_names))
+        if self.unmatched is not None:
+            self.unmatched.append(found)
+        else:
+            warn_unmatched([found])
 
     def match_one(self, term: str, pattern: str = "") -> list[str]:
         full = term
@@ -335,17 +432,20 @@ def select_hosts(
     group_names: Sequence[str],
     hosts_of_group: Callable[[str], Sequence[str]],
     limit: str | Sequence[str] | None = None,
+    unmatched: list[Unmatched] | None = None,
 ) -> list[str]:
     """Names of the hosts that *pattern* (and *limit*, as ``--limit``) selects.
 
     *host_names* and *group_names* are in inventory order; *hosts_of_group* gives
     every host of a group and its descendants, in Ansible's order.  Terms that match
     nothing, and ``@file`` terms whose file names no host, are logged as warnings
-    (one line each, ``extra=NOTICE``); an empty result is returned as an empty list.
-    Raises ``InventoryError`` for a bad regex, a missing ``@file`` or a malformed
-    node set.
+    (one line each, ``extra=NOTICE``); given an *unmatched* list, the terms that
+    match nothing go there instead, with the names they may have meant (see
+    :func:`no_match_message`, :func:`warn_unmatched`). An empty result is returned
+    as an empty list. Raises ``InventoryError`` for a bad regex, a missing ``@file``
+    or a malformed node set.
     """
-    matcher = _Matcher(host_names, group_names, hosts_of_group)
+    matcher = _Matcher(host_names, group_names, hosts_of_group, unmatched)
     hosts = _evaluate(matcher, pattern)
     if limit is not None:
         subset = set(_evaluate(matcher, limit))

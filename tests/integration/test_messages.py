@@ -180,6 +180,35 @@ def test_analysis_lists_matching_hosts_folds_findings_and_keeps_numbers(lab: Lab
     assert "e+" not in result.stdout
 
 
+# --------------------------------------------------------------------------- patterns
+
+
+def test_a_misspelled_pattern_gets_one_line_and_a_suggestion(lab: Lab, tmp_path: Path) -> None:
+    marker = f"/tmp/never-{uuid.uuid4().hex[:10]}"
+    inventory = str(lab.inventory)
+    result = cli("run", "wbe", "-i", inventory, "--", "touch", marker)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"remoteops: error: no host matches 'wbe'; did you mean web? (inventory {inventory})\n"
+    )
+    both = cli("run", "wbe:&eu", "-i", inventory, "--", "touch", marker)
+    assert both.returncode == 2
+    assert both.stderr.splitlines() == [
+        "remoteops: error: no host matches 'wbe:&eu': 'wbe' matches no host or group; "
+        f"did you mean web? (inventory {inventory})"
+    ]
+    limited = cli("run", "web", "-l", "wbe01", "-i", inventory, "--", "touch", marker)
+    assert "'wbe01' matches no host or group; did you mean web01?" in limited.stderr
+    book = tmp_path / "book.yml"
+    book.write_text(f"- hosts: wbe\n  steps:\n    - run: touch {marker}\n")
+    played = cli("play", str(book), "-i", inventory)
+    assert played.returncode == 2
+    assert played.stderr == (
+        f"remoteops: error: {book}:1: play 'play 1': no host matches 'wbe'; did you mean web?\n"
+    )
+    assert _touched(lab, marker) == []
+
+
 # --------------------------------------------------------------------------- play
 
 

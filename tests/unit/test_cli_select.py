@@ -88,12 +88,12 @@ def test_a_term_matching_nothing_is_one_plain_line_on_stderr(tmp_path: Path) -> 
     )
     assert "no host or group matches 'nosuch'" in log.read_text()
 
+    # Nothing selected: the error alone names the term that matched nothing, in one line.
     both = run_cli("inventory", "list", "web:&nosuch", "-i", str(CASE / "hosts.yml"))
     assert both.returncode == 2
     assert both.stderr.splitlines() == [
-        "remoteops: warning: no host or group matches 'nosuch' (in 'web:&nosuch'); "
-        "the intersection leaves no host",
-        "remoteops: error: no host matches 'web:&nosuch'; see `remoteops inventory graph`",
+        "remoteops: error: no host matches 'web:&nosuch': 'nosuch' matches no host or group; "
+        "see `remoteops inventory graph`",
     ]
 
 

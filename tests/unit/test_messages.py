@@ -4,17 +4,22 @@ statuses said once, the closest names for a misspelled pattern."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from remoteops.analysis import AnalysisStage, parse_spec
 from remoteops.analysis.model import show_number
 from remoteops.logconfig import LogSettings, setup_logging
+from remoteops.patterns import Unmatched, close_names, no_match_message
 from remoteops.playbook import HostCounts, PlaybookResult, render_recap
 from remoteops.playbook.runner import _later
 from remoteops.report import failure_line, render_summary
 from remoteops.results import HostResult, RunResult
 from remoteops.wording import plural, span
+from tests.helpers import run_cli
+
+CASE = Path(__file__).parent.parent / "data" / "inventories" / "group_subscripts" / "hosts.yml"
 
 
 def _result(host: str, status: str = "ok", error: str | None = None, **extra: object) -> HostResult:
@@ -114,6 +119,51 @@ def test_extract_prints_numbers_as_written() -> None:
     assert "e+" not in text
     assert show_number(2.5e-07) == "0.00000025"
     assert show_number(1e16) == "10000000000000000"
+
+
+# --------------------------------------------------------------------------- patterns
+
+
+def test_the_closest_names_are_suggested() -> None:
+    names = ["all", "web", "db", "eu", "web01", "web02", "db01"]
+    assert close_names("wbe", names) == ("web",)
+    assert close_names("WEB", names) == ("web",)
+    assert close_names("wbe01", names) == ("web01",)
+    assert close_names("xyzzy", names) == ()
+    assert close_names("wbe*", names) == ()  # a glob is not a misspelling
+
+
+def test_no_match_names_the_term_that_matched_nothing() -> None:
+    wbe = Unmatched("wbe", "wbe", ("web",))
+    assert no_match_message("wbe", None, [wbe]) == (
+        "no host matches 'wbe'; did you mean web?",
+        True,
+    )
+    assert no_match_message("wbe:&eu", None, [Unmatched("wbe", "wbe:&eu", ("web",))]) == (
+        "no host matches 'wbe:&eu': 'wbe' matches no host or group; did you mean web?",
+        True,
+    )
+    assert no_match_message("web:&db", None, []) == ("no host matches 'web:&db'", False)
+    warning = Unmatched("!wbe", "web:!wbe", ("web",)).warning()
+    assert (
+        warning
+        == "no host or group matches 'wbe' (in 'web:!wbe'); it excludes nothing; did you mean web?"
+    )
+
+
+def test_inventory_commands_suggest_a_misspelled_host_or_group() -> None:
+    listed = run_cli("inventory", "list", "wbe", "-i", str(CASE))
+    assert listed.returncode == 2
+    assert listed.stderr == "remoteops: error: no host matches 'wbe'; did you mean web?\n"
+    both = run_cli("inventory", "list", "db:wbe", "-i", str(CASE))
+    assert both.returncode == 0
+    assert both.stderr == (
+        "remoteops: warning: no host or group matches 'wbe' (in 'db:wbe'); ignoring it; "
+        "did you mean web?\n"
+    )
+    host = run_cli("inventory", "host", "wbe01", "-i", str(CASE))
+    assert host.returncode == 2
+    assert host.stderr == f"remoteops: error: host 'wbe01' is not in {CASE}; did you mean web01?\n"
 
 
 # --------------------------------------------------------------------------- play, logging
