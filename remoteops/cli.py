@@ -1085,7 +1085,12 @@ def run_cmd(
     become_user: _BecomeUser = None,
     become_password_file: _BecomePasswordFile = None,
     pty: Annotated[
-        bool, typer.Option("--pty", help="Run the command on a pseudo-terminal.")
+        bool,
+        typer.Option(
+            "--pty",
+            help="Run the command on a pseudo-terminal (no echo of what --stdin or sudo's "
+            "password sends).",
+        ),
     ] = False,
     env: Annotated[
         list[str] | None,
@@ -1150,6 +1155,11 @@ def run_cmd(
         raise UsageError("no command given: remoteops run PATTERN -- COMMAND")
     if max_output < 0:
         raise UsageError("--max-output must be 0 or more")
+    if pty and stdin_file is not None and become and become_password_file is not None:
+        raise UsageError(
+            "--stdin with --pty and a sudo password: on a terminal sudo discards input typed "
+            "ahead of its prompt, so the command would never get it; drop --pty"
+        )
     opts = _targeting(locals())
     spec = CommandSpec(
         command=" ".join(command),

@@ -19,6 +19,7 @@ import logging
 import random
 import re
 import resource
+import secrets
 import shlex
 import threading
 import time
@@ -42,6 +43,7 @@ from remoteops.session import (
     Credentials,
     ExecResult,
     LineSink,
+    PromptAnswer,
     Session,
     SessionSettings,
     Watchdog,
@@ -108,19 +110,28 @@ class CommandSpec:
     become_password: str | None = field(default=None, repr=False)
     max_output: int = DEFAULT_MAX_OUTPUT
 
-    def remote_command(self, target: Target) -> tuple[str, bytes | None]:
-        """The command line sent to the host and the bytes for its stdin.
+    def remote_command(self, target: Target) -> tuple[str, bytes | None, PromptAnswer | None]:
+        """The command line sent to the host, the bytes for its stdin, and, on a
+        terminal, what answers sudo's password prompt.
 
-        With become the command runs under ``run_as``'s sudo prefix and the
-        password goes first on stdin, never on a command line.
+        With become the command runs under sudo and the password goes on stdin,
+        never on a command line. Without a terminal the command reads its stdin
+        only past a marker line that follows the password, so a password sudo
+        did not ask for (NOPASSWD, a root login, cached credentials) never
+        reaches it. On a terminal (``--pty``) input is echoed until sudo turns
+        echo off, so the password waits for sudo's prompt (``PromptAnswer``).
         """
-        prefix, password_line = self.run_as(target)
-        if not prefix:
-            return self.command, self.stdin
-        line = f"{prefix}sh -c {shlex.quote(self.command)}"
-        if password_line:
-            return line, password_line + (self.stdin or b"")
-        return line, self.stdin
+        become = Become.choose(self.become, self.become_user, self.become_password, target)
+        if become is None:
+            return self.command, self.stdin, None
+        if not become.password:
+            return become.command(self.command), self.stdin, None
+        if self.pty:
+            prompt = f"[remoteops-sudo-{secrets.token_hex(8)}]"
+            line = f"sudo -S -p {shlex.quote(prompt)} -u {shlex.quote(become.user)} -- sh -c "
+            answer = PromptAnswer(prompt.encode(), become.password_line, self.stdin)
+            return line + shlex.quote(self.command), None, answer
+        return become.command(self.command), become.stdin(self.stdin or b""), None
 
     def run_as(self, target: Target) -> tuple[str, bytes]:
         """The ``sudo ... --`` prefix (empty without become) and the stdin it reads first.
@@ -369,7 +380,7 @@ class Executor:
         target = session.target
         deadline = timeout if timeout is not None else self.timeouts.command
         start = time.monotonic() if start is None else start
-        command, stdin = spec.remote_command(target)
+        command, stdin, answer = spec.remote_command(target)
         sink = OutDirSink(out_dir, target.name) if out_dir else None
         try:
             result = session.exec(
@@ -383,6 +394,7 @@ class Executor:
                 on_bytes=sink.write if sink else None,
                 cancel=self.cancel_event,
                 run_as=spec.run_as(target),
+                answer=answer,
             )
         finally:
             if sink:
@@ -396,6 +408,8 @@ class Executor:
             )
         elif result.interrupted:
             status, error = "interrupted", _stopped(result, "the command")
+        elif answer is not None and answer.refused:
+            status, error = "failed", _wrong_password(target)
         elif result.exit_code is None:
             status, error = "failed", _killed(result.signal)
         elif result.exit_code != 0:
@@ -482,6 +496,13 @@ _SUDO_NEEDS_PASSWORD = re.compile(
 _SUDO_UNKNOWN_USER = re.compile(rb"^sudo: unknown user:? (\S+)\r?$", re.MULTILINE)
 
 
+def _wrong_password(target: Target) -> str:
+    return (
+        f"sudo: wrong password for {target.user}; check --become-password-file "
+        "(or ansible_become_password)"
+    )
+
+
 def sudo_refusal(spec: CommandSpec, target: Target, exit_code: int, stderr: bytes) -> str | None:
     """What sudo said when it refused to run a become command, in one line; None otherwise.
 
@@ -491,10 +512,7 @@ def sudo_refusal(spec: CommandSpec, target: Target, exit_code: int, stderr: byte
     if exit_code != 1 or not spec.run_as(target)[0]:
         return None
     if _SUDO_WRONG_PASSWORD.search(stderr):
-        return (
-            f"sudo: wrong password for {target.user}; check --become-password-file "
-            "(or ansible_become_password)"
-        )
+        return _wrong_password(target)
     if _SUDO_NEEDS_PASSWORD.search(stderr):
         return (
             f"sudo: {target.user} needs a password to run commands as another user; "

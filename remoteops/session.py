@@ -61,6 +61,7 @@ __all__ = [
     "CommandOutput",
     "Credentials",
     "ExecResult",
+    "PromptAnswer",
     "Session",
     "SessionSettings",
     "Watchdog",
@@ -397,6 +398,79 @@ LineSink = Callable[[str, str, bytes], None]
 """Called with (host, "stdout"|"stderr", one complete line without its newline)."""
 
 
+class PromptAnswer:
+    """Answers sudo's password prompt on a terminal once it shows, then sends ``then``.
+
+    On a pseudo-terminal, input sent before sudo turned echo off comes back in
+    the output: the password must wait for the prompt (``sudo -S -p PROMPT``;
+    sudo turns echo off before printing it). The prompt, and the line end sudo
+    prints after reading the password, never reach the output. A second prompt
+    means the password was refused: the command is interrupted (Ctrl-C on its
+    terminal) and ``refused`` is set. Output that is not the prompt means sudo
+    did not ask (NOPASSWD, a root login): the password is never sent.
+    """
+
+    def __init__(self, prompt: bytes, answer: bytes, then: bytes | None) -> None:
+        self._prompt = prompt
+        self._answer = answer
+        self._then = then
+        self._held = b""
+        self._strip_newline = False
+        self.state = "waiting"  # then "answered", "skipped" or "refused"
+
+    @property
+    def refused(self) -> bool:
+        """True when sudo asked again: the password was wrong."""
+        return self.state == "refused"
+
+    def feed(self, channel: paramiko.Channel, chunk: bytes) -> bytes:
+        """``chunk`` of stdout without the prompt; answers it when it shows."""
+        if self.state == "skipped" or self.state == "refused":
+            return chunk
+        data = self._held + chunk
+        self._held = b""
+        if self._strip_newline:
+            if data in (b"", b"\r"):
+                self._held = data
+                return b""
+            self._strip_newline = False
+            data = data.removeprefix(b"\r\n").removeprefix(b"\n")
+        shown = b""
+        while (at := data.find(self._prompt)) >= 0:
+            shown += data[:at]
+            data = data[at + len(self._prompt) :]
+            if self.state == "waiting":
+                channel.sendall(self._answer)
+                if self._then:
+                    channel.sendall(self._then)
+                self.state = "answered"
+                self._strip_newline = True
+                data = data.removeprefix(b"\r\n").removeprefix(b"\n")
+                self._strip_newline = not data
+            else:
+                self.state = "refused"
+                channel.sendall(b"\x03")
+                return shown + data
+        keep = next(
+            (n for n in range(min(len(data), len(self._prompt) - 1), 0, -1)
+             if self._prompt.startswith(data[-n:])),
+            0,
+        )  # fmt: skip
+        if self.state == "waiting" and (shown or data[: len(data) - keep]):
+            # Output before any prompt: sudo did not ask; the password stays here.
+            self.state = "skipped"
+            if self._then:
+                channel.sendall(self._then)
+            return shown + data
+        self._held = data[len(data) - keep :] if keep else b""
+        return shown + (data[: len(data) - keep] if keep else data)
+
+    def finish(self) -> bytes:
+        """What was held back at the end of output (a partial prompt that never completed)."""
+        held, self._held = self._held, b""
+        return held
+
+
 class _LineSplitter:
     def __init__(self, host: str, stream: str, sink: LineSink) -> None:
         self._host, self._stream, self._sink = host, stream, sink
@@ -634,6 +708,30 @@ class Session:
         _private(channel)._event_pending()
         _private(self.transport)._send_user_message(message)
 
+    def _request_pty(self, channel: paramiko.Channel, *, echo: bool) -> None:
+        """Ask for a pseudo-terminal, as ``Channel.get_pty``, with its ECHO mode set.
+
+        paramiko sends no terminal modes, so the server's default (echo on)
+        applies: whatever is sent to the command's stdin (a sudo password, a
+        ``--stdin`` file) would come back in its output. RFC 4254 section 8:
+        opcode 53 is ECHO, each value a uint32, the list ends with opcode 0.
+        """
+        modes = b"" if echo else bytes([53]) + (0).to_bytes(4, "big") + bytes([0])
+        message = Message()
+        message.add_byte(cMSG_CHANNEL_REQUEST)
+        message.add_int(channel.remote_chanid)
+        message.add_string("pty-req")
+        message.add_boolean(True)
+        message.add_string("dumb")
+        message.add_int(200)
+        message.add_int(50)
+        message.add_int(0)
+        message.add_int(0)
+        message.add_string(modes)
+        _private(channel)._event_pending()
+        _private(self.transport)._send_user_message(message)
+        _private(channel)._wait_for_event()
+
     def exec(
         self,
         command: str,
@@ -647,6 +745,7 @@ class Session:
         on_bytes: Callable[[str, bytes], None] | None = None,
         cancel: threading.Event | None = None,
         run_as: tuple[str, bytes] | None = ("", b""),
+        answer: PromptAnswer | None = None,
     ) -> ExecResult:
         """Run ``command`` and wait for it, at most ``timeout`` seconds.
 
@@ -656,18 +755,21 @@ class Session:
         the ``sudo`` prefix and stdin prefix (password line) the command ran
         under, for the stop helper to run the same way; None: no stop helper.
         Output is capped at ``max_output`` bytes per stream; ``on_bytes`` sees
-        every byte (for ``--out-dir``).
+        every byte (for ``--out-dir``). ``answer`` answers sudo's prompt on a
+        terminal (then sends the stdin itself; ``stdin`` must be None).
         """
         channel = self.open_channel()
         try:
             if env:
                 self._set_env(channel, env)
             if pty:
-                channel.get_pty(term="dumb", width=200, height=50)
+                # Input sent to a terminal is not output: no echo when any is sent.
+                self._request_pty(channel, echo=not stdin)
             self._send_exec(channel, command)
             if stdin is not None:
                 channel.sendall(stdin)
-            channel.shutdown_write()
+            if answer is None:
+                channel.shutdown_write()  # with a pty it ends nothing: the answer comes later
             return self._collect(
                 channel,
                 timeout=timeout,
@@ -676,6 +778,7 @@ class Session:
                 on_bytes=on_bytes,
                 cancel=cancel,
                 run_as=run_as,
+                answer=answer,
             )
         finally:
             with contextlib.suppress(Exception):
@@ -691,6 +794,7 @@ class Session:
         on_bytes: Callable[[str, bytes], None] | None,
         cancel: threading.Event | None,
         run_as: tuple[str, bytes] | None,
+        answer: PromptAnswer | None = None,
     ) -> ExecResult:
         out, err = CommandOutput(max_output), CommandOutput(max_output)
         splitters = (
@@ -718,6 +822,10 @@ class Session:
                     if not chunk:
                         break
                     got = True
+                    if answer is not None and index == 0:
+                        chunk = answer.feed(channel, chunk)
+                        if not chunk:
+                            continue
                     captured.add(chunk)
                     if on_bytes:
                         on_bytes(name, chunk)
@@ -753,6 +861,13 @@ class Session:
                 if deadline is not None:
                     wait = max(0.0, min(wait, deadline - time.monotonic()))
                 _wait_for(channel, select.POLLIN, wait)
+        rest = answer.finish() if answer is not None else b""
+        if rest:  # a partial prompt at the very end was output after all
+            out.add(rest)
+            if on_bytes:
+                on_bytes("stdout", rest)
+            if splitters:
+                splitters[0].feed(rest)
         if splitters:
             splitters[0].flush()
             splitters[1].flush()

@@ -8,6 +8,7 @@ import pytest
 
 from remoteops.become import Become, sudo_failure
 from remoteops.execution import CommandSpec
+from remoteops.session import PromptAnswer
 from remoteops.target import Target
 
 
@@ -47,10 +48,22 @@ def test_the_password_goes_on_stdin_never_on_the_command_line() -> None:
 
 def test_run_and_transfers_build_the_same_sudo_command() -> None:
     spec = CommandSpec(command="id -u", become=True, become_password="pw")
-    command, stdin = spec.remote_command(_target())
-    assert command == "sudo -S -p '' -u root -- sh -c 'id -u'"
-    assert stdin == b"pw\n"
-    assert spec.run_as(_target()) == (Become("root", "pw").prefix, b"pw\n")
+    command, stdin, answer = spec.remote_command(_target())
+    become = Become("root", "pw")
+    assert (command, stdin, answer) == (become.command("id -u"), become.stdin(b""), None)
+    assert spec.run_as(_target()) == (become.prefix, b"pw\n")
+
+
+def test_on_a_terminal_the_password_waits_for_a_prompt_of_its_own() -> None:
+    spec = CommandSpec(command="id -u", pty=True, become=True, become_password="pw")
+    command, stdin, answer = spec.remote_command(_target())
+    assert stdin is None
+    assert answer is not None
+    prompt = command.split("-p ")[1].split()[0]
+    assert prompt.startswith("'[remoteops-sudo-")
+    assert command.endswith("-u root -- sh -c 'id -u'")
+    again, _, _ = spec.remote_command(_target())
+    assert again != command  # a new prompt each time: a host cannot guess it ahead
 
 
 @pytest.mark.parametrize("sudo_read_it", [True, False], ids=["sudo-read", "sudo-did-not-ask"])
@@ -91,3 +104,43 @@ def test_sudo_refusals_are_said_in_one_line() -> None:
         "become: sudo -u nosuch failed: unknown user nosuch"
     )
     assert sudo_failure(without, "") == "become: sudo -u root failed: no message"
+
+
+class _Sent:
+    """What PromptAnswer sends: a stand-in for the channel's sendall (pure logic)."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+
+def _feed(answer: PromptAnswer, channel: _Sent, *chunks: bytes) -> bytes:
+    shown = b"".join(answer.feed(channel, chunk) for chunk in chunks)  # type: ignore[arg-type]
+    return shown + answer.finish()
+
+
+def test_the_prompt_is_answered_once_and_never_shown_even_split_across_reads() -> None:
+    channel = _Sent()
+    answer = PromptAnswer(b"[p-1]", b"pw\n", b"input\n")
+    assert _feed(answer, channel, b"[p", b"-1", b"]", b"\r", b"\nroot\r\n") == b"root\r\n"
+    assert channel.data == b"pw\ninput\n"
+    assert answer.state == "answered"
+
+
+def test_output_before_any_prompt_means_sudo_did_not_ask() -> None:
+    channel = _Sent()
+    answer = PromptAnswer(b"[p-1]", b"pw\n", None)
+    assert _feed(answer, channel, b"[p", b"root\r\n") == b"[proot\r\n"
+    assert channel.data == b""  # the password never left
+    assert answer.state == "skipped"
+
+
+def test_a_second_prompt_is_a_refused_password_and_interrupts_sudo() -> None:
+    channel = _Sent()
+    answer = PromptAnswer(b"[p-1]", b"pw\n", None)
+    shown = _feed(answer, channel, b"[p-1]", b"\r\nSorry, try again.\r\n[p-1]")
+    assert shown == b"Sorry, try again.\r\n"
+    assert channel.data == b"pw\n\x03"
+    assert answer.refused
