@@ -74,11 +74,19 @@ def test_become_never_puts_the_password_on_the_command_line() -> None:
         become_password="s3cret",
         stdin=b"data",
     )
-    line, stdin = spec.remote_command(target)
+    line, stdin, answer = spec.remote_command(target)
     assert "s3cret" not in line
-    assert stdin == b"s3cret\ndata"
-    assert shlex.split(line)[-1] == spec.command  # quoted as one argument
-    no_password, _ = CommandSpec(command="id", become=True).remote_command(target)
+    assert answer is None
+    assert stdin is not None
+    assert stdin.startswith(b"s3cret\n")  # for sudo; the command reads past a marker line
+    assert stdin.endswith(b"\ndata")
+    assert shlex.split(line)[-1].endswith(spec.command)  # quoted as one argument
+    on_tty, nothing, _ = CommandSpec(
+        command="id", pty=True, become=True, become_password="s3cret"
+    ).remote_command(target)
+    assert "s3cret" not in on_tty
+    assert nothing is None  # the password waits for sudo's prompt
+    no_password, _, _ = CommandSpec(command="id", become=True).remote_command(target)
     assert no_password.startswith("sudo -n ")
 
 
