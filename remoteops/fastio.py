@@ -43,6 +43,7 @@ from paramiko.packet import NeedRekeyException, Packetizer
 
 __all__ = [
     "ChunkPipe",
+    "CountingPacketizer",
     "FastPacketizer",
     "attach",
     "detach",
@@ -161,8 +162,29 @@ def _engine_fields(obj: object) -> Any:
     return obj
 
 
-class FastPacketizer(Packetizer):
-    """paramiko's Packetizer with a fast path for AES-GCM on a plain socket (see the module)."""
+class CountingPacketizer(Packetizer):
+    """paramiko's Packetizer that counts the packets it receives, for the keepalive check.
+
+    paramiko counts received bytes too, but privately (``_Packetizer__received_bytes``)
+    and only for re-keying, which resets it. ``received`` only grows.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        super().__init__(sock)
+        self.received = 0
+
+    def read_message(self) -> tuple[int, Message]:
+        ptype, message = super().read_message()
+        self.received += 1
+        return ptype, message
+
+
+class FastPacketizer(CountingPacketizer):
+    """paramiko's Packetizer with a fast path for AES-GCM on a plain socket (see the module).
+
+    Used only while ``fastpaths.enabled()``: its private names are in
+    ``fastpaths.PARAMIKO_INTERNALS``.
+    """
 
     def __init__(self, sock: Any) -> None:
         super().__init__(sock)
@@ -265,6 +287,7 @@ class FastPacketizer(Packetizer):
             raise paramiko.SSHException("Sequence number rolled over during initial kex!")
         p._Packetizer__sequence_number_in = next_seq
         self._count_received(size + _GCM_TAG + 4)
+        self.received += 1
         return plain, seqno, end
 
     def _count_received(self, raw_size: int) -> None:
@@ -467,7 +490,7 @@ def skip_written(views: list[memoryview], index: int, done: int) -> int:
 
 def _packetizer(channel: paramiko.Channel) -> FastPacketizer | None:
     transport = channel.get_transport()
-    packetizer = getattr(transport, "packetizer", None)
+    packetizer = transport.packetizer if transport is not None else None
     return packetizer if isinstance(packetizer, FastPacketizer) else None
 
 

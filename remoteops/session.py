@@ -40,7 +40,7 @@ from paramiko.common import (
 )
 from paramiko.message import Message
 
-from remoteops import fastio
+from remoteops import fastio, fastpaths
 from remoteops.errors import (
     AuthenticationError,
     CommandTimeoutError,
@@ -70,6 +70,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# A paramiko without the internals remoteops needs fails here, naming them.
+fastpaths.require()
 
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 DEFAULT_KEEPALIVE_INTERVAL = 15.0
@@ -504,25 +507,28 @@ def _private(obj: object) -> Any:
 class _Liveness:
     """OpenSSH's ServerAlive check: probe a quiet server, give up after N unanswered probes.
 
-    Any bytes from the server count as an answer; a probe is a global request
-    with want-reply (OpenSSH replies REQUEST_FAILURE), sent only after
-    ``interval`` seconds without traffic.
+    Any packet from the server counts as an answer (``CountingPacketizer``
+    counts them); a probe is a global request with want-reply (OpenSSH
+    replies REQUEST_FAILURE), sent only after ``interval`` seconds without
+    traffic. A transport whose packetizer does not count (one remoteops did
+    not make) is never declared dead: without a count there is no telling.
     """
 
     def __init__(self, transport: paramiko.Transport, interval: float, count_max: int) -> None:
         self._transport = transport
         self._interval = interval
         self._count_max = max(1, count_max)
-        self._packetizer = _private(transport.packetizer)
+        packetizer = transport.packetizer
+        self._packetizer = packetizer if isinstance(packetizer, fastio.CountingPacketizer) else None
+        if self._packetizer is None and interval:
+            logger.debug("no packet count on this transport: the keepalive check is off")
+            self._interval = 0.0
         self._seen = self._received()
         self._last = time.monotonic()
         self._probes = 0
 
     def _received(self) -> int:
-        # paramiko counts received bytes (for rekeying) but offers no public getter.
-        return int(getattr(self._packetizer, "_Packetizer__received_bytes", 0)) + int(
-            getattr(self._packetizer, "_Packetizer__received_packets", 0)
-        )
+        return self._packetizer.received if self._packetizer is not None else 0
 
     def is_dead(self) -> bool:
         """Probe if due; True once ``count_max`` probes went unanswered."""
@@ -595,7 +601,7 @@ class Session:
                 _private(self.transport)._send_user_message(message)
             if self._jump is not None:
                 deadline = time.monotonic() + 2.0
-                while time.monotonic() < deadline and not getattr(self._sock, "closed", True):
+                while time.monotonic() < deadline and not self._sock.closed:
                     time.sleep(0.01)
         with contextlib.suppress(Exception):
             self.transport.close()
@@ -1091,9 +1097,11 @@ class _Transport(paramiko.Transport):
     paramiko's 30 s timeout drops it. Seen here on 1 GiB downloads. Such a reply
     is handed to a short-lived thread that waits instead.
 
-    Its packetizer is ``fastio.FastPacketizer``: bulk channel data without
-    paramiko's per-packet copies (see remoteops.fastio). Its channels keep the
-    signal that killed their command (``_handle_channel_request``).
+    Its packetizer is ``fastio.FastPacketizer`` (bulk channel data without
+    paramiko's per-packet copies, see remoteops.fastio) while
+    ``fastpaths.enabled()``, else ``fastio.CountingPacketizer`` (paramiko's
+    own); both count received packets for ``_Liveness``. Its channels keep
+    the signal that killed their command (``_handle_channel_request``).
     """
 
     _channel_handler_table: ClassVar[dict[int, Callable[..., None]]] = {
@@ -1102,7 +1110,10 @@ class _Transport(paramiko.Transport):
     }
 
     def __init__(self, sock: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("packetizer_class", fastio.FastPacketizer)
+        kwargs.setdefault(
+            "packetizer_class",
+            fastio.FastPacketizer if fastpaths.enabled() else fastio.CountingPacketizer,
+        )
         super().__init__(sock, **kwargs)
 
     def _send_user_message(self, data: Message) -> None:
@@ -1363,7 +1374,7 @@ def _authenticate(transport: paramiko.Transport, target: Target, credentials: Cr
     for index, (label, key) in enumerate(offered):
         tried.append(label)
         try:
-            if index == 0 and "rsa" not in key.get_name():
+            if index == 0 and "rsa" not in key.get_name() and fastpaths.enabled():
                 _auth_publickey_pipelined(transport, user, key)
             else:
                 transport.auth_publickey(user, key)

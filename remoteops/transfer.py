@@ -108,7 +108,7 @@ from paramiko.sftp import (
 )
 from paramiko.sftp_attr import SFTPAttributes
 
-from remoteops import fastio
+from remoteops import fastio, fastpaths
 from remoteops.become import Become, Remote, SudoSession
 from remoteops.errors import (
     CommandTimeoutError,
@@ -1107,6 +1107,7 @@ def _put_batch(
         _put_resume_offsets(session, pipe, batch, cancel)
     tarred = (
         not opts.resume
+        and fastpaths.enabled()
         and len(batch) >= _TAR_MIN_FILES
         and all(item.src.size <= _TAR_MAX_FILE for item in batch)
         and sum(item.src.size for item in batch) <= _TAR_MAX_BATCH
@@ -1148,6 +1149,7 @@ def _put_batch(
             streamed = (
                 len(batch) == 1
                 and item.src.size - item.offset >= _EXEC_STREAM_MIN
+                and fastpaths.enabled()
                 and _put_stream_exec(session, pipe, item, stats, cancel)
             )
             try:
@@ -1844,7 +1846,7 @@ def _get_batch(
             else:
                 item.error = f"remote {item.file.remote}: {_status_of(kind, msg)[1]}"
         streamed = False
-        if len(opened) == 1 and opened[0].file.size >= _EXEC_STREAM_MIN:
+        if len(opened) == 1 and opened[0].file.size >= _EXEC_STREAM_MIN and fastpaths.enabled():
             streamed = _get_stream_exec(session, tree, opened[0], stats, cancel)
         if not streamed:
             _get_stream(pipe, tree, opened, stats)
