@@ -38,6 +38,41 @@ def _require_sshd() -> None:
         pytest.skip("the test lab needs root for its namespaces")
 
 
+# --------------------------------------------------------------------------- fast paths
+
+FAST_PATH_MODES = ("fast-paths", "no-fast-paths")
+
+
+def _runs_both_ways(module: object) -> bool:
+    """The transfer tests (tests/integration/test_transfer*.py) run with and without fast paths."""
+    name = getattr(module, "__name__", "")
+    return name.startswith("tests.integration.test_transfer")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if _runs_both_ways(metafunc.module) and "fast_paths" in metafunc.fixturenames:
+        metafunc.parametrize("fast_paths", FAST_PATH_MODES, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def fast_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether this test runs with remoteops' fast paths (``REMOTEOPS_NO_FAST_PATHS``).
+
+    Every transfer test runs twice, as ``[fast-paths]`` and ``[no-fast-paths]``,
+    so each guarantee holds on both the tar/cat streams and plain SFTP; other
+    tests run once, as the environment says. The variable reaches both the
+    code under test in this process and the CLI the test starts.
+    """
+    mode = getattr(request, "param", None)
+    if mode == "no-fast-paths":
+        monkeypatch.setenv("REMOTEOPS_NO_FAST_PATHS", "1")
+    elif mode == "fast-paths":
+        monkeypatch.delenv("REMOTEOPS_NO_FAST_PATHS", raising=False)
+    from remoteops import fastpaths
+
+    return fastpaths.enabled()
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A lab of LAB_HOSTS isolated hosts, torn down at the end of the session."""
