@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any, ClassVar, Final
 
 from remoteops.analysis.model import (
@@ -30,8 +31,9 @@ from remoteops.analysis.parsers import FIELDS, PARSERS, parse_all, parse_number
 from remoteops.analysis.textscan import (
     DEFAULT_KEYWORDS,
     LineMatcher,
-    leading_timestamp,
     normalise,
+    normalise_lines,
+    split_timestamps,
 )
 from remoteops.errors import UsageError
 from remoteops.nodeset import fold, fold_hosts
@@ -286,10 +288,10 @@ class Grep(Analyzer):
         count = 0
         shown: list[str] = []
         for block in iter_line_blocks(doc):
-            for start, end in matcher.lines(block):
-                count += 1
-                if len(shown) < MAX_LINES_SHOWN:
-                    shown.append(block[start:end].decode("utf-8", "replace"))
+            spans = matcher.lines(block)
+            count += len(spans)
+            for start, end in spans[: MAX_LINES_SHOWN - len(shown)]:
+                shown.append(block[start:end].decode("utf-8", "replace"))
         return count, shown
 
     def reduce(self, spec: AnalyzerSpec, config: _GrepConfig, partials: Partials) -> Section:
@@ -622,29 +624,10 @@ class Logscan(Analyzer):
         messages: dict[bytes, list[Any]] = {}
         total = 0
         for block in iter_line_blocks(doc):
-            lines = [block[s:e] for s, e in matcher.lines(block)]
-            if not lines:
-                continue
-            total += len(lines)
-            stamps = [leading_timestamp(line) for line in lines]
-            bodies = [
-                line[len(ts[1]) :] if ts else line for line, ts in zip(lines, stamps, strict=True)
-            ]
-            masked = normalise(b"\n".join(bodies), host=doc.host).split(b"\n")
-            if len(masked) != len(lines):  # a mask cannot add newlines; be safe anyway
-                masked = [normalise(b, host=doc.host) for b in bodies]
-            for key, stamp, line in zip(masked, stamps, lines, strict=True):
-                key = key.strip()
-                entry = messages.get(key)
-                when = stamp or ("", "")
-                if entry is None:
-                    messages[key] = [1, when, when, line[:300]]
-                else:
-                    entry[0] += 1
-                    if when[0] and (not entry[1][0] or when[0] < entry[1][0]):
-                        entry[1] = when
-                    if when[0] >= entry[2][0]:
-                        entry[2] = when
+            lines = matcher.matching_lines(block)
+            if lines:
+                total += len(lines)
+                _count_messages(lines, doc.host, messages)
         return total, messages
 
     def reduce(self, spec: AnalyzerSpec, config: LogscanConfig, partials: Partials) -> Section:
@@ -698,6 +681,51 @@ class Logscan(Analyzer):
             )
         )
         return section
+
+
+_NO_TIME: Final = ("", "")
+
+
+def _count_messages(lines: list[bytes], host: str, messages: dict[bytes, list[Any]]) -> None:
+    """Add ``lines`` (in file order) to ``messages``: {normalised message: [count, first,
+    last, first line]}, first and last being (sort key, time as written) or ("", "").
+
+    As if each line were added in turn: first is the earliest time (the earlier
+    line on a tie), last the latest (the later line on a tie); lines without a
+    leading time count but do not move them. Done for all lines at once: one
+    regex pass splits off the times, one ``normalise`` over the distinct rest,
+    ``Counter`` counts, and a stable sort by time finds first and last.
+    """
+    keys_by_time, times, rests = split_timestamps(lines)
+    joined = b"\n".join(rests)
+    if joined.count(b"\n") == len(rests) - 1:
+        keys = list(map(bytes.strip, normalise_lines(joined, host=host)))
+    else:  # a "line" of several lines (a regex match across lines)
+        keys = [normalise(rest, host=host).strip() for rest in rests]
+    timed = list(compress(range(len(lines)), keys_by_time))
+    timed.sort(key=keys_by_time.__getitem__)
+    in_order = list(map(keys.__getitem__, timed))
+    last = dict(zip(in_order, timed, strict=True))
+    first = dict(zip(reversed(in_order), reversed(timed), strict=True))
+    first_line = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+
+    def when(index: int | None) -> tuple[str, str]:
+        if index is None:
+            return _NO_TIME
+        return keys_by_time[index].decode(), times[index].decode()
+
+    for key, count in Counter(keys).items():
+        earliest = when(first.get(key))
+        latest = when(last.get(key))
+        entry = messages.get(key)
+        if entry is None:
+            messages[key] = [count, earliest, latest, lines[first_line[key]][:300]]
+            continue
+        entry[0] += count
+        if earliest[0] and (not entry[1][0] or earliest[0] < entry[1][0]):
+            entry[1] = earliest
+        if latest[0] >= entry[2][0]:
+            entry[2] = latest
 
 
 BUILTINS: Final[dict[str, Analyzer]] = {

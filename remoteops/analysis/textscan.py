@@ -1,21 +1,38 @@
 """Fast line scanning over big inputs: keyword and regex matchers, message normalisation.
 
 Work is done a block (8 MiB of whole lines) at a time with C-speed searches
-(``bytes.find`` on a lowered block, or one compiled regex), so Python code
-runs only for the lines that match, never for every line.
+(``bytes.find`` on a lowered block, or one compiled regex), and what follows
+works on all the matching lines of a block at once: line boundaries come from
+``map`` over ``bytes.rfind``/``find``, leading timestamps from one regex pass
+over the joined lines, and the masks of :func:`normalise` run once per block
+over the distinct lines only. Python code runs a few times per block, not once
+per line.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
+from itertools import repeat
+from operator import add, itemgetter
 from typing import Final
 
-__all__ = ["LineMatcher", "leading_timestamp", "normalise"]
+__all__ = [
+    "LineMatcher",
+    "leading_timestamp",
+    "normalise",
+    "normalise_lines",
+    "split_timestamps",
+]
 
 DEFAULT_KEYWORDS: Final = ("error", "fatal", "crit", "panic", "emerg")
 
-_MASKS: Final = (
+_HEX: Final = rb"[0-9a-fA-F]"
+
+# The masks, in the order they apply; each runs over the output of the one before.
+# These are the rules as documented (docs/analysis.md); _FAST_MASKS below are the
+# same rules written so that the regex engine can skip ahead to a first character.
+MASKS: Final = (
     (
         re.compile(rb"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
         b"<time>",
@@ -44,30 +61,101 @@ _MASKS: Final = (
     (re.compile(rb"[ \t]{2,}|\t"), b" "),  # a lone space is left as it is: fewer substitutions
 )
 
-_TIMESTAMP: Final = re.compile(
-    rb"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
-    rb"|((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2})"
+# A leading ``\b`` (or lookahead) stops the regex engine from jumping to the
+# places a match can start: it then tries every position. Each pattern below
+# starts with what the match's first character must be, and checks the word
+# boundary before it with a lookbehind once that character is consumed
+# (``X(?<!\wX)``: the character before X is no word character). A pass whose
+# *hint* (a necessary part of any match, found fast) is absent is skipped.
+# tests/unit/test_textscan.py checks these against MASKS.
+_HMS_HINT: Final = re.compile(rb":\d\d:\d\d").search
+_FAST_MASKS: Final[tuple[tuple[re.Pattern[bytes], bytes, Callable[[bytes], object]], ...]] = (
+    (MASKS[0][0], b"<time>", re.compile(rb"-\d\d-\d\d[T ]\d\d:\d\d:\d\d").search),
+    (
+        re.compile(
+            rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)(?<!\w\w\w\w)"
+            rb" [ \d]\d \d{2}:\d{2}:\d{2}\b"
+        ),
+        b"<time>",
+        _HMS_HINT,
+    ),
+    (re.compile(rb"\d(?<!\w\d)\d?:\d{2}:\d{2}(?:\.\d+)?\b"), b"<time>", _HMS_HINT),
+    (
+        re.compile(
+            rb"[0-9a-fA-F](?<!\w[0-9a-fA-F])[0-9a-fA-F]{7}"
+            rb"-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+        ),
+        b"<uuid>",
+        re.compile(rb"-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-").search,
+    ),
+    (
+        re.compile(
+            rb"[0-9a-fA-F](?<!\w[0-9a-fA-F])"
+            rb"(?:(?<=0)x[0-9a-fA-F]+\b"
+            rb"|(?:(?<=\d)|(?=[0-9a-fA-F]*\d))(?:(?<=[a-fA-F])|(?=[0-9a-fA-F]*[a-fA-F]))"
+            rb"[0-9a-fA-F]{5,}\b)"
+        ),
+        b"<hex>",
+        re.compile(rb"\d").search,
+    ),
+    (MASKS[5][0], b"<n>", re.compile(rb"\d").search),
+    (
+        re.compile(rb"\t[ \t]*| [ \t]+"),
+        b" ",
+        lambda data: b"\t" in data or b"  " in data,
+    ),
 )
-_MONTHS: Final = {
-    m.encode(): i
-    for i, m in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
-    )
-}
+# Every digit is masked in the end (by one of the masks above), and no mask
+# cares which digit it is, only that it is one; except the 0 of ``0x``. So lines
+# that differ only in their digits' values normalise alike, and are normalised once.
+_DIGITS_AS_ONE: Final = bytes.maketrans(b"0123456789", b"1111111111")
+_DIGITS_AS_ONE_BUT_ZERO: Final = bytes.maketrans(b"123456789", b"111111111")
+
+_ISO: Final = rb"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+_SYSLOG: Final = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2}"
+_TIMESTAMP: Final = re.compile(rb"(" + _ISO + rb")|(" + _SYSLOG + rb")")
+# After each newline: the line's leading timestamp (ISO, syslog or none), then the rest.
+_LINE_PARTS: Final = re.compile(rb"\n(?:(" + _ISO + rb")|(" + _SYSLOG + rb"))?([^\n]*)")
+_MONTH_NAMES: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun")
+_MONTH_NAMES_2: Final = ("Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS: Final = {m.encode(): i for i, m in enumerate((*_MONTH_NAMES, *_MONTH_NAMES_2), 1)}
+
+
+def _mask(data: bytes) -> bytes:
+    for pattern, mask, needed in _FAST_MASKS:
+        if needed(data):
+            data = pattern.sub(mask, data)
+    return data
+
+
+def normalise_lines(data: bytes, *, host: str | None = None) -> list[bytes]:
+    """The lines of ``data`` (split at ``\\n``), each normalised as :func:`normalise` does.
+
+    The masks run once over the distinct lines, after the digits' values are
+    set aside (lines that differ only in them normalise alike).
+    """
+    if host:
+        data = data.replace(host.encode(), b"<host>")
+    table = _DIGITS_AS_ONE_BUT_ZERO if b"0x" in data else _DIGITS_AS_ONE
+    lines = data.translate(table).split(b"\n")
+    distinct = list(dict.fromkeys(lines))
+    masked = _mask(b"\n".join(distinct)).split(b"\n")
+    if len(masked) != len(distinct):  # a mask cannot add or remove a newline; be safe anyway
+        masked = [_mask(line) for line in distinct]
+    if len(distinct) == len(lines):
+        return masked
+    by_line = dict(zip(distinct, masked, strict=True))
+    return list(map(by_line.__getitem__, lines))
 
 
 def normalise(data: bytes, *, host: str | None = None) -> bytes:
     """Mask what varies between hosts and runs: times, UUIDs, hex ids, numbers, the host name,
     and the width of the spaces that align columns.
 
-    Works on any number of lines at once (one ``re.sub`` per mask over the whole
-    input is much faster than one per line).
+    Works on any number of lines at once, each line on its own (one ``re.sub``
+    per mask over all the distinct lines is much faster than one per line).
     """
-    if host:
-        data = data.replace(host.encode(), b"<host>")
-    for pattern, mask in _MASKS:
-        data = pattern.sub(mask, data)
-    return data
+    return b"\n".join(normalise_lines(data, host=host))
 
 
 def leading_timestamp(line: bytes) -> tuple[str, str] | None:
@@ -89,60 +177,144 @@ def leading_timestamp(line: bytes) -> tuple[str, str] | None:
     return f"{month:02d}-{day:02d}T{raw[7:].decode()}", text
 
 
+def split_timestamps(lines: list[bytes]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """Each line's leading timestamp apart from the rest, for all ``lines`` at once.
+
+    Returns (sort keys, timestamps as written, the rest of each line); a line
+    without a timestamp has ``b""`` for both. The sort keys and texts are those
+    of :func:`leading_timestamp`, as bytes.
+    """
+    parts = _LINE_PARTS.findall(b"\n" + b"\n".join(lines))
+    if len(parts) != len(lines):  # a "line" of several (a regex match across lines)
+        stamps = [leading_timestamp(line) or ("", "") for line in lines]
+        return (
+            [key.encode() for key, _ in stamps],
+            [text.encode() for _, text in stamps],
+            [line[len(text) :] for line, (_, text) in zip(lines, stamps, strict=True)],
+        )
+    isos = list(map(itemgetter(0), parts))
+    rest = list(map(itemgetter(2), parts))
+    keys = b"\n".join(isos).replace(b" ", b"T").split(b"\n")
+    syslogs = list(map(itemgetter(1), parts))
+    if not any(syslogs):
+        return keys, isos, rest
+    joined = b"\n".join(syslogs)
+    for name, number in _MONTHS.items():
+        joined = joined.replace(name + b" ", b"%02d-" % number)
+    syslog_keys = joined.replace(b"- ", b"-0").replace(b" ", b"T").split(b"\n")
+    keys = [iso or syslog for iso, syslog in zip(keys, syslog_keys, strict=True)]
+    texts = [iso or syslog for iso, syslog in zip(isos, syslogs, strict=True)]
+    return keys, texts, rest
+
+
+def _dedupe_sorted(starts: Iterable[int]) -> list[int]:
+    return list(dict.fromkeys(starts))
+
+
 class LineMatcher:
     """Finds the lines of a block that match: case-insensitive keywords, or a regex.
 
-    Keywords are searched with ``bytes.find`` on the lowered block (memchr
-    speed) and must start a word; a regex runs once over the block.
+    Keywords are searched on the lowered block with one literal-prefixed regex
+    each (``bytes.find`` speed) and must start a word; a regex runs once over
+    the block.
     """
 
     def __init__(self, *, keywords: tuple[str, ...] = (), pattern: str | None = None) -> None:
-        self.keywords = tuple(k.lower().encode() for k in keywords)
+        self.keywords = tuple(k.lower().encode() for k in keywords if k)
         self.pattern = re.compile(pattern.encode(), re.MULTILINE) if pattern else None
+        # "word" where the character before it is no ASCII letter or digit.
+        self._finders = tuple(
+            re.compile(re.escape(word) + rb"(?<![a-z0-9]" + re.escape(word) + rb")")
+            for word in self.keywords
+        )
+        literal = pattern is not None and not any(c in ".^$*+?{}[]\\|()" for c in pattern)
+        self._literal = pattern.encode() if literal and pattern else None
 
-    def lines(self, block: bytes) -> Iterator[tuple[int, int]]:
-        """(start, end) of each matching line of ``block``, in order; ``end`` excludes ``\\n``."""
+    def lines(self, block: bytes) -> list[tuple[int, int]]:
+        """(start, end) of each matching line of ``block``, in order; ``end`` excludes ``\\n``.
+
+        A regex match that spans lines makes one "line" of all the lines it spans.
+        """
+        starts = self._starts(block)
+        if isinstance(starts, tuple):
+            return starts[0]
+        ends = list(map(block.find, repeat(b"\n"), starts))
+        if ends and ends[-1] == -1:
+            ends[-1] = len(block)
+        return list(zip(starts, ends, strict=True))
+
+    def matching_lines(self, block: bytes) -> list[bytes]:
+        """The matching lines of ``block``, in order, without their ``\\n``."""
+        return [block[start:end] for start, end in self.lines(block)]
+
+    def _starts(self, block: bytes) -> list[int] | tuple[list[tuple[int, int]]]:
         if self.pattern is not None:
-            yield from self._regex_lines(block)
-            return
-        starts: set[int] = set()
+            return self._regex_starts(block)
         lowered = block.lower()
-        find, rfind = lowered.find, lowered.rfind
-        for word in self.keywords:
-            pos = find(word)
-            while pos != -1:
-                if pos == 0 or not lowered[pos - 1 : pos].isalnum():
-                    starts.add(rfind(b"\n", 0, pos) + 1)
-                    line_end = find(b"\n", pos)
-                    if line_end == -1:
-                        break
-                    pos = find(word, line_end)
-                else:
-                    pos = find(word, pos + 1)
-        for start in sorted(starts):
-            end = block.find(b"\n", start)
-            yield start, (len(block) if end == -1 else end)
+        found: list[list[int]] = []
+        for finder in self._finders:
+            positions = list(map(re.Match.start, finder.finditer(lowered)))
+            if positions:
+                found.append(positions)
+        if not found:
+            return []
+        rfind = lowered.rfind
+        starts = [
+            map(add, map(rfind, repeat(b"\n"), repeat(0), positions), repeat(1))
+            for positions in found
+        ]
+        if len(starts) == 1:
+            return _dedupe_sorted(starts[0])
+        return sorted(set().union(*starts))
 
-    def _regex_lines(self, block: bytes) -> Iterator[tuple[int, int]]:
+    def _regex_starts(self, block: bytes) -> list[int] | tuple[list[tuple[int, int]]]:
+        """Line starts of the lines a match starts in.
+
+        When no match spans a newline, that is exactly what searching again from
+        the start of the next line after each match finds; a match that does span
+        one falls back to doing that (``_regex_spans``), and returns the spans.
+        """
+        assert self.pattern is not None
+        matches = list(self.pattern.finditer(block))
+        if not matches:
+            return []
+        if b"\n" in b"".join(map(re.Match.group, matches)):
+            return (self._regex_spans(block),)
+        size = len(block)
+        rfind = block.rfind
+        starts = _dedupe_sorted(
+            map(add, map(rfind, repeat(b"\n"), repeat(0), map(re.Match.start, matches)), repeat(1))
+        )
+        if starts[-1] >= size:
+            starts.pop()
+        return starts
+
+    def _regex_spans(self, block: bytes) -> list[tuple[int, int]]:
         assert self.pattern is not None
         search = self.pattern.search
         pos = 0
         size = len(block)
-        while pos <= size:
+        spans = []
+        for _ in range(size + 1):
             match = search(block, pos)
             if match is None:
-                return
+                break
             start = block.rfind(b"\n", 0, match.start()) + 1
             end = block.find(b"\n", match.end() if match.end() > match.start() else match.start())
             if end == -1:
                 end = size
             if start < size:
-                yield start, end
+                spans.append((start, end))
             pos = end + 1
+            if pos > size:
+                break
+        return spans
 
     def count(self, block: bytes) -> int:
         """How many matches (not lines) in ``block``."""
+        if self._literal is not None:
+            return block.count(self._literal)
         if self.pattern is not None:
-            return sum(1 for _ in self.pattern.finditer(block))
+            return sum(map(bool, self.pattern.finditer(block)))
         lowered = block.lower()
         return sum(lowered.count(word) for word in self.keywords)
