@@ -85,7 +85,30 @@ def _log_settings() -> LogSettings | None:
 def _context() -> Any:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["remoteops.analysis.worker"])
+    _main_is_remoteops_module()
     return ctx
+
+
+def _main_is_remoteops_module() -> None:
+    """Run as the ``remoteops`` command, ``__main__`` counts as ``remoteops.__main__``.
+
+    The command's script only calls :func:`remoteops.cli.console_main`, as
+    ``python -m remoteops`` does. But a script has no module name, so
+    ``multiprocessing`` would run it again in every new worker (importing the
+    whole command line: ~100 ms of CPU each, for nothing the workers use);
+    under the module's name it leaves ``__main__`` alone, as for ``-m``.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return
+    cli = sys.modules.get("remoteops.cli")
+    entry = getattr(cli, "console_main", None)
+    if entry is None or getattr(main, "console_main", None) is not entry:
+        return
+    from importlib.util import find_spec
+
+    with contextlib.suppress(ImportError, ValueError):
+        main.__spec__ = find_spec("remoteops.__main__")
 
 
 def _stop_forkserver() -> None:
@@ -101,16 +124,18 @@ def _stop_forkserver() -> None:
             os.kill(child, signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.close(server._forkserver_alive_fd)  # the forkserver exits at EOF
-    for _ in range(100):
+    deadline = time.monotonic() + 5
+    for attempt in range(10_000):
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                time.sleep(0.05)
-                continue
+                if time.monotonic() < deadline:
+                    # It exits within milliseconds: poll often at first.
+                    time.sleep(0.001 * 2 ** min(attempt, 6))
+                    continue
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
         break
-    else:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
     address = server._forkserver_address
     if isinstance(address, str) and not address.startswith("\0"):
         with contextlib.suppress(OSError):

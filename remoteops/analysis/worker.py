@@ -14,6 +14,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+# Imported here, not in init_worker: the forkserver preloads this module, so
+# each new worker starts with it imported.
+if sys.platform == "linux":
+    import ctypes
+else:  # pragma: no cover - not Linux
+    ctypes = None  # type: ignore[assignment]
+
 from remoteops.analysis.model import Document
 from remoteops.analysis.registry import resolve
 from remoteops.logconfig import LogSettings, setup_logging
@@ -46,10 +53,8 @@ def init_worker(log_settings: LogSettings | None, sys_path: list[str]) -> None:
     forkserver (this process's parent) dies, the kernel kills the worker too.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform == "linux":
+    if ctypes is not None:
         try:
-            import ctypes
-
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):  # pragma: no cover - best effort

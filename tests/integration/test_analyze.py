@@ -279,3 +279,24 @@ def test_ctrl_c_during_analysis_leaves_no_process(lab: Lab) -> None:
     while time.monotonic() < deadline and any(_alive(p, s) for p, s in started.items()):
         time.sleep(0.1)
     assert [p for p, s in started.items() if _alive(p, s)] == []
+
+
+def test_workers_of_the_command_do_not_import_the_command_line(tmp_path: Path) -> None:
+    """Run as the installed ``remoteops`` script, workers start without the CLI's imports.
+
+    multiprocessing runs a script that has no module name again in every new
+    worker (the script imports the whole command line); each worker then paid
+    ~100 ms of CPU for nothing it uses.
+    """
+    for host in ("web1", "web2"):
+        (tmp_path / "logs" / host).mkdir(parents=True)
+        (tmp_path / "logs" / host / "app.log").write_text("ERROR one\n")
+    script = Path(sys.executable).with_name("remoteops")
+    result = subprocess.run(
+        [str(script), "--no-log-file", "analyze", "plugins:modules:remoteops.cli,typer",
+         str(tmp_path / "logs"), "--json", "--workers", "2"],
+        capture_output=True, text=True, timeout=120, check=False, env=plugin_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    _hosts, (section,), _summary = parse(result.stdout)
+    assert [row["imported"] for row in section["rows"]] == [[], []]

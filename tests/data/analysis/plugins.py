@@ -32,3 +32,10 @@ def slow(doc: Any, args: str) -> dict[str, Any]:
     """Sleep ``args`` seconds (for Ctrl-C tests)."""
     time.sleep(float(args or 60))
     return {"slept": True}
+
+
+def modules(doc: Any, args: str) -> dict[str, Any]:
+    """Which of the modules named in ``args`` (comma-separated) the worker has imported."""
+    import sys
+
+    return {"imported": sorted(name for name in args.split(",") if name in sys.modules)}
