@@ -7,10 +7,11 @@ parent and the worker processes, never sessions, locks or loggers.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 from remoteops.nodeset import hosts_label
 
@@ -82,8 +83,6 @@ class Document:
             return len(self.data)
         if self.path is None:
             return 0
-        import os
-
         return os.stat(self.path).st_size
 
 
@@ -94,7 +93,14 @@ def iter_line_blocks(doc: Document, block_size: int = BLOCK_SIZE) -> Iterator[by
     """Yield blocks of whole lines of ``doc``: the lines that start in ``[start, end)``.
 
     A line that starts before ``start`` belongs to the range before; one that
-    starts before ``end`` is read to its end even past ``end``.
+    starts before ``end`` is read to its end even past ``end``. Each block ends
+    at the last newline within the next ``block_size`` bytes read (a block
+    without one grows by ``block_size`` until it has one); a last line without
+    a newline is a block of its own.
+
+    Each block is read with one ``pread`` of exactly its bytes, found first by
+    looking at the few bytes before where it must end: no block is copied or
+    joined again after it is read (that cost as much as the reading).
     """
     if doc.data is not None:
         if doc.data:
@@ -102,52 +108,53 @@ def iter_line_blocks(doc: Document, block_size: int = BLOCK_SIZE) -> Iterator[by
         return
     if doc.path is None:
         return
-    end = doc.end
     with open(doc.path, "rb", buffering=0) as fh:
-        offset = doc.start
-        if offset > 0:
-            fh.seek(offset - 1)
-            if fh.read(1) != b"\n":
-                offset = _next_line_start(fh, offset)
-        if end is not None and offset >= end:
-            return
-        fh.seek(offset)
-        carry = b""
-        data_start = offset
-        while end is None or data_start < end:
-            chunk = fh.read(block_size)
-            if not chunk:
-                if carry:
-                    yield carry
+        fd = fh.fileno()
+        size = os.fstat(fd).st_size
+        end = doc.end
+        pos = doc.start
+        if 0 < pos < size and os.pread(fd, 1, pos - 1) != b"\n":
+            pos = _after_newline(fd, pos, size)
+        read_end = pos  # how far reading block_size at a time has got
+        while pos < size and (end is None or pos < end):
+            if read_end >= size:  # the last line, without a newline
+                yield os.pread(fd, size - pos, pos)
                 return
-            data = carry + chunk if carry else chunk
-            if end is not None and data_start + len(data) >= end:
-                cut = data.find(b"\n", end - 1 - data_start)
-                if cut != -1:
-                    yield data[: cut + 1]
-                    return
-                carry = data
-                continue
-            newline = data.rfind(b"\n")
-            if newline == -1:
-                carry = data
-                continue
-            yield data[: newline + 1]
-            carry = data[newline + 1 :]
-            data_start += newline + 1
+            read_end = min(read_end + block_size, size)
+            if end is not None and read_end >= end:  # the line holding byte end - 1 is the last
+                cut = _after_newline(fd, end - 1, size)
+            else:
+                cut = _after_last_newline(fd, pos, read_end)
+                if cut == 0:
+                    continue
+            block = os.pread(fd, cut - pos, pos)
+            if not block:  # the file shrank
+                return
+            yield block
+            pos += len(block)
+            del block  # not held while the next one is read
 
 
-def _next_line_start(fh: BinaryIO, offset: int) -> int:
-    """The file offset just after the first newline at or after ``offset`` (EOF if none)."""
-    fh.seek(offset)
-    while True:
-        chunk = fh.read(65536)
-        if not chunk:
-            return offset
-        newline = chunk.find(b"\n")
+_PEEK: Final = 64 * 1024
+
+
+def _after_newline(fd: int, offset: int, size: int) -> int:
+    """The offset just after the first newline at or after ``offset`` (``size`` if none)."""
+    for start in range(offset, size, _PEEK):
+        newline = os.pread(fd, _PEEK, start).find(b"\n")
         if newline != -1:
-            return offset + newline + 1
-        offset += len(chunk)
+            return start + newline + 1
+    return size
+
+
+def _after_last_newline(fd: int, start: int, stop: int) -> int:
+    """The offset just after the last newline in ``[start, stop)`` (0 if none)."""
+    for window_end in range(stop, start, -_PEEK):
+        window_start = max(start, window_end - _PEEK)
+        newline = os.pread(fd, window_end - window_start, window_start).rfind(b"\n")
+        if newline != -1:
+            return window_start + newline + 1
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
