@@ -33,6 +33,7 @@ from remoteops.analysis.textscan import (
     LineMatcher,
     normalise,
     normalise_lines,
+    split_joined_timestamps,
     split_timestamps,
 )
 from remoteops.errors import UsageError
@@ -288,9 +289,9 @@ class Grep(Analyzer):
         count = 0
         shown: list[str] = []
         for block in iter_line_blocks(doc):
-            spans = matcher.lines(block)
-            count += len(spans)
-            for start, end in spans[: MAX_LINES_SHOWN - len(shown)]:
+            starts, ends = matcher.spans(block)
+            count += len(starts)
+            for start, end in zip(starts, ends[: MAX_LINES_SHOWN - len(shown)], strict=False):
                 shown.append(block[start:end].decode("utf-8", "replace"))
         return count, shown
 
@@ -696,11 +697,12 @@ def _count_messages(lines: list[bytes], host: str, messages: dict[bytes, list[An
     regex pass splits off the times, one ``normalise`` over the distinct rest,
     ``Counter`` counts, and a stable sort by time finds first and last.
     """
-    keys_by_time, times, rests = split_timestamps(lines)
-    joined = b"\n".join(rests)
-    if joined.count(b"\n") == len(rests) - 1:
-        keys = list(map(bytes.strip, normalise_lines(joined, host=host)))
+    joined = b"\n".join(lines)
+    if joined.count(b"\n") == len(lines) - 1:
+        keys_by_time, times, rest = split_joined_timestamps(joined)
+        keys = list(map(bytes.strip, normalise_lines(rest, host=host)))
     else:  # a "line" of several lines (a regex match across lines)
+        keys_by_time, times, rests = split_timestamps(lines)
         keys = [normalise(rest, host=host).strip() for rest in rests]
     timed = list(compress(range(len(lines)), keys_by_time))
     timed.sort(key=keys_by_time.__getitem__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from itertools import repeat
-from operator import add, itemgetter
+from operator import add
 from typing import Final
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "leading_timestamp",
     "normalise",
     "normalise_lines",
+    "split_joined_timestamps",
     "split_timestamps",
 ]
 
@@ -114,8 +115,10 @@ _DIGITS_AS_ONE_BUT_ZERO: Final = bytes.maketrans(b"123456789", b"111111111")
 _ISO: Final = rb"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
 _SYSLOG: Final = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2}"
 _TIMESTAMP: Final = re.compile(rb"(" + _ISO + rb")|(" + _SYSLOG + rb")")
-# After each newline: the line's leading timestamp (ISO, syslog or none), then the rest.
-_LINE_PARTS: Final = re.compile(rb"\n(?:(" + _ISO + rb")|(" + _SYSLOG + rb"))?([^\n]*)")
+# After each newline: the line's leading timestamp (ISO, syslog or none).
+_LINE_STAMP: Final = re.compile(rb"\n(" + _ISO + rb"|" + _SYSLOG + rb")?")
+_LEADING_STAMP: Final = re.compile(rb"\n(?:" + _ISO + rb"|" + _SYSLOG + rb")")
+_ISO_BYTES: Final = b"0123456789-:TZ.,+ \n"  # all an ISO time is written with (no month name)
 _MONTH_NAMES: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun")
 _MONTH_NAMES_2: Final = ("Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTHS: Final = {m.encode(): i for i, m in enumerate((*_MONTH_NAMES, *_MONTH_NAMES_2), 1)}
@@ -184,27 +187,31 @@ def split_timestamps(lines: list[bytes]) -> tuple[list[bytes], list[bytes], list
     without a timestamp has ``b""`` for both. The sort keys and texts are those
     of :func:`leading_timestamp`, as bytes.
     """
-    parts = _LINE_PARTS.findall(b"\n" + b"\n".join(lines))
-    if len(parts) != len(lines):  # a "line" of several (a regex match across lines)
-        stamps = [leading_timestamp(line) or ("", "") for line in lines]
-        return (
-            [key.encode() for key, _ in stamps],
-            [text.encode() for _, text in stamps],
-            [line[len(text) :] for line, (_, text) in zip(lines, stamps, strict=True)],
-        )
-    isos = list(map(itemgetter(0), parts))
-    rest = list(map(itemgetter(2), parts))
-    keys = b"\n".join(isos).replace(b" ", b"T").split(b"\n")
-    syslogs = list(map(itemgetter(1), parts))
-    if not any(syslogs):
-        return keys, isos, rest
-    joined = b"\n".join(syslogs)
-    for name, number in _MONTHS.items():
-        joined = joined.replace(name + b" ", b"%02d-" % number)
-    syslog_keys = joined.replace(b"- ", b"-0").replace(b" ", b"T").split(b"\n")
-    keys = [iso or syslog for iso, syslog in zip(keys, syslog_keys, strict=True)]
-    texts = [iso or syslog for iso, syslog in zip(isos, syslogs, strict=True)]
-    return keys, texts, rest
+    joined = b"\n".join(lines)
+    if joined.count(b"\n") == len(lines) - 1:
+        keys, texts, rest = split_joined_timestamps(joined)
+        return keys, texts, rest.split(b"\n")
+    # A "line" of several (a regex match across lines): one at a time.
+    stamps = [leading_timestamp(line) or ("", "") for line in lines]
+    return (
+        [key.encode() for key, _ in stamps],
+        [text.encode() for _, text in stamps],
+        [line[len(text) :] for line, (_, text) in zip(lines, stamps, strict=True)],
+    )
+
+
+def split_joined_timestamps(joined: bytes) -> tuple[list[bytes], list[bytes], bytes]:
+    """:func:`split_timestamps` for the lines of ``joined`` (split at ``\\n``), the rest
+    of every line given back joined: what :func:`normalise_lines` takes."""
+    text = b"\n" + joined
+    texts = _LINE_STAMP.findall(text)
+    rest = _LEADING_STAMP.sub(b"\n", text)[1:]
+    stamps = b"\n".join(texts)
+    if stamps.translate(None, _ISO_BYTES):  # a syslog time: month names become numbers
+        for name, number in _MONTHS.items():
+            stamps = stamps.replace(name + b" ", b"%02d-" % number)
+        stamps = stamps.replace(b"- ", b"-0")  # May  1 -> 05- 1 -> 05-01
+    return stamps.replace(b" ", b"T").split(b"\n"), texts, rest
 
 
 def _dedupe_sorted(starts: Iterable[int]) -> list[int]:
@@ -235,17 +242,22 @@ class LineMatcher:
 
         A regex match that spans lines makes one "line" of all the lines it spans.
         """
+        return list(zip(*self.spans(block), strict=True))
+
+    def spans(self, block: bytes) -> tuple[list[int], list[int]]:
+        """The starts and the ends of the matching lines of ``block``, as :meth:`lines`."""
         starts = self._starts(block)
         if isinstance(starts, tuple):
-            return starts[0]
+            spans = starts[0]
+            return [start for start, _ in spans], [end for _, end in spans]
         ends = list(map(block.find, repeat(b"\n"), starts))
         if ends and ends[-1] == -1:
             ends[-1] = len(block)
-        return list(zip(starts, ends, strict=True))
+        return starts, ends
 
     def matching_lines(self, block: bytes) -> list[bytes]:
         """The matching lines of ``block``, in order, without their ``\\n``."""
-        return [block[start:end] for start, end in self.lines(block)]
+        return list(map(block.__getitem__, map(slice, *self.spans(block))))
 
     def _starts(self, block: bytes) -> list[int] | tuple[list[tuple[int, int]]]:
         if self.pattern is not None:
