@@ -6,8 +6,11 @@ finished host on a bounded queue (it blocks when analysis falls behind: back
 pressure, not unbounded memory); a feeder thread plans tasks (one per
 document, or one per byte range of a big file for splittable analyzers) and
 keeps a few of them in flight in a ``ProcessPoolExecutor`` started with
-``forkserver`` (never ``fork`` from a threaded process). ``finish()`` waits for
-both and reduces the partial results in this process.
+``forkserver`` (never ``fork`` from a threaded process). The workers start in
+a thread of their own (the forkserver is a new interpreter that imports the
+analyzers: 0.1-0.3 s); until they are up, the feeder runs the tasks of built-in
+analyzers in this process, so a small input is done before any worker is.
+``finish()`` waits for both and reduces the partial results in this process.
 
 A worker that dies takes the whole pool down (``BrokenProcessPool``): the pool
 is rebuilt and every task that was in flight is run again, alone, one
@@ -37,9 +40,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
+from remoteops.analysis.builtins import BUILTINS
 from remoteops.analysis.model import AnalysisReport, AnalyzerSpec, Document, Section
 from remoteops.analysis.registry import check_spec, parse_spec, resolve
-from remoteops.analysis.worker import Task, init_worker, run_task
+from remoteops.analysis.worker import Task, init_worker, run_task, worker_ready
 from remoteops.logconfig import LogSettings
 from remoteops.results import HostResult
 
@@ -124,17 +128,16 @@ def _stop_forkserver() -> None:
             os.kill(child, signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.close(server._forkserver_alive_fd)  # the forkserver exits at EOF
+    # It holds nothing to clean up (its socket is abstract, or unlinked below),
+    # and a graceful exit tears its interpreter down first (30-50 ms): kill it.
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     for attempt in range(10_000):
         with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                if time.monotonic() < deadline:
-                    # It exits within milliseconds: poll often at first.
-                    time.sleep(0.001 * 2 ** min(attempt, 6))
-                    continue
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
+            if os.waitpid(pid, os.WNOHANG)[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.001 * 2 ** min(attempt, 6))  # gone within a millisecond or two
+                continue
         break
     address = server._forkserver_address
     if isinstance(address, str) and not address.startswith("\0"):
@@ -146,7 +149,16 @@ def _stop_forkserver() -> None:
 
 
 def _children(pid: int) -> list[int]:
-    """PIDs whose parent is ``pid`` (Linux /proc; empty elsewhere)."""
+    """PIDs whose parent is ``pid`` (Linux /proc; empty elsewhere).
+
+    The kernel lists the children of a single-threaded process (such as the
+    forkserver) in one file; without it, every process's stat is read.
+    """
+    try:
+        listed = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(child) for child in listed.split()]
+    except (OSError, ValueError):
+        pass
     found = []
     with contextlib.suppress(OSError):
         for entry in os.listdir("/proc"):
@@ -157,6 +169,15 @@ def _children(pid: int) -> list[int]:
                 if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                     found.append(int(entry))
     return found
+
+
+def _runs_here(task: Task) -> bool:
+    """Whether ``task`` may run in this process: built-in analyzers only.
+
+    A plugin may crash its process (native code, ``os._exit``), which a worker
+    may do and this process may not.
+    """
+    return all(name in BUILTINS for _index, name, _config in task.items)
 
 
 def _kill_pool(pool: ProcessPoolExecutor) -> None:
@@ -223,6 +244,10 @@ class AnalysisStage:
         self._spill_dir: Path | None = None
         self._uses_forkserver = False
         self._closed = False
+        # Tasks this process ran itself while the pool's workers were starting.
+        self.tasks_run_here = 0
+        self._pool_starter: threading.Thread | None = None
+        self._pool_ready = threading.Event()
         self._finished = False
         self.on_document_done: Callable[[Document], None] | None = None
 
@@ -314,6 +339,9 @@ class AnalysisStage:
             for _ in range(1200):
                 if self._feeder_done.wait(0.1):
                     break
+        starter = self._pool_starter
+        if starter is not None:  # it may be starting a worker, which must not be left
+            starter.join(120)
         self._drop_pool()
         if self._uses_forkserver:
             global _forkserver_users
@@ -404,6 +432,8 @@ class AnalysisStage:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         with self._pool_lock:
+            if self._closed or self._cancelled.is_set():  # the pool is (being) dropped
+                raise _Cancelled
             if self._pool is None:
                 if not self._uses_forkserver:
                     global _forkserver_users
@@ -475,6 +505,18 @@ class AnalysisStage:
         retry: deque[Task] = deque()
         inflight: dict[Future[list[tuple[int, bool, Any]]], Task] = {}
         input_open = True
+        for _ in range(10**9):  # the pool starts with the first task
+            if self._cancelled.is_set() or pending or not input_open:
+                break
+            item = self._next(0.2)
+            if item is _DONE:
+                input_open = False
+            elif item is not None:
+                pending.extend(self._plan(item))
+        if not pending:
+            return
+        self._start_pool()
+        input_open = self._work_while_the_pool_starts(pending, input_open)
         while not self._cancelled.is_set():
             # Retries run alone, so a second crash can only be theirs.
             if retry and not inflight:
@@ -514,6 +556,53 @@ class AnalysisStage:
                     self._drop_pool()
             elif not input_open and not pending and not retry:
                 return
+
+    def _start_pool(self) -> None:
+        """Start the pool's workers in a thread of their own (see below)."""
+        self._pool_starter = threading.Thread(
+            target=self._start_workers, name="analysis-pool-start", daemon=True
+        )
+        self._pool_starter.start()
+
+    def _start_workers(self) -> None:
+        # The first task sent to a new pool waits for the forkserver: a new
+        # interpreter that imports the analyzers (0.1-0.3 s of CPU) before it
+        # forks a worker. Sent from here, that wait costs the feeder nothing.
+        try:
+            pool = self._ensure_pool()
+            started = [pool.submit(worker_ready) for _ in range(self.workers)]
+            for _ in range(3000):
+                if not wait(started, timeout=0.1).not_done or self._cancelled.is_set():
+                    break
+        except (_Cancelled, BrokenProcessPool, RuntimeError) as exc:
+            logger.debug("analysis pool start: %r", exc)
+        finally:
+            self._pool_ready.set()
+
+    def _work_while_the_pool_starts(self, pending: deque[Task], input_open: bool) -> bool:
+        """Run tasks in this process until the workers are up; returns ``input_open``.
+
+        Only built-in analyzers run here: a plugin may crash its process.
+        """
+        for _ in range(10**9):
+            if self._pool_ready.is_set() or self._cancelled.is_set():
+                break
+            if not pending:
+                if not input_open:
+                    break
+                item = self._next(0.02)
+                if item is _DONE:
+                    input_open = False
+                elif item is not None:
+                    pending.extend(self._plan(item))
+                continue
+            if not _runs_here(pending[0]):
+                self._pool_ready.wait(0.05)
+                continue
+            task = pending.popleft()
+            self._record(task, run_task(task))
+            self.tasks_run_here += 1
+        return input_open
 
     def _crashed(self, task: Task, retry: deque[Task]) -> None:
         if task.alone:

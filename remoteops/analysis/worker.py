@@ -25,7 +25,7 @@ from remoteops.analysis.model import Document
 from remoteops.analysis.registry import resolve
 from remoteops.logconfig import LogSettings, setup_logging
 
-__all__ = ["Task", "init_worker", "run_task"]
+__all__ = ["Task", "init_worker", "run_task", "worker_ready"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,3 +107,8 @@ def run_task(task: Task) -> list[tuple[int, bool, Any]]:
             )
             out.append((index, False, f"{type(exc).__name__}: {exc}"))
     return out
+
+
+def worker_ready() -> int:
+    """Nothing: sent to start a worker. Returns its process id."""
+    return os.getpid()

@@ -307,3 +307,49 @@ def test_big_files_split_into_ranges_give_the_same_answer(tmp_path: Path) -> Non
     split = analyse(2, 10_000)
     assert split == whole
     assert whole[0]["by_host"]["a"] > 9000
+
+
+def _log_documents() -> list[Document]:
+    return [
+        Document(
+            f"web{h:02d}",
+            "app.log",
+            data=b"".join(
+                b"2024-05-01T10:00:%02dZ web%02d app: %s request %d\n"
+                % (n % 60, h, b"ERROR" if n % 7 == 0 else b"INFO", n)
+                for n in range(500)
+            ),
+        )
+        for h in range(30)
+    ]
+
+
+def test_this_process_analyses_while_the_workers_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until the pool's workers are up (a new interpreter importing the analyzers),
+    the stage runs built-in analyzers itself, with the same report; plugins only
+    ever run in workers, and nothing is left running after close()."""
+    from remoteops.analysis.stage import _children
+
+    def analyse(specs: list[str], workers: int) -> tuple[list[dict[str, object]], int]:
+        with AnalysisStage(specs, workers=workers) as stage:
+            for doc in _log_documents():
+                stage.submit_document(doc)
+            return stage.finish().to_json(), stage.tasks_run_here
+
+    specs = ["logscan", "count:ERROR", "grep:request 7$"]
+    alone, _ = analyse(specs, 0)
+    pooled, run_here = analyse(specs, 2)
+    assert pooled == alone
+    assert run_here >= 1
+    monkeypatch.syspath_prepend(str(DATA))
+    _, run_here = analyse(["plugins:stamp", *specs], 2)
+    assert run_here == 0
+    # Closed while the workers are starting: the forkserver and workers go too.
+    import os
+
+    before = set(_children(os.getpid()))
+    stage = AnalysisStage(specs, workers=2)
+    for doc in _log_documents():
+        stage.submit_document(doc)
+    stage.close()
+    assert set(_children(os.getpid())) <= before
