@@ -488,6 +488,16 @@ class AnalysisStage:
         except queue.Empty:
             return None
 
+    def _take_input(self, pending: deque[Task], timeout: float) -> bool:
+        """Plan the next document queued (waiting up to ``timeout``) into ``pending``;
+        False once the input has ended."""
+        item = self._next(timeout)
+        if item is _DONE:
+            return False
+        if item is not None:
+            pending.extend(self._plan(item))
+        return True
+
     def _feed_inline(self) -> None:
         while not self._cancelled.is_set():
             doc = self._next(0.2)
@@ -508,11 +518,7 @@ class AnalysisStage:
         for _ in range(10**9):  # the pool starts with the first task
             if self._cancelled.is_set() or pending or not input_open:
                 break
-            item = self._next(0.2)
-            if item is _DONE:
-                input_open = False
-            elif item is not None:
-                pending.extend(self._plan(item))
+            input_open = self._take_input(pending, 0.2)
         if not pending:
             return
         self._start_pool()
@@ -526,11 +532,8 @@ class AnalysisStage:
                 task = pending.popleft()
                 inflight[self._submit(task)] = task
             if input_open and not retry and not pending and len(inflight) < limit:
-                item = self._next(0.05 if inflight else 0.2)
-                if item is _DONE:
-                    input_open = False
-                elif item is not None:
-                    pending.extend(self._plan(item))
+                input_open = self._take_input(pending, 0.05 if inflight else 0.2)
+                if pending:
                     continue
             if inflight:
                 done, _ = wait(list(inflight), timeout=0.1, return_when=FIRST_COMPLETED)
@@ -590,11 +593,7 @@ class AnalysisStage:
             if not pending:
                 if not input_open:
                     break
-                item = self._next(0.02)
-                if item is _DONE:
-                    input_open = False
-                elif item is not None:
-                    pending.extend(self._plan(item))
+                input_open = self._take_input(pending, 0.02)
                 continue
             if not _runs_here(pending[0]):
                 self._pool_ready.wait(0.05)
