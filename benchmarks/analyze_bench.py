@@ -1,36 +1,43 @@
-"""Benchmark the analysis stage: processes for CPU-bound analysis, threads for SSH.
+"""Benchmark the analysis stage: logscan against the shell tools it replaces.
 
-    .venv/bin/python benchmarks/analyze_bench.py [--hosts 50] [--mb-per-host 21]
-        [--repeat 3] [--workers 2] [--skip-ssh] [--ssh-hosts 20] [--latency 50]
+    .venv/bin/python benchmarks/analyze_bench.py [--hosts 50] [--mb-per-host 16.5]
+        [--error-percent 8] [--sparse-percent 0.1] [--repeat 3] [--workers 2]
+        [--skip-sparse] [--skip-models] [--skip-ssh] [--ssh-hosts 20] [--latency 50]
 
-1. ``logscan`` over ``--hosts`` generated log files (about 1 GB in all, in a
-   ``get`` directory layout), timed with the same code three ways, interleaved:
-   in this process (``workers=0``: the analyzer in one process, no pool), a pool
-   of 1 process, and a pool of ``--workers`` processes. Big files are split
-   into 16 MiB byte ranges, so both CPUs share each file. Also ``grep -c -i -E``
-   with the same words over the same files, for throughput. Target: the pool
-   of 2 >= 1.8x faster than one process (best and median of ``--repeat``).
-2. Threads vs processes vs serial, for each stage:
-   * analysis (CPU-bound): the same ``logscan`` tasks over 25 of the hosts, run
-     one after another, in a ThreadPoolExecutor(2), and in the forkserver pool
-     of 2; threads cannot run Python code in parallel (the GIL);
-   * SSH (I/O-bound): ``sleep 0.2; hostname`` on ``--ssh-hosts`` lab hosts with
-     ``--latency`` ms added, one host at a time (forks=1), in the Executor's
-     thread pool (forks=all), and with one process per host (each child
-     imports remoteops, loads the keys and connects): time is spent waiting,
-     threads wait in parallel for nearly nothing, processes pay start-up.
+1. ``logscan`` over ``--hosts`` generated log files (825 MB by default, in a
+   ``get`` directory layout; ``--error-percent`` of the lines are ``ERROR``
+   lines, the only lines with a logscan keyword), in rounds, the order
+   rotating each round: the same code in this process (``workers=0``), a pool
+   of 1 and a pool of ``--workers`` processes (``AnalysisStage``, pool start-up
+   included), the command ``remoteops analyze logscan DIR --json -w N`` (a new
+   process, as an operator runs it), the one-liner it replaces,
+   ``LC_ALL=C grep -h ERROR FILES | sed -E 's/[0-9]+/<n>/g' | sort | uniq -c |
+   sort -rn``, and ``grep -c -i -w -E`` with logscan's words. Every variant must
+   count the same error lines. Targets: the pool <= 1.0x the pipeline's wall
+   time (median of the per-round ratios), and >= 1.8x faster than one process.
+2. Threads vs processes vs serial for the CPU-bound stage (``--skip-models``).
+3. The same logs with ``--sparse-percent`` error lines: the pool and the
+   command against ``LC_ALL=C grep -c ERROR`` (target: within 2x), and
+   ``logscan:ERROR`` (the same literal, case-sensitive, as grep) against it.
+4. SSH (I/O-bound): ``sleep 0.2; hostname`` on ``--ssh-hosts`` lab hosts with
+   ``--latency`` ms added: one host at a time, the Executor's threads, one
+   process per host (``--skip-ssh``).
 
-Data generation is not timed. Numbers vary on a shared machine; the script
-prints best and median and never asserts.
+Each round prints its times and the load average; rows give medians, the
+range of the per-round ratios and the load. Data generation is not timed and
+the page cache is warmed first. Numbers vary on a shared machine; the script
+never asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import multiprocessing
 import os
 import random
+import shlex
 import shutil
 import socket
 import statistics
@@ -38,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import Row, print_table
@@ -49,12 +57,15 @@ from remoteops.analysis.sources import iter_source
 from remoteops.analysis.worker import Task, run_task
 
 GREP_WORDS = "error|fatal|crit|panic|emerg"
+# The shell one-liner logscan replaces: error lines, numbers masked, counted, most first.
+PIPELINE = "LC_ALL=C grep -h ERROR {files} | sed -E 's/[0-9]+/<n>/g' | sort | uniq -c | sort -rn"
 
 
-def generate(root: Path, hosts: int, mb_per_host: float) -> int:
-    """``root/<host>/var/log/app.log`` per host; about 2% error lines. Returns bytes."""
+def generate(root: Path, hosts: int, mb_per_host: float, error_percent: float) -> int:
+    """``root/<host>/var/log/app.log`` per host, ``error_percent`` of the lines
+    ``ERROR`` lines (the only lines with a logscan keyword). Returns bytes."""
     rng = random.Random(42)
-    levels = ["INFO"] * 90 + ["DEBUG"] * 6 + ["WARN"] * 2 + ["ERROR"] * 1 + ["FATAL"] * 1
+    levels = ["INFO"] * 90 + ["DEBUG"] * 7 + ["WARN"] * 3
     messages = [
         "connection from 10.0.{a}.{b} port {n} closed",
         "request id={h} took {n} ms",
@@ -75,9 +86,10 @@ def generate(root: Path, hosts: int, mb_per_host: float) -> int:
                 h=f"{rng.getrandbits(48):012x}",
                 c="abcd"[n % 4],
             )
+            level = "ERROR" if rng.random() * 100 < error_percent else rng.choice(levels)
             lines.append(
                 f"2024-05-{1 + n % 28:02d}T{n % 24:02d}:{n % 60:02d}:{(n * 7) % 60:02d}Z "
-                f"{name} app[{rng.randrange(1, 30000)}]: {rng.choice(levels)} {msg}\n"
+                f"{name} app[{rng.randrange(1, 30000)}]: {level} {msg}\n"
             )
         block = "".join(lines).encode()
         repeat = max(1, round(mb_per_host * 1e6 / len(block)))
@@ -90,10 +102,15 @@ def generate(root: Path, hosts: int, mb_per_host: float) -> int:
     return total
 
 
-def time_logscan(root: Path, workers: int) -> tuple[float, int]:
+def _files(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.glob("*/var/log/app.log"))
+
+
+def time_logscan(root: Path, workers: int, spec: str = "logscan") -> tuple[float, int]:
+    """``logscan`` through ``AnalysisStage`` in this process (pool start-up included)."""
     start = time.perf_counter()
-    with AnalysisStage(["logscan"], workers=workers) as stage:
-        for result, paths in iter_source(root):
+    with AnalysisStage([spec], workers=workers) as stage:
+        for result, paths, _name in iter_source(root):
             stage.submit(result, paths=paths)
         report = stage.finish()
     elapsed = time.perf_counter() - start
@@ -101,14 +118,39 @@ def time_logscan(root: Path, workers: int) -> tuple[float, int]:
     return elapsed, int(report.sections[0].data["total"])
 
 
-def time_grep(root: Path) -> tuple[float, int]:
-    files = sorted(str(p) for p in root.glob("*/var/log/app.log"))
+def time_cli(root: Path, workers: int, spec: str = "logscan") -> tuple[float, int]:
+    """``remoteops analyze logscan ROOT --json`` as an operator runs it: a new process."""
+    command = [str(Path(sys.executable).with_name("remoteops")), "analyze", spec]
     start = time.perf_counter()
     out = subprocess.run(
-        ["grep", "-c", "-i", "-w", "-E", GREP_WORDS, *files],
+        [*command, str(root), "--json", "--workers", str(workers)],
         capture_output=True,
         text=True,
         check=False,
+    ).stdout
+    elapsed = time.perf_counter() - start
+    section = json.loads(out.splitlines()[0])
+    return elapsed, int(section["total"])
+
+
+def time_pipeline(root: Path) -> tuple[float, int]:
+    """The shell pipeline of PIPELINE over the same files: (seconds, error lines)."""
+    command = PIPELINE.format(files=" ".join(shlex.quote(f) for f in _files(root)))
+    start = time.perf_counter()
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(int(line.split(None, 1)[0]) for line in out.splitlines())
+
+
+def time_grep_count(root: Path, *options: str, pattern: str = "ERROR") -> tuple[float, int]:
+    """``LC_ALL=C grep -c [options] PATTERN`` over the same files: (seconds, lines)."""
+    start = time.perf_counter()
+    out = subprocess.run(
+        ["grep", "-c", *options, pattern, *_files(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},
     ).stdout
     elapsed = time.perf_counter() - start
     return elapsed, sum(int(line.rsplit(":", 1)[1]) for line in out.splitlines())
@@ -118,63 +160,166 @@ def _fmt(values: list[float]) -> str:
     return f"best {min(values):.2f}s median {statistics.median(values):.2f}s"
 
 
-def bench_logscan(root: Path, nbytes: int, repeat: int, workers: int) -> list[Row]:
-    times: dict[str, list[float]] = {"one process": [], "pool of 1": [], f"pool of {workers}": []}
-    grep_times: list[float] = []
-    counts = set()
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _rounds(
+    runs: dict[str, Callable[[], tuple[float, int]]], repeat: int, title: str
+) -> tuple[dict[str, list[float]], dict[str, set[int]], list[float]]:
+    """Each run once per round, the order rotating; times, line counts, load per round."""
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    counts: dict[str, set[int]] = {label: set() for label in runs}
+    loads: list[float] = []
     for round_ in range(repeat):
-        order = list(times)
+        order = list(runs)
         order = order[round_ % len(order) :] + order[: round_ % len(order)]
         for label in order:
-            n = 0 if label == "one process" else int(label.rsplit(" ", 1)[1])
-            elapsed, count = time_logscan(root, n)
+            elapsed, count = runs[label]()
             times[label].append(elapsed)
-            counts.add(count)
-            print(
-                f"  round {round_ + 1}: logscan {label}: {elapsed:.2f}s "
-                f"(load average {os.getloadavg()[0]:.1f})",
-                flush=True,
-            )
-        elapsed, grep_count = time_grep(root)
-        grep_times.append(elapsed)
-    assert len(counts) == 1, counts
+            counts[label].add(count)
+        loads.append(_load())
+        print(
+            f"  {title} round {round_ + 1}: "
+            + ", ".join(f"{label} {times[label][-1]:.2f}s" for label in runs)
+            + f" (load average {loads[-1]:.1f})",
+            flush=True,
+        )
+    return times, counts, loads
+
+
+def _ratio_row(
+    label: str, ours: list[float], theirs: list[float], loads: list[float], target: str
+) -> Row:
+    ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
+    return (
+        label,
+        f"{statistics.median(ours):.2f}s vs {statistics.median(theirs):.2f}s: median "
+        f"{statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}x), "
+        f"load {min(loads):.1f}-{max(loads):.1f}",
+        target,
+    )
+
+
+def bench_logscan(
+    root: Path, nbytes: int, repeat: int, workers: int, error_percent: float
+) -> list[Row]:
+    pool = f"pool of {workers}"
+    runs: dict[str, Callable[[], tuple[float, int]]] = {
+        "one process": lambda: time_logscan(root, 0),
+        "pool of 1": lambda: time_logscan(root, 1),
+        pool: lambda: time_logscan(root, workers),
+        "command": lambda: time_cli(root, workers),
+        "pipeline": lambda: time_pipeline(root),
+        "grep -c -i -w -E": lambda: time_grep_count(root, "-i", "-w", "-E", pattern=GREP_WORDS),
+    }
+    times, counts, loads = _rounds(runs, repeat, f"logscan {error_percent:g}%")
+    lines = set().union(*counts.values())
+    assert len(lines) == 1, counts  # every variant found the same error lines
     mb = nbytes / 1e6
     serial = times["one process"]
-    pooled = times[f"pool of {workers}"]
+    pooled = times[pool]
     ratios = [s / p for s, p in zip(serial, pooled, strict=True)]
-    rows: list[Row] = []
-    for label, values in times.items():
-        rows.append(
-            (
-                f"logscan, {label}",
-                f"{_fmt(values)} ({mb / min(values):.0f} MB/s best)",
-                "",
-            )
-        )
+    rows: list[Row] = [
+        (f"logscan, {label}", f"{_fmt(times[label])} ({mb / min(times[label]):.0f} MB/s best)", "")
+        for label in ("one process", "pool of 1", pool)
+    ]
     rows.append(
         (
-            f"speed-up, pool of {workers} vs one process",
+            f"speed-up, {pool} vs one process",
             f"best {max(ratios):.2f}x median {statistics.median(ratios):.2f}x "
             f"(best times: {min(serial) / min(pooled):.2f}x)",
             ">= 1.8x",
         )
     )
+    what = f"{mb:.0f} MB, {error_percent:g}% error lines ({lines.pop()})"
+    rows.append(
+        _ratio_row(
+            f"logscan ({pool}) / grep|sed|sort|uniq -c, {what}",
+            pooled,
+            times["pipeline"],
+            loads,
+            "<= 1.0x",
+        )
+    )
+    rows.append(
+        _ratio_row(
+            f"remoteops analyze logscan -w {workers} / grep|sed|sort|uniq -c",
+            times["command"],
+            times["pipeline"],
+            loads,
+            "<= 1.0x",
+        )
+    )
     rows.append(
         (
             "grep -c -i -w -E (one process)",
-            f"{_fmt(grep_times)} ({mb / min(grep_times):.0f} MB/s best); "
-            f"{grep_count} lines vs logscan {counts.pop()}",
+            f"{_fmt(times['grep -c -i -w -E'])} ({mb / min(times['grep -c -i -w -E']):.0f} MB/s)",
             "reference",
         )
     )
     return rows
 
 
+def bench_sparse(root: Path, nbytes: int, repeat: int, workers: int, percent: float) -> list[Row]:
+    """logscan over logs with few error lines, against ``grep -c``."""
+    pool = f"pool of {workers}"
+    runs: dict[str, Callable[[], tuple[float, int]]] = {
+        pool: lambda: time_logscan(root, workers),
+        "command": lambda: time_cli(root, workers),
+        "logscan:ERROR": lambda: time_logscan(root, workers, "logscan:ERROR"),
+        "command logscan:ERROR": lambda: time_cli(root, workers, "logscan:ERROR"),
+        "grep -c": lambda: time_grep_count(root),
+        "grep -c -i -w -E": lambda: time_grep_count(root, "-i", "-w", "-E", pattern=GREP_WORDS),
+    }
+    times, counts, loads = _rounds(runs, repeat, f"logscan {percent:g}%")
+    lines = set().union(*counts.values())
+    assert len(lines) == 1, counts
+    what = f"{nbytes / 1e6:.0f} MB, {percent:g}% error lines ({lines.pop()})"
+    return [
+        _ratio_row(
+            f"logscan ({pool}) / LC_ALL=C grep -c ERROR, {what}",
+            times[pool],
+            times["grep -c"],
+            loads,
+            "<= 2x",
+        ),
+        _ratio_row(
+            f"remoteops analyze logscan -w {workers} / grep -c",
+            times["command"],
+            times["grep -c"],
+            loads,
+            "<= 2x",
+        ),
+        _ratio_row(
+            f"logscan ({pool}) / grep -c -i -w -E (the same words)",
+            times[pool],
+            times["grep -c -i -w -E"],
+            loads,
+            "<= 2x",
+        ),
+        _ratio_row(
+            f"logscan:ERROR ({pool}) / grep -c ERROR (the same literal)",
+            times["logscan:ERROR"],
+            times["grep -c"],
+            loads,
+            "<= 2x",
+        ),
+        _ratio_row(
+            f"remoteops analyze logscan:ERROR -w {workers} / grep -c",
+            times["command logscan:ERROR"],
+            times["grep -c"],
+            loads,
+            "<= 2x",
+        ),
+    ]
+
+
 def _tasks(root: Path, hosts: int) -> list[Task]:
     spec = parse_spec("logscan")
     config = check_spec(spec)
     tasks = []
-    for result, paths in list(iter_source(root))[:hosts]:
+    for result, paths, _name in list(iter_source(root))[:hosts]:
         for name, path in (paths or {}).items():
             size = path.stat().st_size
             chunk = 16 * 1024 * 1024
@@ -265,9 +410,13 @@ def bench_ssh_models(hosts: int, latency: int) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=50)
-    parser.add_argument("--mb-per-host", type=float, default=21.0)
+    parser.add_argument("--mb-per-host", type=float, default=16.5)
+    parser.add_argument("--error-percent", type=float, default=8.0)
+    parser.add_argument("--sparse-percent", type=float, default=0.1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-sparse", action="store_true")
+    parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--skip-ssh", action="store_true")
     parser.add_argument("--ssh-hosts", type=int, default=20)
     parser.add_argument("--latency", type=int, default=50)
@@ -275,12 +424,19 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="analyze-bench-"))
     rows: list[Row] = []
     try:
+        dense, sparse = root / "dense", root / "sparse"
         print(f"generating {args.hosts} x {args.mb_per_host} MB of logs in {root} ...", flush=True)
-        nbytes = generate(root, args.hosts, args.mb_per_host)
-        time_grep(root)  # warm the page cache: every variant reads from memory
+        nbytes = generate(dense, args.hosts, args.mb_per_host, args.error_percent)
+        time_grep_count(dense)  # warm the page cache: every variant reads from memory
         print(f"{nbytes / 1e9:.2f} GB; CPUs: {len(os.sched_getaffinity(0))}", flush=True)
-        rows += bench_logscan(root, nbytes, args.repeat, args.workers)
-        rows += bench_cpu_models(root, args.workers)
+        rows += bench_logscan(dense, nbytes, args.repeat, args.workers, args.error_percent)
+        if not args.skip_models:
+            rows += bench_cpu_models(dense, args.workers)
+        shutil.rmtree(dense)
+        if not args.skip_sparse:
+            nbytes = generate(sparse, args.hosts, args.mb_per_host, args.sparse_percent)
+            time_grep_count(sparse)
+            rows += bench_sparse(sparse, nbytes, args.repeat, args.workers, args.sparse_percent)
         if not args.skip_ssh:
             rows += bench_ssh_models(args.ssh_hosts, args.latency)
     finally:
