@@ -33,7 +33,6 @@ from remoteops.analysis.textscan import (
     LineMatcher,
     normalise,
     normalise_lines,
-    split_joined_timestamps,
     split_timestamps,
 )
 from remoteops.errors import UsageError
@@ -697,12 +696,11 @@ def _count_messages(lines: list[bytes], host: str, messages: dict[bytes, list[An
     regex pass splits off the times, one ``normalise`` over the distinct rest,
     ``Counter`` counts, and a stable sort by time finds first and last.
     """
-    joined = b"\n".join(lines)
-    if joined.count(b"\n") == len(lines) - 1:
-        keys_by_time, times, rest = split_joined_timestamps(joined)
-        keys = list(map(bytes.strip, normalise_lines(rest, host=host)))
+    keys_by_time, times, rests = split_timestamps(lines)
+    joined = b"\n".join(rests)
+    if joined.count(b"\n") == len(rests) - 1:
+        keys = list(map(bytes.strip, normalise_lines(joined, host=host)))
     else:  # a "line" of several lines (a regex match across lines)
-        keys_by_time, times, rests = split_timestamps(lines)
         keys = [normalise(rest, host=host).strip() for rest in rests]
     timed = list(compress(range(len(lines)), keys_by_time))
     timed.sort(key=keys_by_time.__getitem__)

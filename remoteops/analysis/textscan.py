@@ -22,7 +22,6 @@ __all__ = [
     "leading_timestamp",
     "normalise",
     "normalise_lines",
-    "split_joined_timestamps",
     "split_timestamps",
 ]
 
@@ -117,7 +116,6 @@ _SYSLOG: Final = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d 
 _TIMESTAMP: Final = re.compile(rb"(" + _ISO + rb")|(" + _SYSLOG + rb")")
 # After each newline: the line's leading timestamp (ISO, syslog or none).
 _LINE_STAMP: Final = re.compile(rb"\n(" + _ISO + rb"|" + _SYSLOG + rb")?")
-_LEADING_STAMP: Final = re.compile(rb"\n(?:" + _ISO + rb"|" + _SYSLOG + rb")")
 _ISO_BYTES: Final = b"0123456789-:TZ.,+ \n"  # all an ISO time is written with (no month name)
 _MONTH_NAMES: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun")
 _MONTH_NAMES_2: Final = ("Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -189,8 +187,8 @@ def split_timestamps(lines: list[bytes]) -> tuple[list[bytes], list[bytes], list
     """
     joined = b"\n".join(lines)
     if joined.count(b"\n") == len(lines) - 1:
-        keys, texts, rest = split_joined_timestamps(joined)
-        return keys, texts, rest.split(b"\n")
+        texts = _LINE_STAMP.findall(b"\n" + joined)
+        return _sort_keys(texts), texts, list(map(bytes.removeprefix, lines, texts))
     # A "line" of several (a regex match across lines): one at a time.
     stamps = [leading_timestamp(line) or ("", "") for line in lines]
     return (
@@ -200,18 +198,14 @@ def split_timestamps(lines: list[bytes]) -> tuple[list[bytes], list[bytes], list
     )
 
 
-def split_joined_timestamps(joined: bytes) -> tuple[list[bytes], list[bytes], bytes]:
-    """:func:`split_timestamps` for the lines of ``joined`` (split at ``\\n``), the rest
-    of every line given back joined: what :func:`normalise_lines` takes."""
-    text = b"\n" + joined
-    texts = _LINE_STAMP.findall(text)
-    rest = _LEADING_STAMP.sub(b"\n", text)[1:]
+def _sort_keys(texts: list[bytes]) -> list[bytes]:
+    """The sort key of each timestamp (as written), all at once."""
     stamps = b"\n".join(texts)
     if stamps.translate(None, _ISO_BYTES):  # a syslog time: month names become numbers
         for name, number in _MONTHS.items():
             stamps = stamps.replace(name + b" ", b"%02d-" % number)
         stamps = stamps.replace(b"- ", b"-0")  # May  1 -> 05- 1 -> 05-01
-    return stamps.replace(b" ", b"T").split(b"\n"), texts, rest
+    return stamps.replace(b" ", b"T").split(b"\n")
 
 
 def _dedupe_sorted(starts: Iterable[int]) -> list[int]:
