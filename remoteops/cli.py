@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 import typer.main
 
-from remoteops import __version__
+from remoteops import __version__, cliparams
 from remoteops.errors import RemoteOpsError, UsageError
 from remoteops.logconfig import (
     LogSettings,
@@ -1546,7 +1546,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 @functools.cache
 def _click_command() -> Any:
-    """The click command typer builds from the functions' signatures (built once)."""
+    """The click command typer builds from the functions' signatures (built once).
+
+    Its parameters convert plain values without pydantic (``remoteops.cliparams``).
+    """
+    cliparams.install()
     return typer.main.get_command(app)
 
 
