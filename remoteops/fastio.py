@@ -197,6 +197,27 @@ class FastPacketizer(CountingPacketizer):
         self._rend = 0
         self._sinks: dict[int, ChunkPipe] = {}
         self._zeros = bytes(64)
+        self._handshake_deadline: float | None = None
+        self._handshake_done = False
+
+    # ----------------------------------------------------------------- handshake timeout
+
+    # paramiko starts a threading.Timer (one more thread per connection) whose
+    # only effect is a flag read by handshake_timed_out(); a deadline compared
+    # there answers the same without the thread. Same rules: started once,
+    # never timed out before it starts or after the handshake completes.
+
+    def start_handshake(self, timeout: float) -> None:
+        if self._handshake_deadline is None:
+            self._handshake_deadline = time.monotonic() + float(timeout)
+
+    def handshake_timed_out(self) -> bool:
+        deadline = self._handshake_deadline
+        return deadline is not None and not self._handshake_done and time.monotonic() >= deadline
+
+    def complete_handshake(self) -> None:
+        if self._handshake_deadline is not None:
+            self._handshake_done = True
 
     # ----------------------------------------------------------------- channels
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from paramiko.buffered_pipe import PipeTimeout
 
+from remoteops import fastio
 from remoteops.errors import TransferError
 from remoteops.fastio import ChunkPipe
 from remoteops.transfer import SourceFile, _pwrite_all, _source_blocks, _truncate_chunks
@@ -115,3 +117,26 @@ def test_source_blocks_notice_a_file_that_shrank(tmp_path: Path) -> None:
     with pytest.raises(TransferError, match="shrank"):
         for _ in _source_blocks(src, 0):
             pass
+
+
+def test_the_handshake_timeout_needs_no_thread_and_keeps_paramikos_rules() -> None:
+    """paramiko's Packetizer starts a Timer thread per connection for its handshake
+    timeout; FastPacketizer keeps a deadline instead, with the same answers."""
+    ours, theirs = socket.socketpair()
+    try:
+        packetizer = fastio.FastPacketizer(ours)
+        threads = threading.active_count()
+        assert packetizer.handshake_timed_out() is False  # not started
+        packetizer.start_handshake(0.05)
+        packetizer.start_handshake(60)  # started once: a second call changes nothing
+        assert threading.active_count() == threads
+        assert packetizer.handshake_timed_out() is False
+        time.sleep(0.1)
+        assert packetizer.handshake_timed_out() is True
+        packetizer.complete_handshake()
+        assert packetizer.handshake_timed_out() is False
+        packetizer.start_handshake(0)  # a re-key never restarts it
+        assert packetizer.handshake_timed_out() is False
+    finally:
+        ours.close()
+        theirs.close()
