@@ -381,35 +381,59 @@ def _signature(st: os.stat_result) -> _Signature:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+_MISSING: _Signature = (-1, -1, -1, -1)
+# The same answers by the path as given: a stat that follows its links finds the
+# version already parsed without resolving them again (each host checks its key
+# against every known_hosts file twice).
+_by_path: dict[str, tuple[_Signature, KnownHostsFile]] = {}
+
+
 def load_known_hosts(path: str | os.PathLike[str]) -> KnownHostsFile:
     """Parse ``path`` once per version of the file (cached by path, inode, size and mtime).
 
     A missing file is an empty one; an unreadable one is logged and treated as empty.
     """
-    real = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    given = os.path.expanduser(os.fspath(path))
+    try:
+        now: _Signature | None = _signature(os.stat(given))
+    except FileNotFoundError:
+        now = _MISSING
+    except OSError:
+        now = None
+    known = _by_path.get(given)
+    if known is not None and known[0] == now:
+        return known[1]
+    parsed, sig = _load_resolved(os.path.realpath(given))
+    if sig is not None:
+        _by_path[given] = (sig, parsed)
+    return parsed
+
+
+def _load_resolved(real: str) -> tuple[KnownHostsFile, _Signature | None]:
+    """The file and the signature of the version read (``_MISSING``; None: unreadable)."""
     try:
         st = os.stat(real)
     except FileNotFoundError:
-        return KnownHostsFile(real, (), ())
+        return KnownHostsFile(real, (), ()), _MISSING
     except OSError as exc:
         logger.warning("%s: cannot read known_hosts (%s); ignoring it", real, exc.strerror)
-        return KnownHostsFile(real, (), ())
+        return KnownHostsFile(real, (), ()), None
     sig = _signature(st)
     with _cache_lock:
         cached = _cache.get(real)
         if cached is not None and cached[0] == sig:
-            return cached[1]
+            return cached[1], sig
         try:
             with open(real, "rb") as fh:
                 sig = _signature(os.fstat(fh.fileno()))
                 data = fh.read()
         except OSError as exc:
             logger.warning("%s: cannot read known_hosts (%s); ignoring it", real, exc.strerror)
-            return KnownHostsFile(real, (), ())
+            return KnownHostsFile(real, (), ()), None
         parsed = parse_known_hosts(data, source=real)
         _cache[real] = (sig, parsed)
         logger.debug("%s: parsed %d known_hosts entries", real, len(parsed.entries))
-        return parsed
+        return parsed, sig
 
 
 def _remember(real: str, parsed: KnownHostsFile) -> None:

@@ -221,6 +221,29 @@ def test_files_are_parsed_once_per_version(tmp_path: Path, monkeypatch: pytest.M
     assert len(calls) == 2
 
 
+def test_a_file_that_appears_or_a_link_that_moves_is_seen_at_the_next_check(
+    tmp_path: Path,
+) -> None:
+    """Checks reuse the parsed file by the path as given, so each must see what is
+    there now: a known_hosts created mid-run, a symlink pointed at another file."""
+    key = _new_ed25519()
+    first, second = tmp_path / "first", tmp_path / "second"
+    link = tmp_path / "known_hosts"
+    store = HostKeyStore([link])
+    assert store.check("web1", 22, key) is HostKeyStatus.UNKNOWN  # missing: empty
+    first.write_bytes(_line("web1", key))
+    second.write_bytes(_line("web1", _new_ed25519()))
+    link.symlink_to(first)
+    assert store.check("web1", 22, key) is HostKeyStatus.KNOWN
+    assert [e.source for e in store.lookup("web1", 22)] == [str(first)]
+    link.unlink()
+    link.symlink_to(second)
+    assert store.check("web1", 22, key) is HostKeyStatus.CHANGED
+    assert [e.source for e in store.lookup("web1", 22)] == [str(second)]
+    link.unlink()
+    assert store.check("web1", 22, key) is HostKeyStatus.UNKNOWN
+
+
 def test_plain_names_are_indexed(tmp_path: Path) -> None:
     path = tmp_path / "known_hosts"
     keys = [_new_ed25519() for _ in range(20)]
