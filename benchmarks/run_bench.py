@@ -1,7 +1,7 @@
 """Benchmark `remoteops run` against OpenSSH's client and parallel-ssh on the lab.
 
     sudo .venv/bin/python benchmarks/run_bench.py [--hosts 200] [--forks 50] [--repeat 3]
-        [--big 1000] [--skip-big] [--skip-latency] [--skip-profile]
+        [--big 1000] [--skip-big] [--skip-latency] [--skip-profile] [--other CHECKOUT]
 
 Needs parallel-ssh in the venv (``pip install parallel-ssh``; pyinstrument too
 for the main-thread profile). In one run, on one lab of ``--hosts`` hosts,
@@ -33,7 +33,9 @@ per-phase CPU breakdown, a forks sweep), all written under /tmp.
 The time from exec to the first connection to a lab host is taken for each
 tool in untimed passes under ``strace`` (``first_connection``), and the
 1-minute load average before each timed run is shown: compare rounds of a
-quiet machine.
+quiet machine. ``--other CHECKOUT`` adds remoteops run from another checkout
+(``git worktree add /tmp/base BASE``) to the same rounds, so two versions are
+compared side by side.
 
 Targets: remoteops wall <= 0.80x OpenSSH's and <= 0.7x parallel-ssh's; client
 CPU <= 4 ms per host; < 0.5 MB per host in flight.
@@ -192,7 +194,11 @@ class TreeMemorySampler:
 
 
 def first_connection(
-    argv: Sequence[str], addresses: set[str], *, stdin: bytes | None = None
+    argv: Sequence[str],
+    addresses: set[str],
+    *,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
 ) -> float | None:
     """Seconds from the tool's ``execve`` to its first TCP ``connect`` to a lab host.
 
@@ -221,6 +227,7 @@ def first_connection(
                 *argv,
             ],
             stdin=stdin,
+            env=env,
         )
         lines = Path(trace.name).read_text(encoding="utf-8", errors="replace").splitlines()
     start = None
@@ -307,8 +314,14 @@ def check_remoteops(fleet: Fleet, m: Measurement) -> str | None:
     return None
 
 
-def run_remoteops(fleet: Fleet, forks: int) -> Measurement:
-    m = measure([REMOTEOPS, *remoteops_argv(fleet, forks)])
+def other_env(checkout: str) -> dict[str, str]:
+    """The environment that runs the venv's ``remoteops`` from another checkout's code."""
+    return {**os.environ, "PYTHONPATH": checkout}
+
+
+def run_remoteops(fleet: Fleet, forks: int, checkout: str | None = None) -> Measurement:
+    env = other_env(checkout) if checkout is not None else None
+    m = measure([REMOTEOPS, *remoteops_argv(fleet, forks)], env=env)
     problem = check_remoteops(fleet, m)
     if problem:
         raise RuntimeError(f"remoteops: {problem}")
@@ -436,9 +449,11 @@ def compare(
     repeat: int,
     tools: Sequence[str],
     label: str,
+    other: str | None = None,
 ) -> dict[str, Series]:
     runners: dict[str, Callable[[], Measurement]] = {
         "remoteops": lambda: run_remoteops(fleet, forks),
+        "other": lambda: run_remoteops(fleet, forks, other),
         "openssh": lambda: run_openssh(fleet, forks),
         "pssh": lambda: run_pssh(fleet, forks),
     }
@@ -529,7 +544,28 @@ def _load_text(series: dict[str, Series]) -> str:
     return f"median {statistics.median(loads):.2f} (min {min(loads):.2f}, max {max(loads):.2f})"
 
 
-def first_connection_rows(fleet: Fleet, forks: int, repeat: int) -> list[Row]:
+def other_rows(series: dict[str, Series], checkout: str, hosts: int) -> list[Row]:
+    """remoteops from ``--other`` against this one and OpenSSH, same rounds."""
+    ro, ossh, other = series["remoteops"], series["openssh"], series["other"]
+    return [
+        (
+            f"  --other {checkout}: wall, ratio to OpenSSH",
+            f"{other.median('wall_s'):.2f} s, "
+            f"{other.median('wall_s') / ossh.median('wall_s'):.2f}x",
+            "-",
+        ),
+        (
+            "  client CPU per host, this / --other",
+            f"{ro.median('cpu_s') / hosts * 1000:.2f} / "
+            f"{other.median('cpu_s') / hosts * 1000:.2f} ms",
+            "-",
+        ),
+    ]
+
+
+def first_connection_rows(
+    fleet: Fleet, forks: int, repeat: int, other: str | None = None
+) -> list[Row]:
     """Exec to first connection (``first_connection``), median of ``repeat`` untimed passes."""
     addresses = set(fleet.addresses)
     names = "".join(f"{n}\n" for n in fleet.names).encode()
@@ -538,16 +574,22 @@ def first_connection_rows(fleet: Fleet, forks: int, repeat: int) -> list[Row]:
         "OpenSSH": (openssh_argv(fleet, forks), names),
         "parallel-ssh": ([PYTHON, THIS, "--pssh-child", str(fleet.spec_file), str(forks)], None),
     }
+    envs = {"--other": other_env(other)} if other else {}
+    if other:
+        probes["--other"] = probes["remoteops"]
     medians: dict[str, float | None] = {}
     for tool, (argv, stdin) in probes.items():
-        got = [first_connection(argv, addresses, stdin=stdin) for _ in range(repeat)]
+        env = envs.get(tool)
+        got = [first_connection(argv, addresses, stdin=stdin, env=env) for _ in range(repeat)]
         seen = [t for t in got if t is not None]
         medians[tool] = statistics.median(seen) if seen else None
         log(f"exec to first connection, {tool}: " + " ".join(f"{t * 1000:.0f}" for t in seen))
     text = " / ".join(f"{t * 1000:.0f}" if t is not None else "?" for t in medians.values())
     return [
         (
-            "  exec to first connection remoteops / OpenSSH / pssh (median, strace)",
+            "  exec to first connection remoteops / OpenSSH / pssh"
+            + (" / --other" if other else "")
+            + " (median, strace)",
             f"{text} ms",
             "-",
         )
@@ -943,6 +985,12 @@ def main() -> int:
         help="--connect-timeout of the big run: 1,000 handshakes at once take longer "
         "than the default 10 s when the lab's sshds share this machine's CPUs",
     )
+    parser.add_argument(
+        "--other",
+        metavar="CHECKOUT",
+        help="also run remoteops from this checkout (e.g. a `git worktree` of the base "
+        "commit) in the same rounds, to compare two versions side by side",
+    )
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
@@ -958,6 +1006,8 @@ def main() -> int:
     # PYTHONDONTWRITEBYTECODE every run would compile ~20 modules (~30 ms).
     # parallel-ssh comes from site-packages, already compiled.
     compileall.compile_dir(str(Path(remoteops.__file__).parent), quiet=1)
+    if args.other:
+        compileall.compile_dir(str(Path(args.other) / "remoteops"), quiet=1)
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ro-runbench-") as tmp:
@@ -973,17 +1023,24 @@ def main() -> int:
             run_remoteops(fleet, args.forks)
             run_openssh(fleet, args.forks)
             run_pssh(fleet, args.forks)
+            tools: tuple[str, ...] = ("remoteops", "openssh", "pssh")
+            if args.other:
+                run_remoteops(fleet, args.forks, args.other)
+                tools += ("other",)
             series = compare(
                 fleet,
                 forks=args.forks,
                 repeat=args.repeat,
-                tools=("remoteops", "openssh", "pssh"),
+                tools=tools,
                 label="main",
+                other=args.other,
             )
             sampler = TreeMemorySampler()
             run_openssh(fleet, args.forks, sampler)
             rows += main_rows(fleet, series, base_ro, base_ps, sampler, args.hosts, args.forks)
-            rows += first_connection_rows(fleet, args.forks, args.repeat)
+            if args.other:
+                rows += other_rows(series, args.other, args.hosts)
+            rows += first_connection_rows(fleet, args.forks, args.repeat, args.other)
             if not args.skip_profile:
                 rows += profile_rows(lab, fleet, args.hosts, args.forks)
         finally:
