@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import json
 import logging
 import os
@@ -923,6 +924,10 @@ def _drive(
     """
     from remoteops.results import RunResult
 
+    # What start-up made (modules, the inventory, the targets) lives until exit:
+    # frozen, it is out of the cyclic collector's way, and the full collections
+    # a run of many hosts triggers do not walk it again (~25 ms of CPU on 200).
+    gc.freeze()
     run = RunResult()
     start = time.monotonic()
     with _Interrupts(cancel) as interrupts, progress or contextlib.nullcontext():
