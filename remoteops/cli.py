@@ -776,10 +776,11 @@ class _Interrupts:
 
 def _say(message: str) -> None:
     """One line on stderr from a signal handler: above a progress display if one is up,
-    straight to the descriptor if stderr was in the middle of a write."""
+    straight to the descriptor if stderr was in the middle of a write, or rich in the
+    middle of importing what printing needs (the handler runs inside that import)."""
     try:
         stderr.print(message, markup=False)
-    except RuntimeError:  # a reentrant write into stderr's buffer
+    except (RuntimeError, ImportError):  # a reentrant write or a half-done import
         with contextlib.suppress(OSError):
             os.write(2, f"{message}\n".encode())
 
