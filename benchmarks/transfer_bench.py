@@ -457,7 +457,8 @@ def big_rows(work: Path, data: Path, port: int, repeat: int) -> list[Row]:
 # --------------------------------------------------------------------------- 2. small files
 
 
-def small_rows(work: Path, port: int, repeat: int) -> list[Row]:
+def small_rows(work: Path, port: int, repeat: int, *, with_scp: bool) -> list[Row]:
+    """2,000 x 4 KiB to 20 hosts and back, and an unchanged put, each round side by side."""
     from remoteops.lab import lab_down, lab_up
 
     n_hosts, n_dirs, per_dir, fsize = 20, 20, 100, 4096
@@ -474,95 +475,154 @@ def small_rows(work: Path, port: int, repeat: int) -> list[Row]:
     inv, cfg = str(lab.inventory), str(lab.ssh_config)
     stdin = "".join(n + "\n" for n in names).encode()
     dests = [lab.host_path(n, "/tmp/ro-small") for n in names]
-    cmds: dict[str, list[str]] = {
+    down = work / "down"
+    put_cmds: dict[str, list[str]] = {
         "remoteops": ro("put", "all", "-i", inv, str(src), "/tmp/"),
-        "scp -r": [
-            "xargs",
-            "-P",
-            str(n_hosts),
-            "-I{}",
-            "scp",
-            "-q",
-            "-r",
-            "-F",
-            cfg,
-            str(src),
-            "{}:/tmp/",
-        ],
         "tar|ssh": [
-            "xargs",
-            "-P",
-            str(n_hosts),
-            "-I{}",
-            "sh",
-            "-c",
+            "xargs", "-P", str(n_hosts), "-I{}", "sh", "-c",
             'tar c -C "$1" ro-small | ssh -F "$2" "$3" tar x -C /tmp',
-            "sh",
-            str(parent),
-            cfg,
-            "{}",
+            "sh", str(parent), cfg, "{}",
         ],
+    }  # fmt: skip
+    if with_scp:
+        put_cmds["scp -r"] = [
+            "xargs", "-P", str(n_hosts), "-I{}", "scp", "-q", "-r", "-F", cfg, str(src), "{}:/tmp/",
+        ]  # fmt: skip
+    get_cmds: dict[str, list[str]] = {
+        "remoteops": ro("get", "all", "-i", inv, "/tmp/ro-small", str(down / "remoteops")),
+        "ssh tar|tar": [
+            "xargs", "-P", str(n_hosts), "-I{}", "sh", "-c",
+            'mkdir -p "$1/$3" && ssh -F "$2" "$3" tar c -C /tmp ro-small | tar x -C "$1/$3"',
+            "sh", str(down / "tar"), cfg, "{}",
+        ],
+    }  # fmt: skip
+    fetched = {
+        "remoteops": [down / "remoteops" / n / "tmp" / "ro-small" for n in names],
+        "ssh tar|tar": [down / "tar" / n / "ro-small" for n in names],
     }
 
     def clean() -> None:
         for d in dests:
             remove(d)
 
-    def check() -> str | None:
+    def check(trees: Sequence[Path]) -> str | None:
         bad = []
-        for d in dests:
+        for d in trees:
             count = 0
             for _root, _dirs, files in os.walk(d):
                 count += sum(1 for f in files if os.path.getsize(os.path.join(_root, f)) == fsize)
             if count != n_files:
                 bad.append(f"{d}: {count} files of {fsize} B")
-        return f"{len(bad)} hosts incomplete: {'; '.join(bad[:3])}" if bad else None
+        return f"{len(bad)} trees incomplete: {'; '.join(bad[:3])}" if bad else None
 
-    tools = tuple(cmds)
-    series = {t: Series() for t in tools}
+    puts = {t: Series() for t in put_cmds}
+    gets = {t: Series() for t in get_cmds}
     again = Series()
+    ratios: dict[str, list[float]] = {"put": [], "get": []}
+    loads: list[float] = []
     try:
         for r in range(repeat):
-            # tar|ssh is only a reference: one run (the first round) keeps the default
-            # run under ~6 minutes (20 of them in parallel take ~20 s on 2 CPUs).
-            for tool in rotated(tools if r == 0 else tools[:2], r):
+            walls: dict[str, float] = {}
+            for tool in rotated(tuple(put_cmds), r):
                 clean()
-                m = measure(cmds[tool], stdin=stdin)
+                m = measure(put_cmds[tool], stdin=stdin)
                 problem = (
                     remoteops_problem(m, n_hosts, files=n_files)
                     if tool == "remoteops"
                     else rc_problem(m)
-                ) or check()
-                record(series[tool], f"small {tool} #{r + 1}", m, problem)
-                log(f"small #{r + 1} {tool}: {m.wall_s:.2f} s")
-                if tool == "remoteops":
-                    m = measure(cmds[tool])
-                    problem = remoteops_problem(m, n_hosts, files=0) or check()
-                    record(again, f"small remoteops unchanged #{r + 1}", m, problem)
-                    log(f"small #{r + 1} remoteops again (unchanged): {m.wall_s:.2f} s")
-            clean()
+                ) or check(dests)
+                record(puts[tool], f"small put {tool} #{r + 1}", m, problem)
+                walls[f"put {tool}"] = m.wall_s if problem is None else float("nan")
+            # Every host now has a complete copy (tar x keeps mtimes too): nothing to send.
+            m = measure(put_cmds["remoteops"])
+            problem = remoteops_problem(m, n_hosts, files=0) or check(dests)
+            record(again, f"small put unchanged #{r + 1}", m, problem)
+            walls["unchanged"] = m.wall_s if problem is None else float("nan")
+            for tool in rotated(tuple(get_cmds), r):
+                remove(down)
+                m = measure(get_cmds[tool], stdin=stdin)
+                problem = (
+                    remoteops_problem(m, n_hosts, files=n_files)
+                    if tool == "remoteops"
+                    else rc_problem(m)
+                ) or check(fetched[tool])
+                record(gets[tool], f"small get {tool} #{r + 1}", m, problem)
+                walls[f"get {tool}"] = m.wall_s if problem is None else float("nan")
+            load = os.getloadavg()[0]
+            loads.append(load)
+            put_ratio = walls["put remoteops"] / walls["put tar|ssh"]
+            get_ratio = walls["get remoteops"] / walls["get ssh tar|tar"]
+            ratios["put"].append(put_ratio)
+            ratios["get"].append(get_ratio)
+            log(
+                f"small #{r + 1}: put {walls['put remoteops']:.2f} s vs tar|ssh "
+                f"{walls['put tar|ssh']:.2f} s ({put_ratio:.2f}x); unchanged put "
+                f"{walls['unchanged']:.2f} s; get {walls['get remoteops']:.2f} s vs ssh tar|tar "
+                f"{walls['get ssh tar|tar']:.2f} s ({get_ratio:.2f}x); load average {load:.1f}"
+            )
+        clean()
+        remove(down)
     finally:
         lab_down(lab_dir)
-    w = {t: series[t].median() for t in tools}
-    return [
+
+    def ratio_text(key: str, mine: Series, theirs: Series) -> str:
+        good = [x for x in ratios[key] if x == x]  # not NaN
+        per_round = f"{statistics.median(good):.2f}x" if good else "n/a"
+        return f"{per_round} ({mine.median() / theirs.median():.2f}x of the medians)"
+
+    rows: list[Row] = [
         (
-            f"{n_files} x 4 KiB to {n_hosts} hosts: wall remoteops / scp -r / tar|ssh (1 run)",
-            f"{w['remoteops']:.2f} / {w['scp -r']:.2f} / {w['tar|ssh']:.2f} s",
+            f"{n_files} x 4 KiB put to {n_hosts} hosts, {repeat} rounds: wall remoteops / "
+            + " / ".join(t for t in put_cmds if t != "remoteops"),
+            " / ".join(f"{puts[t].median():.2f}" for t in put_cmds) + " s",
             "-",
         ),
         (
-            "  client CPU s remoteops / scp -r / tar|ssh",
-            " / ".join(f"{series[t].median('cpu_s'):.2f}" for t in tools),
+            "  client CPU s remoteops / " + " / ".join(t for t in put_cmds if t != "remoteops"),
+            " / ".join(f"{puts[t].median('cpu_s'):.2f}" for t in put_cmds),
             "-",
         ),
-        ("  wall ratio remoteops / scp -r", f"{w['remoteops'] / w['scp -r']:.2f}x", "<= 0.5x"),
-        ("  wall ratio remoteops / tar|ssh", f"{w['remoteops'] / w['tar|ssh']:.2f}x", "-"),
         (
-            "  second unchanged remoteops put (0 files sent)",
+            "  wall ratio remoteops / tar|ssh: median of rounds",
+            ratio_text("put", puts["remoteops"], puts["tar|ssh"]),
+            "<= 1.3x",
+        ),
+        (
+            f"put again, nothing changed ({n_files * n_hosts:,} files): wall, CPU",
             f"{again.median():.2f} s, CPU {again.median('cpu_s'):.2f} s",
-            "sends nothing",
+            "<= 1.0 s, 0 sent",
+        ),
+        (
+            f"the tree back from {n_hosts} hosts: wall remoteops / ssh tar|tar",
+            " / ".join(f"{gets[t].median():.2f}" for t in get_cmds) + " s",
+            "-",
+        ),
+        (
+            "  client CPU s remoteops / ssh tar|tar",
+            " / ".join(f"{gets[t].median('cpu_s'):.2f}" for t in get_cmds),
+            "-",
+        ),
+        (
+            "  wall ratio remoteops / ssh tar|tar: median of rounds",
+            ratio_text("get", gets["remoteops"], gets["ssh tar|tar"]),
+            "<= 1.3x",
+        ),
+        (
+            "  load average (1 min) after each round: median (min-max)",
+            f"{statistics.median(loads):.1f} ({min(loads):.1f}-{max(loads):.1f})",
+            "-",
         ),
     ]
+    if with_scp:
+        rows.insert(
+            3,
+            (
+                "  wall ratio remoteops / scp -r",
+                f"{puts['remoteops'].median() / puts['scp -r'].median():.2f}x",
+                "<= 0.5x",
+            ),
+        )
+    return rows
 
 
 # --------------------------------------------------------------------------- 3. fan-out
@@ -695,6 +755,9 @@ def main() -> int:
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--skip-fanout", action="store_true")
     parser.add_argument(
+        "--scp", action="store_true", help="small: also time `xargs -P 20 scp -r` every round"
+    )
+    parser.add_argument(
         "--strace",
         action="store_true",
         help="fanout: also count openat of the source under strace -f (one untimed run; "
@@ -707,7 +770,9 @@ def main() -> int:
     if not args.skip_big:
         cases.append(("big", lambda w, d: big_rows(w, d, args.port, args.repeat)))
     if not args.skip_small:
-        cases.append(("small", lambda w, d: small_rows(w, args.port + 10, args.repeat)))
+        cases.append(
+            ("small", lambda w, d: small_rows(w, args.port + 10, args.repeat, with_scp=args.scp))
+        )
     if not args.skip_fanout:
         cases.append(
             (

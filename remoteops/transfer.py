@@ -108,7 +108,7 @@ from paramiko.sftp import (
 )
 from paramiko.sftp_attr import SFTPAttributes
 
-from remoteops import fastio, fastpaths
+from remoteops import bulk, fastio
 from remoteops.become import Become, Remote, SudoSession
 from remoteops.errors import (
     CommandTimeoutError,
@@ -466,10 +466,18 @@ class _Pipe:
     """Many SFTP requests in flight on one SFTPClient; replies collected by request number."""
 
     def __init__(self, session: Remote, cancel: threading.Event) -> None:
-        self._sftp = _private(session.sftp())
+        self._session = session
+        self._client: Any = None
         self._cancel = cancel
         self._host = session.target.name
         self._replies: dict[int, tuple[int, Message]] = {}
+
+    @property
+    def _sftp(self) -> Any:
+        """The session's SFTP client, started on first use (a stream may need none)."""
+        if self._client is None:
+            self._client = _private(self._session.sftp())
+        return self._client
 
     def _async_response(self, kind: int, msg: Message, num: int) -> None:
         # Called by paramiko's _read_response for requests sent with this object.
@@ -560,9 +568,28 @@ def _statvfs_free(pipe: _Pipe, path: str) -> int | None:
 def _remote_sha256(
     session: Remote, paths: Sequence[str], cancel: threading.Event
 ) -> dict[str, str]:
-    """sha256 of remote files via one ``sha256sum`` exec; {} when the host cannot run it."""
-    if not paths:
-        return {}
+    """sha256 of remote files via ``sha256sum`` (one exec per ~60 KB of names); {} without it."""
+    hashes: dict[str, str] = {}
+    start = 0
+    while start < len(paths):
+        # Each command's arguments well under Linux's 128 KiB for one argument
+        # (sshd hands the whole command to the shell as one).
+        end, size = start, 0
+        while end < len(paths) and (end == start or size + len(paths[end]) < 60_000):
+            size += len(paths[end]) + 3
+            end += 1
+        found = _remote_sha256_of(session, paths[start:end], cancel)
+        if found is None:
+            return hashes
+        hashes.update(found)
+        start = end
+    return hashes
+
+
+def _remote_sha256_of(
+    session: Remote, paths: Sequence[str], cancel: threading.Event
+) -> dict[str, str] | None:
+    """``_remote_sha256`` for one command's worth of paths; None when sha256sum is missing."""
     command = "sha256sum -- " + " ".join(shlex.quote(p) for p in paths)
     try:
         result = session.exec(command, max_output=200 * len(paths) + 65536, cancel=cancel)
@@ -570,9 +597,9 @@ def _remote_sha256(
         if cancel.is_set():
             raise
         logger.debug("Host %r: sha256sum not available (%s)", session.target.name, exc)
-        return {}
+        return None
     if result.exit_code == 127 or result.interrupted:
-        return {}
+        return None
     hashes: dict[str, str] = {}
     for raw in result.stdout.decode("utf-8", "surrogateescape").split("\n"):
         if not raw:
@@ -639,10 +666,10 @@ class _Stats:
         if self.progress is not None and nbytes:
             self.progress(self.host, nbytes, 0)
 
-    def done(self) -> None:
-        self.files += 1
-        if self.progress is not None:
-            self.progress(self.host, 0, 1)
+    def done(self, count: int = 1) -> None:
+        self.files += count
+        if self.progress is not None and count:
+            self.progress(self.host, 0, count)
 
     def fail(self, message: str) -> None:
         self.failed += 1
@@ -837,11 +864,20 @@ def put(
     """
     opts = options or PutOptions()
     cancel = executor.cancel_event
+    # One staging directory name for every host of this run: the archives are
+    # then byte for byte the same, and their headers are built once.
+    stage = f"{bulk.STAGE_PREFIX}{secrets.token_hex(6)}{bulk.STAGE_SUFFIX}"
+    run = _PutRun.plan(sources, dest, opts)
 
     def body(session: Remote, stats: _Stats, temps: set[str]) -> None:
-        _put_host(session, sources, dest, opts, stats, temps, cancel)
+        pipe = _Pipe(session, cancel)
+        if run is None or not _put_bulk(
+            session, pipe, run, sources, opts, stats, temps, cancel, stage
+        ):
+            _put_host(session, pipe, sources, dest, opts, stats, temps, cancel)
 
     def cleanup(session: Remote, temps: set[str]) -> None:
+        _remove_stages(session, temps)
         if not opts.resume:
             _remove_remote(session, temps)
 
@@ -850,6 +886,7 @@ def put(
 
 def _put_host(
     session: Remote,
+    pipe: _Pipe,
     sources: SourceSet,
     dest: str,
     opts: PutOptions,
@@ -857,7 +894,7 @@ def _put_host(
     temps: set[str],
     cancel: threading.Event,
 ) -> None:
-    pipe = _Pipe(session, cancel)
+    """put over SFTP, a batch of files at a time (small batches through ``tar -x``)."""
     base = dest.rstrip("/") or "/"
     # Where each file goes.
     if sources.is_single_file and not dest.endswith("/"):
@@ -870,25 +907,497 @@ def _put_host(
     else:
         remote_of = {f.relative: posixpath.join(base, f.relative) for f in sources.files}
         top = base
+    items = _put_items(pipe, top, sources, remote_of, base, opts, stats)
+    for start in range(0, len(items), _BATCH):
+        batch = items[start : start + _BATCH]
+        todo = _put_compare(session, pipe, batch, opts, stats, cancel)
+        _put_todo(session, pipe, todo, opts, stats, temps, cancel)
+
+
+def _put_items(
+    pipe: _Pipe,
+    top: str,
+    sources: SourceSet,
+    remote_of: dict[str, str],
+    base: str,
+    opts: PutOptions,
+    stats: _Stats,
+) -> list[_PutItem]:
+    """Create the remote directories; the files to send (those in a failed directory fail)."""
     failed_dirs = _ensure_remote_dirs(pipe, top, sources, remote_of.values(), base)
     items: list[_PutItem] = []
     for src in sources.files:
-        remote = remote_of[src.relative]
+        remote = remote_of.get(src.relative)
+        if remote is None:
+            continue
         parent = posixpath.dirname(remote)
         if parent in failed_dirs:
             stats.fail(failed_dirs[parent])
             continue
         items.append(_PutItem(src, remote, _temp_name(remote, resume=opts.resume)))
-    for start in range(0, len(items), _BATCH):
-        batch = items[start : start + _BATCH]
-        todo = _put_compare(session, pipe, batch, opts, stats, cancel)
-        big: list[_PutItem] = []
-        small: list[_PutItem] = []
-        for item in todo:
-            (big if item.src.size > _CHUNK * _WINDOW else small).append(item)
-        for group in [small, *([b] for b in big)]:
-            if group:
-                _put_batch(session, pipe, group, opts, stats, temps, cancel)
+    return items
+
+
+def _put_todo(
+    session: Remote,
+    pipe: _Pipe,
+    todo: list[_PutItem],
+    opts: PutOptions,
+    stats: _Stats,
+    temps: set[str],
+    cancel: threading.Event,
+    *,
+    allow_tar: bool = True,
+) -> None:
+    """Send the files that are not unchanged: small ones together, each large one alone."""
+    big: list[_PutItem] = []
+    small: list[_PutItem] = []
+    for item in todo:
+        (big if item.src.size > _CHUNK * _WINDOW else small).append(item)
+    for group in [small, *([b] for b in big)]:
+        if group:
+            _put_batch(session, pipe, group, opts, stats, temps, cancel, allow_tar=allow_tar)
+
+
+# --------------------------------------------------------------------------- put: one stream
+
+
+_KIND_BITS = {
+    "f": stat.S_IFREG,
+    "d": stat.S_IFDIR,
+    "l": stat.S_IFLNK,
+    "p": stat.S_IFIFO,
+    "s": stat.S_IFSOCK,
+    "c": stat.S_IFCHR,
+    "b": stat.S_IFBLK,
+}
+
+
+def _clamp_seconds(seconds: int) -> int:
+    """Whole seconds as the quick check compares them (see ``_wire_seconds``)."""
+    return min(max(seconds, 0), _MAX_WIRE_TIME)
+
+
+def _entry_attrs(entry: bulk.Entry) -> SFTPAttributes:
+    """A listing entry as the SFTP attributes ``_put_compare`` reads."""
+    attrs = SFTPAttributes()
+    attrs.st_mode = _KIND_BITS.get(entry.kind, 0) | entry.mode
+    attrs.st_size = entry.size
+    attrs.st_mtime = _clamp_seconds(entry.mtime)
+    attrs.st_atime = _clamp_seconds(entry.atime)
+    attrs.st_uid, attrs.st_gid = entry.uid, entry.gid
+    return attrs
+
+
+def _listing(
+    session: Remote, command: str, cancel: threading.Event, limit: int
+) -> tuple[int, bytes] | None:
+    """(exit status, output) of a listing command, or None when the host cannot run it."""
+    try:
+        result = session.exec(command, max_output=limit, cancel=cancel)
+    except HostError:
+        if cancel.is_set() or not session.transport.is_active():
+            raise
+        logger.debug("Host %r: no listing over exec", session.target.name, exc_info=True)
+        return None
+    if result.interrupted:
+        raise InterruptedHostError(session.target.name, "interrupted; transfer stopped")
+    if result.exit_code is None or result.stdout_truncated:
+        return None
+    return result.exit_code, result.stdout
+
+
+@dataclass(slots=True)
+class _PutLayout:
+    """Where a bulk put stages and moves files on one host (paths relative to ``top``)."""
+
+    top: str  # the deepest existing directory on the way to the destination
+    prefix: str  # the destination relative to ``top`` ("" when it exists)
+    owner: tuple[int, int]  # who writes the files (uid, gid)
+    tree: dict[bytes, bulk.Fields]  # what is under the destination, relative to it
+    new_dirs: dict[str, int]  # directories to create, relative to top: mode
+
+    def under_top(self, relative: str) -> str:
+        """A path relative to the destination, relative to ``top``."""
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+
+@dataclass(frozen=True, slots=True)
+class _PutRun:
+    """What a bulk put works out once for all hosts (see ``_put_bulk``)."""
+
+    base: str  # the destination as given, without a trailing slash
+    chain: list[str]  # "/" (or "." for a relative one) down to the destination
+    remotes: list[str]  # each source file's remote path
+    keys: list[bytes]  # each source file's path under the destination, as the listing has it
+    dirs: dict[str, int]  # directories under the destination the files need: mode
+    command: str  # the listing command
+    archives: _Archives  # what the hosts are sent, built once for like hosts
+
+    @classmethod
+    def plan(cls, sources: SourceSet, dest: str, opts: PutOptions) -> _PutRun | None:
+        """None where the stream is not used: few files, --resume, fast paths off, a
+        destination with ``.`` or ``..`` in its path."""
+        if (
+            not bulk.fast_paths_enabled()
+            or opts.resume
+            or sources.is_single_file
+            or len(sources.files) < _TAR_MIN_FILES
+        ):
+            return None
+        base = dest.rstrip("/") or "/"
+        parts = base.split("/")[1:] if base.startswith("/") else base.split("/")
+        if base != "/" and any(p in ("", ".", "..") for p in parts):
+            return None
+        chain = ["/" if base.startswith("/") else "."]
+        for part in parts if base != "/" else []:
+            chain.append(posixpath.join(chain[-1], part))
+        dirs: dict[str, int] = dict(sources.dirs)
+        for src in sources.files:
+            parent = posixpath.dirname(src.relative)
+            for _ in range(_MAX_DEPTH):
+                if not parent or parent in dirs:
+                    break
+                dirs[parent] = 0o755
+                parent = posixpath.dirname(parent)
+        relatives = [f.relative for f in sources.files] + list(dirs)
+        tops = sorted({rel.split("/", 1)[0] for rel in relatives})
+        depth = max(rel.count("/") for rel in relatives)
+        if len(tops) > 256 or sum(len(t) for t in tops) > 32_000:
+            tops, depth = [], depth + 1  # list everything down to that depth instead
+        return cls(
+            base=base,
+            chain=chain,
+            remotes=[posixpath.join(base, f.relative) for f in sources.files],
+            keys=[bulk.encoded(f.relative) for f in sources.files],
+            dirs=dirs,
+            command=bulk.put_listing_command(chain[-1], chain, tops, depth),
+            archives=_Archives(),
+        )
+
+
+def _put_layout(
+    session: Remote, run: _PutRun, cancel: threading.Event, files: int
+) -> _PutLayout | None:
+    """One listing of the destination; None where the stream cannot be used as planned.
+
+    None (SFTP decides instead, naming any problem as it always has) when the
+    host has no GNU find, or a directory on the way is a symlink, a file or on
+    another file system than the one the files are staged on.
+    """
+    output = _listing(session, run.command, cancel, 64 * 1024 * 1024 + 300 * files)
+    listing = None if output is None else bulk.parse_put_listing(output[1])
+    chain = run.chain
+    if listing is None or chain[0] not in listing.ancestors:
+        return None
+    top, top_dev = "", 0
+    for index, path in enumerate(chain):
+        found = listing.ancestors.get(path)
+        if found is None:
+            if any(p in listing.ancestors for p in chain[index:]):
+                return None  # changed while being listed
+            break
+        if found[0] != "d":
+            return None
+        top, top_dev = path, found[1]
+    prefix = chain[-1][len(top) :].lstrip("/")
+    if prefix and listing.tree:
+        return None
+    new_dirs: dict[str, int] = {}
+    for path in chain[chain.index(top) + 1 :]:
+        new_dirs[path[len(top) :].lstrip("/")] = 0o755
+    for relative, mode in run.dirs.items():
+        fields = listing.tree.get(bulk.encoded(relative))
+        if fields is None:
+            new_dirs[f"{prefix}/{relative}" if prefix else relative] = mode
+        elif fields[0] != b"d" or int(fields[1]) != top_dev:
+            return None
+    return _PutLayout(top, prefix, (listing.uid, listing.gid), listing.tree, new_dirs)
+
+
+def _put_bulk(
+    session: Remote,
+    pipe: _Pipe,
+    run: _PutRun,
+    sources: SourceSet,
+    opts: PutOptions,
+    stats: _Stats,
+    temps: set[str],
+    cancel: threading.Event,
+    stage: str,
+) -> bool:
+    """put through one listing and one tar stream; False (having changed nothing) for SFTP.
+
+    The listing decides what is unchanged (rsync's quick check, or sha256 with
+    ``checksum``/``verify``), for every file at once. The files that changed
+    (up to 64 MiB each) then go as one archive into a staging directory and
+    are moved into place (see ``bulk``); anything the stream could not place
+    goes over SFTP, which names each failure.
+    """
+    layout = _put_layout(session, run, cancel, len(sources.files))
+    if layout is None:
+        return False
+    # The quick check first, on the listing's fields as they are: most files of a
+    # second run stop here. The others are compared as over SFTP.
+    quick = not (opts.checksum or opts.verify)
+    items: list[_PutItem] = []
+    listed: list[SFTPAttributes | None] = []
+    for src, remote, key in zip(sources.files, run.remotes, run.keys, strict=True):
+        fields = layout.tree.get(key)
+        if (
+            quick
+            and fields is not None
+            and fields[0] == b"f"
+            and int(fields[5]) == src.size
+            and int(fields[6]) == src.mtime  # a clamped source time takes the slow path
+            and int(fields[2], 8) == src.mode
+            and 0 < src.mtime < _MAX_WIRE_TIME
+        ):
+            stats.unchanged += 1
+            continue
+        items.append(_PutItem(src, remote, ""))
+        listed.append(None if fields is None else _entry_attrs(bulk.put_entry(fields)))
+    todo = _put_compare(session, pipe, items, opts, stats, cancel, listed=listed)
+    streamed = [item for item in todo if item.src.size < _EXEC_STREAM_MIN]
+    rest = [item for item in todo if item.src.size >= _EXEC_STREAM_MIN]
+    if streamed or layout.new_dirs:
+        rest += _put_stream(session, pipe, run, layout, streamed, opts, stats, temps, cancel, stage)
+    if rest:
+        stats.current = run.base
+        remote_of = {item.src.relative: item.remote for item in rest}
+        again = _put_items(pipe, run.base, sources, remote_of, run.base, opts, stats)
+        for start in range(0, len(again), _BATCH):
+            batch = again[start : start + _BATCH]
+            _put_todo(session, pipe, batch, opts, stats, temps, cancel, allow_tar=False)
+    return True
+
+
+def _member_data(src: SourceFile) -> Callable[[], Iterator[bytes | memoryview]]:
+    """A source's bytes for the archive: the shared copy in memory, else read from disk."""
+    data = src.data
+    if data is not None:
+        return lambda: iter((memoryview(data),))
+    return lambda: src.chunks(0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Archive:
+    """What a bulk put sends to the hosts that need the same files placed the same way."""
+
+    paths: tuple[str, ...]  # each item's path under the top directory, in the items' order
+    members: tuple[bulk.Member, ...]
+    blocks: tuple[bytes, ...] | None  # the archive itself, when small enough to keep
+
+
+_ARCHIVE_KEEP = 64 * 1024 * 1024  # archives up to this size are built once and kept for all hosts
+
+
+class _Archives:
+    """The archives of one put: built once per distinct plan, not once per host.
+
+    A fleet of like hosts needs the same archive (the staging directory has
+    the same name on every host); building it (headers, the plan, the copy
+    into 1 MiB blocks) is the Python work of a bulk put.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: dict[tuple[Any, ...], _Archive] = {}
+
+    def get(self, layout: _PutLayout, items: list[_PutItem], opts: PutOptions) -> _Archive:
+        """The archive placing ``items`` as ``layout`` says."""
+        chown = tuple(
+            item.owner if item.owner is not None and item.owner != layout.owner else None
+            for item in items
+        )
+        key = (
+            layout.prefix,
+            tuple(sorted(layout.new_dirs.items())),
+            tuple(item.src.relative for item in items),
+            chown,
+            opts.verify,
+        )
+        with self._lock:
+            found = self._built.get(key)
+            if found is None:
+                found = _build_archive(layout, items, chown, opts)
+                if len(self._built) >= 8:
+                    self._built.clear()
+                self._built[key] = found
+        return found
+
+
+def _build_archive(
+    layout: _PutLayout,
+    items: list[_PutItem],
+    chown: tuple[tuple[int, int] | None, ...],
+    opts: PutOptions,
+) -> _Archive:
+    """New directories, the files under ``t/``, ``sums`` (--verify) and the plan, last."""
+    plan = bulk.PutPlan()
+    members: list[bulk.Member] = []
+    now = _now()
+    for directory in sorted(layout.new_dirs, key=lambda d: (d.count("/"), d)):
+        members.append((f"t/{directory}", 0, layout.new_dirs[directory], now, None))
+        parent = posixpath.dirname(directory)
+        if parent not in layout.new_dirs:
+            plan.moves.setdefault(parent, []).append(directory)
+    paths: list[str] = []
+    for item, owner in zip(items, chown, strict=True):
+        src = item.src
+        path = layout.under_top(src.relative)
+        paths.append(path)
+        members.append((f"t/{path}", src.size, src.mode, src.mtime, _member_data(src)))
+        parent = posixpath.dirname(path)
+        if parent not in layout.new_dirs:
+            plan.moves.setdefault(parent, []).append(path)
+        if owner is not None:
+            # As _keep_owners does over SFTP: the replaced file's owner, where allowed.
+            plan.chown.setdefault(owner, []).append(path)
+            if src.mode & (stat.S_ISUID | stat.S_ISGID):
+                plan.chmod.setdefault(src.mode & 0o7777, []).append(path)
+        if opts.verify:
+            plan.sums.append((src.sha256 or src.prefix_sha256(src.size), path))
+    if plan.sums:
+        sums = plan.checklist()
+        members.append(("sums", len(sums), 0o600, now, lambda: iter((sums,))))
+    script = plan.script()
+    members.append(("plan", len(script), 0o700, now, lambda: iter((script,))))
+    blocks: tuple[bytes, ...] | None = None
+    if sum(item.src.size for item in items) <= _ARCHIVE_KEEP:
+        with contextlib.suppress(TransferError, OSError):  # then each host meets it, and says so
+            blocks = tuple(bulk.tar_blocks(members))
+    return _Archive(tuple(paths), tuple(members), blocks)
+
+
+def _put_stream(
+    session: Remote,
+    pipe: _Pipe,
+    run: _PutRun,
+    layout: _PutLayout,
+    items: list[_PutItem],
+    opts: PutOptions,
+    stats: _Stats,
+    temps: set[str],
+    cancel: threading.Event,
+    stage: str,
+) -> list[_PutItem]:
+    """Send ``items`` (and new directories) as one archive; the items still to send."""
+    archive = run.archives.get(layout, items, opts)
+    where = dict(zip(archive.paths, items, strict=True))
+    blocks = archive.blocks if archive.blocks is not None else bulk.tar_blocks(archive.members)
+    stage_path = posixpath.join(layout.top, stage)
+    stats.current = layout.top
+    temps.add(stage_path)
+    status, out, problem = _run_stream(
+        session, bulk.put_stream_command(stage_path, layout.top), blocks, stats, cancel
+    )
+    if status == -1:
+        # Not started (then there is no stage) or stopped early: remove it now if it is there.
+        with contextlib.suppress(HostError):
+            _remove_stages(session, {stage_path})
+    temps.discard(stage_path)
+    left = bulk.parse_leftovers(out) if status == 0 else None
+    if left is None:
+        logger.info(
+            "Host %r: the tar stream did not place the files (exit status %s: %s); using SFTP",
+            stats.host,
+            status,
+            problem or "no message",
+        )
+        return items
+    moved = [item for path, item in where.items() if path not in left]
+    if left:
+        logger.info(
+            "Host %r: %d files could not be moved into place (%s); using SFTP",
+            stats.host,
+            len(items) - len(moved),
+            problem or "no message",
+        )
+    if opts.preserve and moved:
+        # tar -x sets the time of extraction as the access time.
+        _stamp_source_times(pipe, moved, opts, final=True)
+    placed = 0
+    for item in moved:
+        if item.error is not None:
+            stats.fail(item.error)
+            continue
+        stats.bytes += item.src.size
+        placed += 1
+    stats.done(placed)
+    return [item for path, item in where.items() if path in left]
+
+
+def _run_stream(
+    session: Remote,
+    command: str,
+    blocks: Iterable[bytes],
+    stats: _Stats,
+    cancel: threading.Event,
+) -> tuple[int, bytes, str]:
+    """Run ``command`` with ``blocks`` as its input: (exit status or -1, stdout, stderr).
+
+    -1 also when the command could not be started (no exec) or a local file
+    could not be read. The bytes sent count as progress, not as ``bytes``.
+    """
+    try:
+        channel = session.open_stream(command, stdin=True)
+    except Exception:
+        if cancel.is_set() or not session.transport.is_active():
+            raise
+        logger.debug("Host %r: exec stream refused; using SFTP", stats.host, exc_info=True)
+        return -1, b"", ""
+    out = bytearray()
+    try:
+        try:
+            for block in blocks:
+                fastio.send_all(channel, block, cancel.is_set)
+                if stats.progress is not None:
+                    stats.progress(stats.host, len(block), 0)
+        except InterruptedError:
+            raise InterruptedHostError(stats.host, "interrupted; transfer stopped") from None
+        except (TransferError, OSError) as exc:
+            if not session.transport.is_active():
+                raise EOFError("connection lost") from exc
+            logger.debug("Host %r: stream stopped early (%s)", stats.host, exc)
+            if isinstance(exc, TransferError) or exc.errno is not None:
+                return -1, b"", f"local error: {exc}"  # SFTP names the file
+        with contextlib.suppress(Exception):
+            channel.shutdown_write()
+        for _ in range(_MAX_STREAM_TURNS):
+            if cancel.is_set():
+                raise InterruptedHostError(stats.host, "interrupted; transfer stopped")
+            chunks = fastio.read_chunks(channel, 1 << 20, 0.2)
+            if chunks is None:
+                continue
+            if not chunks:
+                break
+            for chunk in chunks:
+                if len(out) < _MAX_STREAM_OUTPUT:
+                    out += chunk
+        status = _exit_status(channel, stats, cancel)
+        problem = channel.recv_stderr(4096).decode("utf-8", "replace").strip()
+    finally:
+        fastio.detach(channel)
+        channel.close()
+    if status == -1 and not session.transport.is_active():
+        raise EOFError("connection lost")
+    return status, bytes(out), problem.splitlines()[-1] if problem else ""
+
+
+_MAX_STREAM_OUTPUT = 256 * 1024 * 1024
+
+
+def _remove_stages(session: Remote, temps: set[str]) -> None:
+    """Remove the staging directories a stopped stream left (``rm -rf``, as its command would)."""
+    stages = sorted(t for t in temps if t.endswith(bulk.STAGE_SUFFIX))
+    if not stages:
+        return
+    result = session.exec("rm -rf -- " + " ".join(shlex.quote(s) for s in stages))
+    if result.exit_code != 0:
+        raise TransferError(session.target.name, result.stderr.decode("utf-8", "replace").strip())
+    for path in stages:
+        temps.discard(path)
 
 
 def _ensure_remote_dirs(
@@ -957,27 +1466,31 @@ def _put_compare(
     opts: PutOptions,
     stats: _Stats,
     cancel: threading.Event,
+    *,
+    listed: list[SFTPAttributes | None] | None = None,
 ) -> list[_PutItem]:
-    """Stat the remote copies; count unchanged files (fixing modes and times); return the rest."""
-    replies = pipe.run((CMD_LSTAT, (item.remote,)) for item in batch)
+    """Compare with the remote copies; count unchanged files (fixing modes and times); return
+    the rest. ``listed``: the copies as a listing found them (None: not there); else lstat'd."""
+    if listed is None:
+        replies = pipe.run((CMD_LSTAT, (item.remote,)) for item in batch)
+        listed = [_attrs_of(kind, msg) for kind, msg in replies]
     by_content = opts.checksum or opts.verify
     todo: list[_PutItem] = []
     same_size: list[tuple[_PutItem, SFTPAttributes]] = []
-    for item, (kind, msg) in zip(batch, replies, strict=True):
-        attrs = _attrs_of(kind, msg)
-        if attrs is None:
+    for item, found in zip(batch, listed, strict=True):
+        if found is None:
             todo.append(item)
             continue
-        mode = attrs.st_mode or 0
+        mode = found.st_mode or 0
         if stat.S_ISDIR(mode):
             stats.fail(f"remote {item.remote}: is a directory; cannot replace it with a file")
             continue
-        if stat.S_ISREG(mode) and attrs.st_uid is not None and attrs.st_gid is not None:
-            item.owner = (attrs.st_uid, attrs.st_gid)
-        if not stat.S_ISREG(mode) or attrs.st_size != item.src.size:
+        if stat.S_ISREG(mode) and found.st_uid is not None and found.st_gid is not None:
+            item.owner = (found.st_uid, found.st_gid)
+        if not stat.S_ISREG(mode) or found.st_size != item.src.size:
             todo.append(item)
-        elif by_content or _same_copy(item.src.size, item.src.mtime, attrs.st_size, attrs.st_mtime):
-            same_size.append((item, attrs))
+        elif by_content or _same_copy(item.src.size, item.src.mtime, found.st_size, found.st_mtime):
+            same_size.append((item, found))
         else:
             todo.append(item)
     if by_content and same_size:
@@ -1101,13 +1614,16 @@ def _put_batch(
     stats: _Stats,
     temps: set[str],
     cancel: threading.Event,
+    *,
+    allow_tar: bool = True,
 ) -> None:
     """Write a batch of files to temporary names, check them, rename them into place."""
     if opts.resume:
         _put_resume_offsets(session, pipe, batch, cancel)
     tarred = (
-        not opts.resume
-        and fastpaths.enabled()
+        allow_tar
+        and bulk.fast_paths_enabled()
+        and not opts.resume
         and len(batch) >= _TAR_MIN_FILES
         and all(item.src.size <= _TAR_MAX_FILE for item in batch)
         and sum(item.src.size for item in batch) <= _TAR_MAX_BATCH
@@ -1149,7 +1665,7 @@ def _put_batch(
             streamed = (
                 len(batch) == 1
                 and item.src.size - item.offset >= _EXEC_STREAM_MIN
-                and fastpaths.enabled()
+                and bulk.fast_paths_enabled()
                 and _put_stream_exec(session, pipe, item, stats, cancel)
             )
             try:
@@ -1241,10 +1757,16 @@ def _keep_owners(pipe: _Pipe, items: list[_PutItem], stats: _Stats) -> None:
             logger.debug("Host %r: %s keeps the writer's owner (%s)", stats.host, path, text)
 
 
-def _stamp_source_times(pipe: _Pipe, items: list[_PutItem], opts: PutOptions) -> None:
-    """``preserve``: give each temporary file its source's access and modification times."""
+def _stamp_source_times(
+    pipe: _Pipe, items: list[_PutItem], opts: PutOptions, *, final: bool = False
+) -> None:
+    """``preserve``: give each temporary file (``final``: each copy) its source's times."""
     replies = pipe.run(
-        (CMD_SETSTAT, (item.temp, _attrs(times=_copy_times(item.src, opts)))) for item in items
+        (
+            CMD_SETSTAT,
+            (item.remote if final else item.temp, _attrs(times=_copy_times(item.src, opts))),
+        )
+        for item in items
     )
     for item, (kind, msg) in zip(items, replies, strict=True):
         code, text = _status_of(kind, msg)
@@ -1502,7 +2024,11 @@ def _get_host(
     except TransferError as exc:
         raise TransferError(host, exc.message) from None
     try:
-        files = _expand_remote(session, remotes, stats, cancel)
+        files = None
+        if bulk.fast_paths_enabled() and _names_a_directory(session, remotes, cancel):
+            files = _list_remote(session, remotes, stats, cancel)
+        if files is None:
+            files = _expand_remote(session, remotes, stats, cancel)
         items: list[_GetItem] = []
         for file in files:
             try:
@@ -1511,16 +2037,442 @@ def _get_host(
                 stats.fail(exc.message)
                 continue
             items.append(_GetItem(file, path.relative_to(tree.root).parts))
+        todo: list[_GetItem] = []
         for start in range(0, len(items), _BATCH):
-            batch = _get_compare(tree, items[start : start + _BATCH], opts, stats)
-            big = [i for i in batch if i.file.size > _CHUNK * _WINDOW]
-            small = [i for i in batch if i.file.size <= _CHUNK * _WINDOW]
-            for group in [small, *([b] for b in big)]:
-                if group:
-                    _get_batch(session, tree, group, opts, stats, cancel)
+            todo += _get_compare(tree, items[start : start + _BATCH], opts, stats)
             tree.close_dirs()
+        streamed = [i for i in todo if i.file.size < _EXEC_STREAM_MIN]
+        if bulk.fast_paths_enabled() and not opts.resume and len(streamed) >= _TAR_MIN_FILES:
+            todo = [i for i in todo if i.file.size >= _EXEC_STREAM_MIN]
+            if opts.checksum or opts.verify:
+                streamed = _get_checksum_filter(session, tree, streamed, opts, stats, cancel)
+            back = _get_tar(session, tree, streamed, opts, stats, cancel)
+            _get_batches(session, tree, back, opts, stats, cancel, filtered=True)
+        _get_batches(session, tree, todo, opts, stats, cancel, filtered=False)
     finally:
         tree.close()
+
+
+def _get_batches(
+    session: Remote,
+    tree: _LocalTree,
+    items: list[_GetItem],
+    opts: GetOptions,
+    stats: _Stats,
+    cancel: threading.Event,
+    *,
+    filtered: bool,
+) -> None:
+    """Fetch ``items`` over SFTP (each large one alone, through `cat` where it can)."""
+    for start in range(0, len(items), _BATCH):
+        batch = items[start : start + _BATCH]
+        big = [i for i in batch if i.file.size > _CHUNK * _WINDOW]
+        small = [i for i in batch if i.file.size <= _CHUNK * _WINDOW]
+        for group in [small, *([b] for b in big)]:
+            if group:
+                _get_batch(session, tree, group, opts, stats, cancel, filtered=filtered)
+        tree.close_dirs()
+
+
+def _names_a_directory(session: Remote, remotes: Sequence[str], cancel: threading.Event) -> bool:
+    """Whether a remote path given (not a glob) is a directory, in one SFTP round trip.
+
+    Files named one by one are stat'ed over SFTP anyway; only a directory
+    tree is worth a listing command (and a tar stream).
+    """
+    plain = [spec for spec in remotes if not _has_magic(spec)]
+    if not plain:
+        return False
+    replies = _Pipe(session, cancel).run((CMD_STAT, (spec,)) for spec in plain)
+    for kind, msg in replies:
+        attrs = _attrs_of(kind, msg)
+        if attrs is not None and stat.S_ISDIR(attrs.st_mode or 0):
+            return True
+    return False
+
+
+def _list_remote(
+    session: Remote, remotes: Sequence[str], stats: _Stats, cancel: threading.Event
+) -> list[_RemoteFile] | None:
+    """The remote files to fetch, from one listing command; None to walk them over SFTP.
+
+    As ``_expand_remote`` (the same names refused, the same symlinks and
+    special files skipped, the same limits), in one round trip. None, before
+    reporting anything, where the host has no GNU find, for globs, for a
+    path that is missing, unreadable or a dangling symlink, and for relative
+    paths with ``..``: SFTP then says exactly what is wrong.
+    """
+    if any(_has_magic(spec) for spec in remotes):
+        return None
+    starts: list[str] = []
+    for spec in remotes:
+        norm = posixpath.normpath(spec)
+        if spec.startswith("/"):
+            starts.append("/" + norm.lstrip("/"))
+        elif norm == ".." or norm.startswith("../"):
+            return None
+        else:
+            starts.append("." if norm == "." else f"./{norm}")
+    output = _listing(session, bulk.get_listing_command(starts), cancel, 256 * 1024 * 1024)
+    if output is None or output[0] != 0:
+        return None
+    parsed = bulk.parse_get_listing(output[1])
+    if parsed is None:
+        return None
+    home_raw, records = parsed
+    roots: list[str] = []
+    for start in starts:
+        if start.startswith("/"):
+            roots.append(start)
+            continue
+        try:
+            home = home_raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not home.startswith("/"):
+            return None
+        roots.append("/" + posixpath.normpath(posixpath.join(home, start)).lstrip("/"))
+    return _listed_files(starts, roots, records, stats)
+
+
+def _listed_files(
+    starts: list[str],
+    roots: list[str],
+    records: list[bulk.Fields],
+    stats: _Stats,
+) -> list[_RemoteFile] | None:
+    """The regular files of a listing (see ``_list_remote``), every name checked."""
+    found: dict[str, _RemoteFile] = {}
+    index = -1
+    prefix = b""
+    root = ""
+    accepted: dict[bytes, str] = {}  # directories walked: path below the root -> remote path
+    dropped: set[bytes] = set()  # refused or skipped entries: their contents are left out
+    seen = 0
+    for depth_text, kind, mode, size, mtime, atime, raw in records:
+        depth = int(depth_text)
+        if depth == 0:
+            index += 1
+            if index >= len(starts) or raw != bulk.encoded(starts[index]):
+                return None
+            root = roots[index]
+            prefix = raw.rstrip(b"/") + b"/"
+            accepted, dropped, seen = {b"": root}, set(), 0
+            if kind == b"f":
+                found[root] = _listed_file(root, mode, size, mtime, atime)
+            elif kind == b"l":
+                return None  # dangling: SFTP says so
+            elif kind != b"d":
+                stats.warn(f"remote {root}: not a regular file or directory (skipped)")
+            continue
+        if index < 0 or not raw.startswith(prefix):
+            return None
+        rest = raw[len(prefix) :]
+        parent_raw, _, name_raw = rest.rpartition(b"/")
+        if parent_raw in dropped or seen > _MAX_ENTRIES:
+            dropped.add(rest)
+            continue
+        seen += 1
+        if seen > _MAX_ENTRIES:
+            stats.fail(f"remote {root}: more than {_MAX_ENTRIES} entries; stopped listing")
+            continue
+        dropped.add(rest)  # until it is accepted below
+        parent = accepted.get(parent_raw)
+        if parent is None or depth != rest.count(b"/") + 1:
+            shown = bulk.decoded(rest)
+            stats.fail(f"remote {root}: refused the name {shown!r} (not in a listed directory)")
+            continue
+        try:
+            name = name_raw.decode("utf-8")
+        except UnicodeDecodeError:
+            shown = name_raw.decode("utf-8", errors="backslashreplace")
+            stats.fail(f"remote {parent}: file name {shown!r} is not valid UTF-8; not fetched")
+            continue
+        try:
+            _check_name(name, where=f"remote directory {parent}")
+        except TransferError as exc:
+            stats.fail(exc.message)
+            continue
+        full = posixpath.join(parent, name)
+        if kind == b"d":
+            if depth >= bulk.MAX_DEPTH:
+                stats.fail(f"remote {full}: deeper than {_MAX_DEPTH} levels; skipped")
+                continue
+            accepted[rest] = full
+            dropped.discard(rest)
+        elif kind == b"f":
+            found[full] = _listed_file(full, mode, size, mtime, atime)
+        elif kind == b"l":
+            stats.warn(f"remote {full}: symlink not followed (skipped)")
+        else:
+            stats.warn(f"remote {full}: not a regular file or directory (skipped)")
+    if index != len(starts) - 1:
+        return None
+    return list(found.values())
+
+
+def _listed_file(path: str, mode: bytes, size: bytes, mtime: bytes, atime: bytes) -> _RemoteFile:
+    """A regular file of a get listing (its fields as find printed them)."""
+    return _RemoteFile(
+        path,
+        path.lstrip("/"),
+        int(size),
+        stat.S_IFREG | stat.S_IMODE(int(mode, 8)),
+        _clamp_seconds(int(mtime)),
+        _clamp_seconds(int(atime)),
+    )
+
+
+_GET_NAMES_PER_STREAM = 1024 * 1024  # bytes of names one `tar` reads (its input is not read back)
+
+
+def _get_tar(
+    session: Remote,
+    tree: _LocalTree,
+    items: list[_GetItem],
+    opts: GetOptions,
+    stats: _Stats,
+    cancel: threading.Event,
+) -> list[_GetItem]:
+    """Fetch ``items`` through ``tar -c`` streams; return those still to fetch over SFTP."""
+    back: list[_GetItem] = []
+    start = 0
+    while start < len(items):
+        end, size = start, 0
+        while end < len(items) and (end == start or size < _GET_NAMES_PER_STREAM):
+            size += len(items[end].file.remote) + 1
+            end += 1
+        back += _get_tar_stream(session, tree, items[start:end], opts, stats, cancel)
+        start = end
+    return back
+
+
+def _get_tar_stream(
+    session: Remote,
+    tree: _LocalTree,
+    items: list[_GetItem],
+    opts: GetOptions,
+    stats: _Stats,
+    cancel: threading.Event,
+) -> list[_GetItem]:
+    """One ``tar -c`` of exactly ``items``, each written to a temporary file, then renamed.
+
+    A member is taken only if it is a regular file with the name and size of
+    a file asked for and not yet received; everything about the local file
+    (its path, opened without following links; its mode, the listed one
+    without setuid, setgid and sticky bits) comes from the listing, only the
+    bytes and the mtime from the stream. Anything else ends the stream,
+    failing (and naming) what it was. The files are renamed into place only
+    if the whole stream was right and ``tar`` exited 0 (``--verify``: and
+    sha256sum agrees); else nothing is kept, and the files not failed are
+    fetched over SFTP, which names any problem file by file.
+    """
+    expected = {item.file.remote: item for item in items}
+    names = b"".join(bulk.encoded(item.file.remote) + b"\0" for item in items)
+    budget = (
+        sum(
+            bulk.blocks(item.file.size) + 4 * bulk.BLOCK + 2 * bulk.blocks(len(item.file.remote))
+            for item in items
+        )
+        + 64 * 1024
+    )
+    try:
+        channel = session.open_stream(bulk.get_tar_command(), stdin=True)
+    except Exception:
+        if cancel.is_set() or not session.transport.is_active():
+            raise
+        logger.debug("Host %r: exec stream refused; using SFTP", stats.host, exc_info=True)
+        return items
+
+    def stopped() -> None:
+        raise InterruptedHostError(stats.host, "interrupted; transfer stopped")
+
+    received: list[_GetItem] = []
+    complete = False
+    refused: str | None = None
+    status = -1
+    moved = 0
+    try:
+        try:
+            fastio.send_all(channel, names, cancel.is_set)
+            channel.shutdown_write()
+            reader = bulk.StreamReader(channel, cancel, stopped, budget)
+            archive = bulk.open_archive(reader)
+            for _ in range(len(items) + 1):
+                member = archive.next()
+                if member is None:
+                    complete = reader.drain()
+                    break
+                _private(archive).members.clear()  # TarFile keeps every member: not here
+                item = expected.pop(member.name, None)
+                if item is None:
+                    refused = (
+                        f"remote tar stream: refused the member {member.name!r} "
+                        "(not a file that was asked for)"
+                    )
+                    break
+                stats.current = item.file.remote
+                problem = _member_problem(member, item)
+                if problem is not None:
+                    item.error = problem
+                    break
+                moved += _receive_member(reader, tree, item, member, opts, stats)
+                received.append(item)
+        except InterruptedError:
+            stopped()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            if not session.transport.is_active():
+                raise EOFError("connection lost") from exc
+            logger.info("Host %r: tar stream cut short (%s); using SFTP", stats.host, exc)
+        except bulk.StreamRefused as exc:
+            refused = f"remote tar stream: refused ({exc})"
+        if complete:
+            status = _exit_status(channel, stats, cancel)
+            if status != 0:
+                problem_text = channel.recv_stderr(4096).decode("utf-8", "replace").strip()
+                logger.info(
+                    "Host %r: tar -c exited with %s (%s); using SFTP",
+                    stats.host,
+                    status,
+                    problem_text.splitlines()[-1] if problem_text else "no message",
+                )
+    finally:
+        fastio.detach(channel)
+        channel.close()
+        if status != 0 or refused is not None:
+            _discard_received(tree, received)
+    if refused is not None:
+        stats.fail(refused)
+    if status != 0 or refused is not None:
+        stats.bytes -= moved
+        for item in received:
+            item.temp = ""
+        failed = [i for i in items if i.error is not None]
+        for item in failed:
+            stats.fail(item.error or "")
+        return [i for i in items if i.error is None]
+    _get_commit(session, tree, received, opts, stats, cancel)
+    return list(expected.values())
+
+
+def _member_problem(member: tarfile.TarInfo, item: _GetItem) -> str | None:
+    """Why a member named as ``item`` is refused, or None."""
+    remote = item.file.remote
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.sparse is not None:
+        return f"remote {remote}: not a regular file in the tar stream (refused)"
+    if member.size != item.file.size:
+        return (
+            f"remote {remote}: {member.size} bytes in the tar stream, {item.file.size} listed "
+            "(changed while being read?); not fetched"
+        )
+    return None
+
+
+def _receive_member(
+    reader: bulk.StreamReader,
+    tree: _LocalTree,
+    item: _GetItem,
+    member: tarfile.TarInfo,
+    opts: GetOptions,
+    stats: _Stats,
+) -> int:
+    """Write one member's bytes to a new temporary file next to the item; bytes written."""
+    shown = tree.root.joinpath(*item.parts)
+    try:
+        fd_dir = tree.dir_fd(item.parts[:-1])
+        temp = f".{item.name}.remoteops-{secrets.token_hex(4)}.part"
+        fd = os.open(
+            temp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=fd_dir,
+        )
+    except TransferError as exc:
+        item.error = exc.message
+        return 0
+    except OSError as exc:
+        item.error = f"local {shown}: {exc.strerror}"
+        return 0
+    item.temp = temp
+    item.hasher = hashlib.sha256() if opts.verify else None
+    written = 0
+
+    def sink(views: list[memoryview]) -> None:
+        nonlocal written
+        if item.error is not None:
+            return
+        try:
+            _pwrite_all(fd, list(views), written)
+        except OSError as exc:
+            item.error = f"local {shown}: {exc.strerror}"
+            return
+        if item.hasher is not None:
+            for view in views:
+                item.hasher.update(view)
+        size = sum(len(v) for v in views)
+        written += size
+        stats.moved(size)
+
+    try:
+        got = reader.write_to(member.size, sink)
+        if got != member.size:
+            raise tarfile.ReadError("unexpected end of data")
+        if item.error is None:
+            atime = item.file.atime if opts.preserve else _now()
+            os.fchmod(fd, stat.S_IMODE(item.file.mode) & _DROP_SPECIAL_BITS)
+            os.utime(fd, (atime, _clamp_seconds(int(member.mtime))))
+    except OSError as exc:
+        item.error = f"local {shown}: {exc.strerror}"
+    finally:
+        os.close(fd)
+    item.received = written
+    item.saw_eof = True
+    return written
+
+
+def _discard_received(tree: _LocalTree, items: list[_GetItem]) -> None:
+    for item in items:
+        if item.temp:
+            with contextlib.suppress(OSError, TransferError):
+                os.unlink(item.temp, dir_fd=tree.dir_fd(item.parts[:-1]))
+
+
+def _verify_received(session: Remote, items: list[_GetItem], cancel: threading.Event) -> None:
+    """``--verify``: fail each received file whose sha256 is not the remote file's."""
+    hashes = _remote_sha256(session, [i.file.remote for i in items], cancel)
+    for item in items:
+        remote = hashes.get(item.file.remote) or _sftp_sha256(session, item.file.remote)
+        if remote != item.hasher.hexdigest():
+            item.error = f"remote {item.file.remote}: sha256 mismatch after download"
+
+
+def _get_commit(
+    session: Remote,
+    tree: _LocalTree,
+    items: list[_GetItem],
+    opts: GetOptions,
+    stats: _Stats,
+    cancel: threading.Event,
+) -> None:
+    """Rename the files a stream brought into place (``--verify``: those whose sha256 agrees)."""
+    try:
+        if opts.verify:
+            _verify_received(session, [i for i in items if i.error is None], cancel)
+        for item in items:
+            if item.error is None:
+                fd = tree.dir_fd(item.parts[:-1])
+                try:
+                    os.rename(item.temp, item.name, src_dir_fd=fd, dst_dir_fd=fd)
+                except OSError as exc:
+                    item.error = f"local {tree.root.joinpath(*item.parts)}: {exc.strerror}"
+                else:
+                    item.renamed = True
+                    stats.done()
+                    stats.covered.append(item.file.remote)
+            if item.error is not None:
+                stats.fail(item.error)
+    finally:
+        _discard_received(tree, [i for i in items if not i.renamed])
 
 
 def _expand_remote(
@@ -1808,10 +2760,15 @@ def _get_batch(
     opts: GetOptions,
     stats: _Stats,
     cancel: threading.Event,
+    *,
+    filtered: bool = False,
 ) -> None:
-    """Download a batch into temporary files, check them, rename them into place."""
+    """Download a batch into temporary files, check them, rename them into place.
+
+    ``filtered``: ``--checksum``/``--verify`` already left out the copies that match.
+    """
     pipe = _Pipe(session, cancel)
-    if opts.checksum or opts.verify:
+    if (opts.checksum or opts.verify) and not filtered:
         batch = _get_checksum_filter(session, tree, batch, opts, stats, cancel)
     opened: list[_GetItem] = []
     try:
@@ -1846,7 +2803,11 @@ def _get_batch(
             else:
                 item.error = f"remote {item.file.remote}: {_status_of(kind, msg)[1]}"
         streamed = False
-        if len(opened) == 1 and opened[0].file.size >= _EXEC_STREAM_MIN and fastpaths.enabled():
+        if (
+            len(opened) == 1
+            and opened[0].file.size >= _EXEC_STREAM_MIN
+            and bulk.fast_paths_enabled()
+        ):
             streamed = _get_stream_exec(session, tree, opened[0], stats, cancel)
         if not streamed:
             _get_stream(pipe, tree, opened, stats)
@@ -2123,12 +3084,7 @@ def _get_finish(
         if item.error is None and (item.received != item.file.size or not item.saw_eof):
             item.error = f"remote {item.file.remote}: got {item.received} of {item.file.size} bytes"
     if opts.verify:
-        good = [i for i in items if i.error is None]
-        hashes = _remote_sha256(session, [i.file.remote for i in good], cancel)
-        for item in good:
-            remote = hashes.get(item.file.remote) or _sftp_sha256(session, item.file.remote)
-            if remote != item.hasher.hexdigest():
-                item.error = f"remote {item.file.remote}: sha256 mismatch after download"
+        _verify_received(session, [i for i in items if i.error is None], cancel)
     for item in items:
         if item.error is not None:
             continue
