@@ -57,6 +57,7 @@ import glob
 import hashlib
 import io
 import logging
+import math
 import os
 import posixpath
 import secrets
@@ -2291,7 +2292,6 @@ def _get_tar_stream(
     complete = False
     refused: str | None = None
     status = -1
-    moved = 0
     try:
         try:
             fastio.send_all(channel, names, cancel.is_set)
@@ -2316,11 +2316,12 @@ def _get_tar_stream(
                 if problem is not None:
                     item.error = problem
                     break
-                moved += _receive_member(reader, tree, item, member, opts, stats)
-                received.append(item)
+                received.append(item)  # its temporary file is removed if the stream fails
+                _receive_member(reader, tree, item, member, opts, stats)
         except InterruptedError:
             stopped()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, ValueError, OverflowError) as exc:
+            # (tarfile's own parsing of a hostile header may raise the last two.)
             if not session.transport.is_active():
                 raise EOFError("connection lost") from exc
             logger.info("Host %r: tar stream cut short (%s); using SFTP", stats.host, exc)
@@ -2344,13 +2345,12 @@ def _get_tar_stream(
     if refused is not None:
         stats.fail(refused)
     if status != 0 or refused is not None:
-        stats.bytes -= moved
-        for item in received:
-            item.temp = ""
-        failed = [i for i in items if i.error is not None]
-        for item in failed:
-            stats.fail(item.error or "")
-        return [i for i in items if i.error is None]
+        stats.bytes -= sum(item.received for item in received)
+        for item in items:
+            if item.error is not None:
+                stats.fail(item.error)
+        # What the stream wrote is gone: SFTP starts each file afresh.
+        return [_GetItem(i.file, i.parts) for i in items if i.error is None]
     _get_commit(session, tree, received, opts, stats, cancel)
     return list(expected.values())
 
@@ -2375,8 +2375,8 @@ def _receive_member(
     member: tarfile.TarInfo,
     opts: GetOptions,
     stats: _Stats,
-) -> int:
-    """Write one member's bytes to a new temporary file next to the item; bytes written."""
+) -> None:
+    """Write one member's bytes to a new temporary file next to the item."""
     shown = tree.root.joinpath(*item.parts)
     try:
         fd_dir = tree.dir_fd(item.parts[:-1])
@@ -2389,10 +2389,10 @@ def _receive_member(
         )
     except TransferError as exc:
         item.error = exc.message
-        return 0
+        return
     except OSError as exc:
         item.error = f"local {shown}: {exc.strerror}"
-        return 0
+        return
     item.temp = temp
     item.hasher = hashlib.sha256() if opts.verify else None
     written = 0
@@ -2411,6 +2411,7 @@ def _receive_member(
                 item.hasher.update(view)
         size = sum(len(v) for v in views)
         written += size
+        item.received = written
         stats.moved(size)
 
     try:
@@ -2420,14 +2421,18 @@ def _receive_member(
         if item.error is None:
             atime = item.file.atime if opts.preserve else _now()
             os.fchmod(fd, stat.S_IMODE(item.file.mode) & _DROP_SPECIAL_BITS)
-            os.utime(fd, (atime, _clamp_seconds(int(member.mtime))))
+            os.utime(fd, (atime, _stream_seconds(member.mtime, item.file.mtime)))
     except OSError as exc:
         item.error = f"local {shown}: {exc.strerror}"
     finally:
         os.close(fd)
-    item.received = written
     item.saw_eof = True
-    return written
+
+
+def _stream_seconds(value: float, listed: int) -> int:
+    """A member's mtime in whole seconds as the quick check compares them; the listed one
+    where the stream's is not a number (a pax header may say ``nan`` or ``inf``)."""
+    return _clamp_seconds(int(value)) if math.isfinite(value) else listed
 
 
 def _discard_received(tree: _LocalTree, items: list[_GetItem]) -> None:

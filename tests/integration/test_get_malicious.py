@@ -97,6 +97,7 @@ class FakeFS:
     realpath: str | bytes | None = None  # what canonicalize(".") (the home) returns
     any_file: bool = False
     requests: list[tuple[str, str]] = field(default_factory=list)
+    execs: list[bytes] = field(default_factory=list)  # commands asked for (all refused)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def log(self, op: str, path: str) -> None:
@@ -182,6 +183,9 @@ class EvilSFTP(paramiko.SFTPServerInterface):
 
 
 class _Auth(paramiko.ServerInterface):
+    def __init__(self, fs: FakeFS) -> None:
+        self.fs = fs
+
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
 
@@ -194,7 +198,9 @@ class _Auth(paramiko.ServerInterface):
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-        return False  # no sha256sum here: the client must do without
+        with self.fs.lock:
+            self.fs.execs.append(command)
+        return False  # no sha256sum, find or tar here: the client must do without
 
 
 class EvilServer:
@@ -240,7 +246,7 @@ class EvilServer:
                 self._transports.append(transport)
             transport.add_server_key(self._key)
             transport.set_subsystem_handler("sftp", paramiko.SFTPServer, EvilSFTP, self.fs)
-            transport.start_server(server=_Auth())
+            transport.start_server(server=_Auth(self.fs))
             deadline = time.monotonic() + 120
             while transport.is_active() and not self._stop.is_set():
                 if time.monotonic() > deadline:
@@ -656,6 +662,22 @@ def test_malicious_server_writes_nothing_outside_host_dir(evil: Evil, name: str)
     for path in sc.skipped:
         assert any(path in w for w in host["warnings"]), out
     assert host["skipped"] == len(sc.skipped), out
+
+
+def test_a_tree_from_a_host_refusing_exec_comes_over_sftp(evil: Evil) -> None:
+    """The listing and the tar stream of a bulk get are refused: SFTP fetches every file."""
+    files = {f"f{i:02d}.txt": GOOD * (i + 1) for i in range(40)}
+    fs = FakeFS({"/data": folder(*((n, file(d, 0o640)) for n, d in files.items()))})
+    evil.start(fs)
+    before = snapshot(evil.tmp)
+    result = run_get(evil, "/data", str(evil.local))
+    out = result.stdout + result.stderr
+    assert_contained(evil, before)
+    assert result.returncode == 0, out
+    assert parse(result.stdout)[0]["evil"]["files"] == len(files), out
+    for name, content in files.items():
+        assert (evil.host_dir / "data" / name).read_bytes() == content
+    assert any(command.startswith(b"printf") and b"find" in command for command in fs.execs)
 
 
 def test_every_refused_name_is_reported(evil: Evil) -> None:
