@@ -391,3 +391,59 @@ def test_without_tar_get_falls_back_to_sftp(
         assert _digest(local) == _digest(path)
         assert int(local.stat().st_mtime) == int(path.stat().st_mtime)
     assert not leftovers(out)
+
+
+@contextlib.contextmanager
+def _login_shell_runs_nothing(lab: Lab, index: int) -> Iterator[str]:
+    """Lab host INDEX's login user gets /bin/false as its shell (a bind-mounted /etc/passwd
+    in the host's mount namespace): every exec runs nothing; SFTP (internal-sftp) still
+    works."""
+    host = lab.hosts[index]
+    lines = []
+    for line in Path("/etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == lab.user:
+            fields[-1] = "/bin/false"
+        lines.append(":".join(fields))
+    inside = f"/tmp/passwd-{uuid.uuid4().hex[:10]}"
+    copy = lab.host_path(host.name, inside)
+    copy.write_text("\n".join(lines) + "\n")
+    copy.chmod(0o644)
+    enter = ["nsenter", "--target", str(host.pid), "--mount", "--"]
+    subprocess.run([*enter, "mount", "--bind", inside, "/etc/passwd"], check=True)
+    try:
+        yield host.name
+    finally:
+        subprocess.run([*enter, "umount", "/etc/passwd"], check=False)
+        copy.unlink()
+
+
+def test_where_exec_runs_nothing_put_and_get_use_sftp(
+    lab: Lab, remote_dir: str, tmp_path: Path, fast_paths: bool
+) -> None:
+    src = tmp_path / "bulk"
+    files = _source_tree(src, 2, 20)
+    out = tmp_path / "out"
+    with _login_shell_runs_nothing(lab, 5) as host:
+        before = _commands(lab, host)
+        sent = put(lab, str(src), f"{remote_dir}/", pattern=host)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert json_lines(sent.stdout)[0][host]["files"] == 40
+        # The listing and a tar -x batch, both tried (without the fast paths, neither).
+        assert _commands(lab, host) == before + 2 * fast_paths
+        fetched = get(lab, f"{remote_dir}/bulk", str(out), pattern=host)
+        assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+        assert json_lines(fetched.stdout)[0][host]["files"] == 40
+        assert _commands(lab, host) == before + 4 * fast_paths  # the listing, the tar stream
+    remote_root = lab.host_path(host, remote_dir)
+    for path in files:
+        relative = path.relative_to(src.parent)
+        remote = remote_root / relative
+        assert remote.read_bytes() == path.read_bytes()
+        assert (stat.S_IMODE(remote.stat().st_mode), int(remote.stat().st_mtime)) == (
+            0o640,
+            int(path.stat().st_mtime),
+        )
+        assert _digest(out / host / remote_dir.lstrip("/") / relative) == _digest(path)
+    assert not leftovers(remote_root)
+    assert not leftovers(out)
