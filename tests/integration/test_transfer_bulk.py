@@ -15,8 +15,10 @@ import contextlib
 import hashlib
 import io
 import os
+import signal
 import stat
 import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -31,6 +33,7 @@ from tests.integration.test_transfer import (
     chown_lab,
     get,
     json_lines,
+    kill_connections,
     leftovers,
     put,
     replaced_by_false,
@@ -447,3 +450,53 @@ def test_where_exec_runs_nothing_put_and_get_use_sftp(
         assert _digest(out / host / remote_dir.lstrip("/") / relative) == _digest(path)
     assert not leftovers(remote_root)
     assert not leftovers(out)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "connection-killed"])
+def test_a_bulk_put_stopped_mid_stream_leaves_no_file_and_no_stage(
+    lab: Lab, remote_dir: str, tmp_path: Path, how: str, fast_paths: bool
+) -> None:
+    """Files appear only once the whole archive is in: stopped midway, none appears (over
+    SFTP each one appears only complete)."""
+    src = tmp_path / "bulk"
+    for index in range(120):
+        path = src / f"d{index % 3}" / f"f{index:03d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(1024 * 1024))
+    index = 0
+    victim = lab.hosts[index]
+    root = lab.host_path(victim.name, remote_dir)
+    argv = ["put", victim.name, "-i", str(lab.inventory), "--json", str(src), f"{remote_dir}/"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remoteops", "--no-log-file", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        acted = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            written = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+            if written >= 20 * 1024 * 1024:
+                if how == "ctrl-c":
+                    proc.send_signal(signal.SIGINT)
+                else:
+                    kill_connections(lab, index)(proc)
+                acted = True
+                break
+            time.sleep(0.002)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+    assert acted, "the put finished before it could be stopped"
+    assert proc.returncode == (130 if how == "ctrl-c" else 5), out + err
+    for path in root.rglob("*"):
+        if path.is_file():  # under its final name only complete
+            assert path.read_bytes() == (src / path.relative_to(root / "bulk")).read_bytes()
+    assert not leftovers(root), out + err
+    if fast_paths:
+        assert not (root / "bulk").exists(), out + err  # no file half-way, none at all
+        assert list(root.iterdir()) == [], out + err  # the stage is gone too
