@@ -1222,10 +1222,19 @@ class _Archives:
             found = self._built.get(key)
             if found is None:
                 found = _build_archive(layout, items, chown, opts)
-                if len(self._built) >= 8:
+                # Hosts that each need another archive must not each keep one in memory.
+                kept = sum(_kept_size(a) for a in self._built.values())
+                if kept + _kept_size(found) > _ARCHIVES_KEPT or len(self._built) >= 8:
                     self._built.clear()
                 self._built[key] = found
         return found
+
+
+_ARCHIVES_KEPT = 2 * _ARCHIVE_KEEP  # bytes of archives kept at once for the hosts of one put
+
+
+def _kept_size(archive: _Archive) -> int:
+    return sum(len(block) for block in archive.blocks) if archive.blocks is not None else 0
 
 
 def _build_archive(
