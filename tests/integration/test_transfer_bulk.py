@@ -500,3 +500,36 @@ def test_a_bulk_put_stopped_mid_stream_leaves_no_file_and_no_stage(
     if fast_paths:
         assert not (root / "bulk").exists(), out + err  # no file half-way, none at all
         assert list(root.iterdir()) == [], out + err  # the stage is gone too
+
+
+def test_files_the_stream_cannot_place_fail_one_by_one(
+    lab: Lab, remote_dir: str, tmp_path: Path, fast_paths: bool
+) -> None:
+    """A directory where a file goes, a directory the login user may not write: those files
+    fail, each named; the others are placed."""
+    host = lab.hosts[3].name
+    src = tmp_path / "bulk"
+    _source_tree(src, 2, 20)
+    remote = lab.host_path(host, f"{remote_dir}/bulk")
+    (remote / "d00" / "f005.txt").mkdir(parents=True)
+    (remote / "d01").mkdir(mode=0o755)  # root's
+    for path in (remote, remote / "d00", remote / "d00" / "f005.txt"):
+        chown_lab(lab, path)
+    before = _commands(lab, host)
+    result = put(lab, str(src), f"{remote_dir}/", pattern=host)
+    assert _commands(lab, host) == before + 2 * fast_paths  # the listing, the stream (then SFTP)
+    shown = result.stdout + result.stderr
+    assert result.returncode == 5, shown
+    obj = json_lines(result.stdout)[0][host]
+    assert (obj["files"], obj["failed_files"]) == (19, 21), shown
+    assert f"remote {remote_dir}/bulk/d00/f005.txt: is a directory" in shown
+    assert f"remote {remote_dir}/bulk/d01/f000.txt" in shown
+    for number in range(20):
+        placed = remote / "d00" / f"f{number:03d}.txt"
+        assert (
+            placed.is_dir()
+            if number == 5
+            else placed.read_bytes() == (src / "d00" / placed.name).read_bytes()
+        )
+    assert list((remote / "d01").iterdir()) == []
+    assert not leftovers(lab.host_path(host, remote_dir))
