@@ -275,8 +275,11 @@ def run_interrupted(
     watch: Path,
     at_bytes: int,
     interrupt: Callable[[subprocess.Popen[str]], None],
+    *,
+    ready: Callable[[], bool] | None = None,
 ) -> tuple[int, str, str]:
-    """Run the CLI with ARGV; call INTERRUPT once .huge.bin's part file in WATCH passes AT_BYTES.
+    """Run the CLI with ARGV; call INTERRUPT once .huge.bin's part file in WATCH passes AT_BYTES
+    (or once READY says so).
 
     Returns (exit code, stdout, stderr); fails if the run ended before that.
     """
@@ -291,7 +294,7 @@ def run_interrupted(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             parts = [p for p in watch.iterdir() if p.name.startswith(".huge.bin.remoteops")]
-            if parts and parts[0].stat().st_size > at_bytes:
+            if ready() if ready is not None else parts and parts[0].stat().st_size > at_bytes:
                 interrupt(proc)
                 acted = True
                 break

@@ -18,7 +18,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import tarfile
 import time
 import uuid
@@ -37,6 +36,7 @@ from tests.integration.test_transfer import (
     leftovers,
     put,
     replaced_by_false,
+    run_interrupted,
 )
 
 pytestmark = pytest.mark.integration
@@ -347,11 +347,30 @@ def test_a_malicious_tar_is_as_harmless_as_a_malicious_sftp_server(
 # --------------------------------------------------------------------------- fallbacks
 
 
+def _check_copies(lab: Lab, host: str, remote_dir: str, src: Path, out: Path) -> None:
+    """Every file of SRC on HOST under REMOTE_DIR and back in OUT: bytes, mode, mtime."""
+    remote_root = lab.host_path(host, remote_dir)
+    for path in src.rglob("*.txt"):
+        relative = path.relative_to(src.parent)
+        remote = remote_root / relative
+        assert remote.read_bytes() == path.read_bytes()
+        info = remote.stat()
+        assert (stat.S_IMODE(info.st_mode), int(info.st_mtime)) == (
+            0o640,
+            int(path.stat().st_mtime),
+        )
+        local = out / host / remote_dir.lstrip("/") / relative
+        assert _digest(local) == _digest(path)
+        assert int(local.stat().st_mtime) == int(path.stat().st_mtime)
+    assert not leftovers(remote_root)
+    assert not leftovers(out)
+
+
 def test_without_find_put_and_get_fall_back_to_sftp(
     lab: Lab, remote_dir: str, tmp_path: Path, fast_paths: bool
 ) -> None:
     src = tmp_path / "bulk"
-    files = _source_tree(src, 2, 20)
+    _source_tree(src, 2, 20)
     with replaced_by_false(lab, 5, "find") as host:
         before = _commands(lab, host)
         sent = put(lab, str(src), f"{remote_dir}/", pattern=host)
@@ -363,23 +382,14 @@ def test_without_find_put_and_get_fall_back_to_sftp(
         fetched = get(lab, f"{remote_dir}/bulk", str(out), pattern=host)
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
         assert json_lines(fetched.stdout)[0][host]["files"] == 40
-    remote_root = lab.host_path(host, remote_dir)
-    for path in files:
-        relative = path.relative_to(src.parent)
-        remote = remote_root / relative
-        assert remote.read_bytes() == path.read_bytes()
-        assert int(remote.stat().st_mtime) == int(path.stat().st_mtime)
-        local = out / host / remote_dir.lstrip("/") / relative
-        assert _digest(local) == _digest(path)
-    assert not leftovers(remote_root)
-    assert not leftovers(out)
+    _check_copies(lab, host, remote_dir, src, out)
 
 
 def test_without_tar_get_falls_back_to_sftp(
     lab: Lab, remote_dir: str, tmp_path: Path, fast_paths: bool
 ) -> None:
     src = tmp_path / "bulk"
-    files = _source_tree(src, 2, 20)
+    _source_tree(src, 2, 20)
     with replaced_by_false(lab, 5, "tar") as host:
         sent = put(lab, str(src), f"{remote_dir}/", pattern=host)
         assert sent.returncode == 0, sent.stdout + sent.stderr
@@ -389,11 +399,7 @@ def test_without_tar_get_falls_back_to_sftp(
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
         assert json_lines(fetched.stdout)[0][host]["files"] == 40
         assert _commands(lab, host) == before + 2 * fast_paths  # the listing, the failed tar
-    for path in files:
-        local = out / host / remote_dir.lstrip("/") / path.relative_to(src.parent)
-        assert _digest(local) == _digest(path)
-        assert int(local.stat().st_mtime) == int(path.stat().st_mtime)
-    assert not leftovers(out)
+    _check_copies(lab, host, remote_dir, src, out)
 
 
 @contextlib.contextmanager
@@ -425,7 +431,7 @@ def test_where_exec_runs_nothing_put_and_get_use_sftp(
     lab: Lab, remote_dir: str, tmp_path: Path, fast_paths: bool
 ) -> None:
     src = tmp_path / "bulk"
-    files = _source_tree(src, 2, 20)
+    _source_tree(src, 2, 20)
     out = tmp_path / "out"
     with _login_shell_runs_nothing(lab, 5) as host:
         before = _commands(lab, host)
@@ -438,18 +444,7 @@ def test_where_exec_runs_nothing_put_and_get_use_sftp(
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
         assert json_lines(fetched.stdout)[0][host]["files"] == 40
         assert _commands(lab, host) == before + 4 * fast_paths  # the listing, the tar stream
-    remote_root = lab.host_path(host, remote_dir)
-    for path in files:
-        relative = path.relative_to(src.parent)
-        remote = remote_root / relative
-        assert remote.read_bytes() == path.read_bytes()
-        assert (stat.S_IMODE(remote.stat().st_mode), int(remote.stat().st_mtime)) == (
-            0o640,
-            int(path.stat().st_mtime),
-        )
-        assert _digest(out / host / remote_dir.lstrip("/") / relative) == _digest(path)
-    assert not leftovers(remote_root)
-    assert not leftovers(out)
+    _check_copies(lab, host, remote_dir, src, out)
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "connection-killed"])
@@ -467,32 +462,15 @@ def test_a_bulk_put_stopped_mid_stream_leaves_no_file_and_no_stage(
     victim = lab.hosts[index]
     root = lab.host_path(victim.name, remote_dir)
     argv = ["put", victim.name, "-i", str(lab.inventory), "--json", str(src), f"{remote_dir}/"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "remoteops", "--no-log-file", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+
+    def ready() -> bool:
+        return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) >= 20 * 1024 * 1024
+
+    stop = (lambda proc: proc.send_signal(signal.SIGINT)) if how == "ctrl-c" else None
+    code, out, err = run_interrupted(
+        argv, root, 0, stop or kill_connections(lab, index), ready=ready
     )
-    try:
-        acted = False
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            written = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-            if written >= 20 * 1024 * 1024:
-                if how == "ctrl-c":
-                    proc.send_signal(signal.SIGINT)
-                else:
-                    kill_connections(lab, index)(proc)
-                acted = True
-                break
-            time.sleep(0.002)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=60)
-    assert acted, "the put finished before it could be stopped"
-    assert proc.returncode == (130 if how == "ctrl-c" else 5), out + err
+    assert code == (130 if how == "ctrl-c" else 5), out + err
     for path in root.rglob("*"):
         if path.is_file():  # under its final name only complete
             assert path.read_bytes() == (src / path.relative_to(root / "bulk")).read_bytes()
