@@ -14,9 +14,9 @@ import hashlib
 import operator
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import compress
+from itertools import compress, starmap
 from typing import Any, ClassVar, Final
 
 from remoteops.analysis.model import (
@@ -25,6 +25,7 @@ from remoteops.analysis.model import (
     Finding,
     Section,
     iter_line_blocks,
+    iter_line_buffers,
     show_number,
 )
 from remoteops.analysis.parsers import FIELDS, PARSERS, parse_all, parse_number
@@ -623,8 +624,12 @@ class Logscan(Analyzer):
         )
         messages: dict[bytes, list[Any]] = {}
         total = 0
-        for block in iter_line_blocks(doc):
-            lines = matcher.matching_lines(block)
+        found: Iterable[list[bytes]]
+        if matcher.reads_buffers:  # a literal: only the lines around its matches are copied
+            found = starmap(matcher.buffer_lines, iter_line_buffers(doc))
+        else:
+            found = map(matcher.matching_lines, iter_line_blocks(doc))
+        for lines in found:
             if lines:
                 total += len(lines)
                 _count_messages(lines, doc.host, messages)

@@ -135,6 +135,86 @@ def iter_line_blocks(doc: Document, block_size: int = BLOCK_SIZE) -> Iterator[by
             del block  # not held while the next one is read
 
 
+def iter_line_buffers(
+    doc: Document, block_size: int = BLOCK_SIZE
+) -> Iterator[tuple[bytes | bytearray, int]]:
+    """The blocks of :func:`iter_line_blocks`, read into one buffer used again and again.
+
+    Yields ``(buffer, length)``: the block is ``buffer[:length]``, valid until the
+    next one is read. No new bytes object per block: a new 8 MiB object costs
+    fresh pages of memory (faulted in and zeroed) as much as the read itself,
+    and for a search that keeps only a few lines of each block that is most of
+    the cost. The blocks are cut where :func:`iter_line_blocks` cuts them; the
+    buffer grows when a block is longer than it.
+    """
+    if doc.data is not None:
+        if doc.data:
+            yield doc.data, len(doc.data)
+        return
+    if doc.path is None:
+        return
+    with open(doc.path, "rb", buffering=0) as fh:
+        reader = _BufferReader(fh.fileno(), block_size)
+        size = reader.size
+        end = doc.end
+        pos = doc.start
+        if 0 < pos < size and os.pread(reader.fd, 1, pos - 1) != b"\n":
+            pos = _after_newline(reader.fd, pos, size)
+        read_end = pos  # how far reading block_size at a time has got
+        while pos < size and (end is None or pos < end):
+            if read_end >= size:  # the last line, without a newline
+                yield reader.buffer, reader.fill(pos, size)
+                return
+            read_end = min(read_end + block_size, size)
+            if end is not None and read_end >= end:  # the line holding byte end - 1 is the last
+                yield reader.buffer, reader.through_newline(pos, end - 1)
+                return
+            filled = reader.fill(pos, read_end)
+            cut = reader.buffer.rfind(b"\n", 0, filled) + 1
+            if cut == 0:
+                continue
+            yield reader.buffer, cut
+            pos += cut
+            reader.filled = 0  # the rest is read again with the next block
+
+
+class _BufferReader:
+    """``buffer[:filled]`` holds the file from one offset on (see ``iter_line_buffers``)."""
+
+    def __init__(self, fd: int, block_size: int) -> None:
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+        self.buffer = bytearray(block_size)
+        self.filled = 0
+
+    def fill(self, pos: int, stop: int) -> int:
+        """Read up to file offset ``stop`` (or the end of the file); the bytes held."""
+        want = stop - pos
+        if want > len(self.buffer):
+            self.buffer.extend(bytes(want - len(self.buffer)))
+        for _ in range(want):  # each read returns at least one byte, or the file shrank
+            if self.filled >= want:
+                break
+            with memoryview(self.buffer) as view:
+                got = os.preadv(self.fd, [view[self.filled : want]], pos + self.filled)
+            if not got:
+                break
+            self.filled += got
+        return self.filled
+
+    def through_newline(self, pos: int, offset: int) -> int:
+        """Read through the first newline at or after ``offset`` (or to the end); the length
+        of the block from ``pos`` up to it."""
+        stop = min(offset + 1 + _PEEK, self.size)
+        for _ in range(self.size):
+            filled = self.fill(pos, stop)
+            cut = self.buffer.find(b"\n", offset - pos, filled) + 1
+            if cut or stop >= self.size or filled < stop - pos:
+                return cut or filled
+            stop = min(pos + 2 * filled, self.size)
+        return self.filled
+
+
 _PEEK: Final = 64 * 1024
 
 

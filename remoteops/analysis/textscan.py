@@ -231,6 +231,35 @@ class LineMatcher:
         literal = pattern is not None and not any(c in ".^$*+?{}[]\\|()" for c in pattern)
         self._literal = pattern.encode() if literal and pattern else None
 
+    @property
+    def reads_buffers(self) -> bool:
+        """Whether :meth:`buffer_lines` applies: the pattern is a literal of one line."""
+        return self._literal is not None and b"\n" not in self._literal
+
+    def buffer_lines(self, buffer: bytes | bytearray, size: int) -> list[bytes]:
+        """The lines of ``buffer[:size]`` (whole lines) holding the literal, as
+        :meth:`matching_lines` gives them; only when :attr:`reads_buffers`.
+
+        Works on a buffer read into again for every block (no new block object):
+        the searches run up to ``size``, and only the matching lines are copied
+        out. Line boundaries are looked for around each match only.
+        """
+        assert self.pattern is not None
+        assert self.reads_buffers
+        found = list(map(re.Match.start, self.pattern.finditer(buffer, 0, size)))
+        if not found:
+            return []
+        starts = _dedupe_sorted(
+            map(add, map(buffer.rfind, repeat(b"\n"), repeat(0), found), repeat(1))
+        )
+        ends = list(map(buffer.find, repeat(b"\n"), starts, repeat(size)))
+        if ends[-1] == -1:
+            ends[-1] = size
+        if isinstance(buffer, bytes):
+            return list(map(buffer.__getitem__, map(slice, starts, ends)))
+        with memoryview(buffer) as view:
+            return list(map(bytes, map(view.__getitem__, map(slice, starts, ends))))
+
     def lines(self, block: bytes) -> list[tuple[int, int]]:
         """(start, end) of each matching line of ``block``, in order; ``end`` excludes ``\\n``.
 

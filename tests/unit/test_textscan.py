@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from remoteops.analysis.builtins import BUILTINS, LogscanConfig
-from remoteops.analysis.model import Document, iter_line_blocks
+from remoteops.analysis.model import Document, iter_line_blocks, iter_line_buffers
 from remoteops.analysis.textscan import (
     DEFAULT_KEYWORDS,
     MASKS,
@@ -298,17 +298,22 @@ def _tricky_log() -> bytes:
     return b"\n".join(lines) + b"\nlast ERROR line without newline 42"
 
 
+@pytest.mark.parametrize("pattern", [None, "ERROR", "x1 x"])
 @pytest.mark.parametrize("step", [61, 997, 65_536, 1 << 30])
-def test_logscan_over_byte_ranges_agrees_with_the_reference(tmp_path: Path, step: int) -> None:
+def test_logscan_over_byte_ranges_agrees_with_the_reference(
+    tmp_path: Path, step: int, pattern: str | None
+) -> None:
     path = tmp_path / "app.log"
     path.write_bytes(_tricky_log())
     size = path.stat().st_size
-    config = LogscanConfig()
+    config = LogscanConfig(pattern=pattern)
     for start in range(0, size, step):  # ranges cut lines anywhere, the long one too
         doc = Document("web01", "app.log", path=str(path), start=start, end=start + step)
         assert BUILTINS["logscan"].map(config, doc) == ref_logscan_map(config, doc)
     whole = BUILTINS["logscan"].map(config, Document("web01", "app.log", path=str(path)))
-    assert whole[0] == 12 * 9 + 2
+    assert whole == ref_logscan_map(config, Document("web01", "app.log", path=str(path)))
+    if pattern is None:
+        assert whole[0] == 12 * 9 + 2
 
 
 def test_logscan_keeps_first_and_last_exact_when_lines_are_out_of_order() -> None:
@@ -423,7 +428,36 @@ def test_line_blocks_are_cut_where_they_were(
     doc = Document(
         "h", "log", path=str(path), start=0 if whole else start, end=None if whole else end
     )
-    assert list(iter_line_blocks(doc, block_size)) == ref_iter_line_blocks(doc, block_size)
+    expected = ref_iter_line_blocks(doc, block_size)
+    assert list(iter_line_blocks(doc, block_size)) == expected
+    # Read into one buffer again and again: the same blocks.
+    assert [bytes(buf[:size]) for buf, size in iter_line_buffers(doc, block_size)] == expected
+
+
+def test_logscan_of_a_literal_holds_one_block_not_two(tmp_path: Path) -> None:
+    """A literal's lines are found in one buffer read into again for every block: the
+    memory in use stays near one block (a new block object each time held the last
+    one and the next at once), and no new 8 MiB of pages per block."""
+    import tracemalloc
+
+    from remoteops.analysis.model import BLOCK_SIZE
+
+    line = b"2024-05-01T10:00:00Z web01 app[12]: INFO some message 42\n"
+    error = b"2024-05-01T10:00:00Z web01 app[12]: ERROR disk full\n"
+    chunk = line * 999 + error
+    path = tmp_path / "app.log"
+    path.write_bytes(chunk * (3 * BLOCK_SIZE // len(chunk)))
+    config = LogscanConfig(pattern="ERROR")
+    doc = Document("web01", "app.log", path=str(path))
+    tracemalloc.start()
+    try:
+        total, messages = BUILTINS["logscan"].map(config, doc)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == 3 * BLOCK_SIZE // len(chunk)
+    assert list(messages) == [b"<host> app[<n>]: ERROR disk full"]
+    assert peak < 1.5 * BLOCK_SIZE
 
 
 def test_line_blocks_are_read_without_copies(tmp_path: Path) -> None:
