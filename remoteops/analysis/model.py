@@ -153,8 +153,7 @@ def iter_line_buffers(
         return
     if doc.path is None:
         return
-    with open(doc.path, "rb", buffering=0) as fh:
-        reader = _BufferReader(fh.fileno(), block_size)
+    with open(doc.path, "rb", buffering=0) as fh, _BufferReader(fh.fileno(), block_size) as reader:
         size = reader.size
         end = doc.end
         pos = doc.start
@@ -178,14 +177,34 @@ def iter_line_buffers(
             reader.filled = 0  # the rest is read again with the next block
 
 
+# The buffer of the last iter_line_buffers that ended, for the next one: a new
+# one's pages are faulted in and zeroed as its first block is read into it, a
+# cost as large as the search of a block for a literal (one per file before).
+_SPARE_BUFFERS: list[bytearray] = []
+
+
 class _BufferReader:
-    """``buffer[:filled]`` holds the file from one offset on (see ``iter_line_buffers``)."""
+    """``buffer[:filled]`` holds the file from one offset on (see ``iter_line_buffers``).
+
+    A context manager: the buffer is kept for the next reader when it ends.
+    """
 
     def __init__(self, fd: int, block_size: int) -> None:
         self.fd = fd
         self.size = os.fstat(fd).st_size
-        self.buffer = bytearray(block_size)
+        # A block is read from the end of the last one's lines to block_size past the
+        # end of the last one's read: up to a partial line more than block_size.
+        self._usual_size = block_size + _PEEK
+        spare = _SPARE_BUFFERS.pop() if _SPARE_BUFFERS else bytearray()  # atomic under the GIL
+        self.buffer = spare if len(spare) == self._usual_size else bytearray(self._usual_size)
         self.filled = 0
+
+    def __enter__(self) -> _BufferReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if len(self.buffer) == self._usual_size and not _SPARE_BUFFERS:
+            _SPARE_BUFFERS.append(self.buffer)
 
     def fill(self, pos: int, stop: int) -> int:
         """Read up to file offset ``stop`` (or the end of the file); the bytes held."""
