@@ -9,7 +9,10 @@ keeps a few of them in flight in a ``ProcessPoolExecutor`` started with
 ``forkserver`` (never ``fork`` from a threaded process). The workers start in
 a thread of their own (the forkserver is a new interpreter that imports the
 analyzers: 0.1-0.3 s); until they are up, the feeder runs the tasks of built-in
-analyzers in this process, so a small input is done before any worker is.
+analyzers in this process. It starts them only after running tasks here for a
+moment: when all the input is queued and the rest would take this process less
+than the workers are worth, no worker starts. Once ``finish()`` was called this
+process also works beside the workers (it has nothing else to do).
 ``finish()`` waits for both and reduces the partial results in this process.
 
 A worker that dies takes the whole pool down (``BrokenProcessPool``): the pool
@@ -178,6 +181,30 @@ def _runs_here(task: Task) -> bool:
     may do and this process may not.
     """
     return all(name in BUILTINS for _index, name, _config in task.items)
+
+
+# Run tasks here this long (seconds) before deciding whether to start workers,
+# and start none when the rest would take less than _POOL_WORTH here.
+# Measured (benchmarks/analyze_bench.py, 2 CPUs): the workers are up 0.13-0.35 s
+# after the pool starts, and that start slows this process meanwhile.
+_PROBE: Final = 0.04
+_PROBE_UNFINISHED: Final = 0.1  # while finish() is still to come
+_POOL_WORTH: Final = 0.5
+
+
+def _task_bytes(task: Task) -> int:
+    """The bytes of the input ``task`` reads (its range, its file or its data)."""
+    doc = task.doc
+    if doc.data is not None:
+        return len(doc.data)
+    if doc.path is None:
+        return 0
+    if doc.end is not None:
+        return doc.end - doc.start
+    try:
+        return os.stat(doc.path).st_size - doc.start
+    except OSError:
+        return 0
 
 
 def _kill_pool(pool: ProcessPoolExecutor) -> None:
@@ -521,6 +548,9 @@ class AnalysisStage:
             input_open = self._take_input(pending, 0.2)
         if not pending:
             return
+        input_open = self._work_before_the_pool(pending, input_open)
+        if not pending and not input_open:
+            return  # all done here: cheaper than starting workers
         self._start_pool()
         input_open = self._work_while_the_pool_starts(pending, input_open)
         while not self._cancelled.is_set():
@@ -535,8 +565,11 @@ class AnalysisStage:
                 input_open = self._take_input(pending, 0.05 if inflight else 0.2)
                 if pending:
                     continue
+            ran_here, input_open = self._work_beside_the_pool(pending, retry, input_open)
             if inflight:
-                done, _ = wait(list(inflight), timeout=0.1, return_when=FIRST_COMPLETED)
+                done, _ = wait(
+                    list(inflight), timeout=0 if ran_here else 0.1, return_when=FIRST_COMPLETED
+                )
                 broken = False
                 for future in done:
                     task = inflight.pop(future)
@@ -595,13 +628,88 @@ class AnalysisStage:
                     break
                 input_open = self._take_input(pending, 0.02)
                 continue
-            if not _runs_here(pending[0]):
+            if not self._run_here(pending):
                 self._pool_ready.wait(0.05)
-                continue
-            task = pending.popleft()
-            self._record(task, run_task(task))
-            self.tasks_run_here += 1
         return input_open
+
+    def _work_before_the_pool(self, pending: deque[Task], input_open: bool) -> bool:
+        """Run tasks here for a moment, and on to the end when that is sooner than
+        the pool would be worth it; returns ``input_open``.
+
+        Starting the workers costs a new interpreter that imports the analyzers
+        (0.1-0.3 s of CPU, taken from this process's work on 2 CPUs), and only
+        the work left after it is shared. So this process runs tasks for at least
+        ``_PROBE`` seconds, measuring its bytes per second; once all the input is
+        queued (``finish()`` was called, which it waits ``_PROBE_UNFINISHED`` for)
+        and what is left would take less than ``_POOL_WORTH`` seconds here, it does
+        it all and no worker is started. Otherwise (a run still feeding the stage,
+        or more work) the workers start, this process working on meanwhile.
+        """
+        started = time.monotonic()
+        done_bytes = 0
+        for _ in range(10**9):
+            if self._cancelled.is_set() or not pending or not _runs_here(pending[0]):
+                return input_open
+            task = pending[0]
+            self._run_here(pending)
+            if done_bytes == 0 and time.monotonic() - started < _PROBE:
+                # A short first task is mostly warming up (compiling, allocating): not measured.
+                started = time.monotonic()
+                done_bytes = 1
+            else:
+                done_bytes += _task_bytes(task)
+            for _ in range(10**6):  # plan what is queued; wait a moment for more
+                if not input_open or pending:
+                    break
+                if self._queue.empty() and time.monotonic() - started >= _PROBE_UNFINISHED:
+                    break
+                input_open = self._take_input(pending, 0.01)
+            elapsed = time.monotonic() - started
+            if not pending and not input_open:
+                return input_open
+            if elapsed < _PROBE or (not self._finished and elapsed < _PROBE_UNFINISHED):
+                continue  # (the submitting thread may be waiting for the GIL)
+            if not self._finished:
+                return input_open  # more may come: the workers are worth starting
+            for _ in range(10**6):  # all the input is queued: plan it
+                if not input_open:
+                    break
+                waited = self._queue.empty()
+                input_open = self._take_input(pending, 0.01)
+                if waited and input_open:
+                    return input_open  # the end of the input is not there yet
+            left = sum(map(_task_bytes, pending)) * elapsed / done_bytes
+            if left >= _POOL_WORTH or not all(map(_runs_here, pending)):
+                return input_open
+            while pending and not self._cancelled.is_set():  # sooner here than with workers
+                self._run_here(pending)
+            return input_open
+        return input_open
+
+    def _work_beside_the_pool(
+        self, pending: deque[Task], retry: deque[Task], input_open: bool
+    ) -> tuple[bool, bool]:
+        """Run the next task here while every worker has its share in flight.
+
+        Only once ``finish()`` was called (no run is still feeding the stage, so
+        this process has nothing else to do and its CPU would otherwise wait for
+        the workers') and nothing is being retried; built-in analyzers only.
+        Returns whether a task ran, and ``input_open``.
+        """
+        if not self._finished or retry or self._cancelled.is_set():
+            return False, input_open
+        if not pending and input_open:
+            input_open = self._take_input(pending, 0)
+        return bool(pending) and self._run_here(pending), input_open
+
+    def _run_here(self, pending: deque[Task]) -> bool:
+        """Run the next pending task in this process if it may (see ``_runs_here``)."""
+        if not _runs_here(pending[0]):
+            return False
+        task = pending.popleft()
+        self._record(task, run_task(task))
+        self.tasks_run_here += 1
+        return True
 
     def _crashed(self, task: Task, retry: deque[Task]) -> None:
         if task.alone:

@@ -183,7 +183,10 @@ def _results() -> list[HostResult]:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_stage_in_process_and_in_a_pool_agree(workers: int) -> None:
+def test_stage_in_process_and_in_a_pool_agree(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("remoteops.analysis.stage._POOL_WORTH", 0.0)  # a pool for any input
     specs = ["group", "grep:ERROR", "threshold:df.use% > 90", "drift", "count:%"]
     with AnalysisStage(specs, workers=workers, inline_max=40) as stage:
         for result in _results():
@@ -309,7 +312,7 @@ def test_big_files_split_into_ranges_give_the_same_answer(tmp_path: Path) -> Non
     assert whole[0]["by_host"]["a"] > 9000
 
 
-def _log_documents() -> list[Document]:
+def _log_documents(lines: int = 500) -> list[Document]:
     return [
         Document(
             f"web{h:02d}",
@@ -317,7 +320,7 @@ def _log_documents() -> list[Document]:
             data=b"".join(
                 b"2024-05-01T10:00:%02dZ web%02d app: %s request %d\n"
                 % (n % 60, h, b"ERROR" if n % 7 == 0 else b"INFO", n)
-                for n in range(500)
+                for n in range(lines)
             ),
         )
         for h in range(30)
@@ -338,6 +341,7 @@ def test_this_process_analyses_while_the_workers_start(monkeypatch: pytest.Monke
 
     specs = ["logscan", "count:ERROR", "grep:request 7$"]
     alone, _ = analyse(specs, 0)
+    monkeypatch.setattr("remoteops.analysis.stage._POOL_WORTH", 0.0)  # a pool for any input
     pooled, run_here = analyse(specs, 2)
     assert pooled == alone
     assert run_here >= 1
@@ -353,3 +357,31 @@ def test_this_process_analyses_while_the_workers_start(monkeypatch: pytest.Monke
         stage.submit_document(doc)
     stage.close()
     assert set(_children(os.getpid())) <= before
+
+
+def test_a_short_input_is_analysed_here_without_starting_workers() -> None:
+    """All the input queued, and less work than starting the workers is worth: this
+    process does it all, and no worker or forkserver is started; the same report."""
+
+    def children() -> set[str]:  # of every thread of this process (the pool starts in one)
+        return {
+            child
+            for task in Path("/proc/self/task").iterdir()
+            for child in (task / "children").read_text().split()
+        }
+
+    specs = ["logscan", "count:ERROR", "grep:request 7$"]
+    docs = _log_documents(2000)  # 3 MB: a few hundredths of a second here
+    with AnalysisStage(specs, workers=0) as stage:
+        for doc in docs:
+            stage.submit_document(doc)
+        alone = stage.finish().to_json()
+    before = children()
+    with AnalysisStage(specs, workers=2) as stage:
+        for doc in docs:
+            stage.submit_document(doc)
+        report = stage.finish().to_json()
+        started = children() - before
+    assert report == alone
+    assert stage.tasks_run_here == len(docs)
+    assert not started
