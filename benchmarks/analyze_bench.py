@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/analyze_bench.py [--hosts 50] [--mb-per-host 16.5]
         [--error-percent 8] [--sparse-percent 0.1] [--repeat 3] [--workers 2]
-        [--skip-sparse] [--skip-models] [--skip-ssh] [--ssh-hosts 20] [--latency 50]
+        [--skip-sparse] [--skip-dense] [--skip-models] [--skip-ssh] [--ssh-hosts 20] [--latency 50]
 
 1. ``logscan`` over ``--hosts`` generated log files (825 MB by default, in a
    ``get`` directory layout; ``--error-percent`` of the lines are ``ERROR``
@@ -416,6 +416,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-sparse", action="store_true")
+    parser.add_argument("--skip-dense", action="store_true")
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--skip-ssh", action="store_true")
     parser.add_argument("--ssh-hosts", type=int, default=20)
@@ -426,13 +427,15 @@ def main() -> None:
     try:
         dense, sparse = root / "dense", root / "sparse"
         print(f"generating {args.hosts} x {args.mb_per_host} MB of logs in {root} ...", flush=True)
-        nbytes = generate(dense, args.hosts, args.mb_per_host, args.error_percent)
-        time_grep_count(dense)  # warm the page cache: every variant reads from memory
-        print(f"{nbytes / 1e9:.2f} GB; CPUs: {len(os.sched_getaffinity(0))}", flush=True)
-        rows += bench_logscan(dense, nbytes, args.repeat, args.workers, args.error_percent)
-        if not args.skip_models:
-            rows += bench_cpu_models(dense, args.workers)
-        shutil.rmtree(dense)
+        print(f"CPUs: {len(os.sched_getaffinity(0))}", flush=True)
+        if not args.skip_dense:
+            nbytes = generate(dense, args.hosts, args.mb_per_host, args.error_percent)
+            time_grep_count(dense)  # warm the page cache: every variant reads from memory
+            print(f"{nbytes / 1e9:.2f} GB", flush=True)
+            rows += bench_logscan(dense, nbytes, args.repeat, args.workers, args.error_percent)
+            if not args.skip_models:
+                rows += bench_cpu_models(dense, args.workers)
+            shutil.rmtree(dense)
         if not args.skip_sparse:
             nbytes = generate(sparse, args.hosts, args.mb_per_host, args.sparse_percent)
             time_grep_count(sparse)
