@@ -11,8 +11,7 @@ a thread of their own (the forkserver is a new interpreter that imports the
 analyzers: 0.1-0.3 s); until they are up, the feeder runs the tasks of built-in
 analyzers in this process. It starts them only after running tasks here for a
 moment: when all the input is queued and the rest would take this process less
-than the workers are worth, no worker starts. Once ``finish()`` was called this
-process also works beside the workers (it has nothing else to do).
+than the workers are worth, no worker starts.
 ``finish()`` waits for both and reduces the partial results in this process.
 
 A worker that dies takes the whole pool down (``BrokenProcessPool``): the pool
@@ -565,11 +564,8 @@ class AnalysisStage:
                 input_open = self._take_input(pending, 0.05 if inflight else 0.2)
                 if pending:
                     continue
-            ran_here, input_open = self._work_beside_the_pool(pending, retry, input_open)
             if inflight:
-                done, _ = wait(
-                    list(inflight), timeout=0 if ran_here else 0.1, return_when=FIRST_COMPLETED
-                )
+                done, _ = wait(list(inflight), timeout=0.1, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:
                     task = inflight.pop(future)
@@ -643,7 +639,7 @@ class AnalysisStage:
         queued (``finish()`` was called, which it waits ``_PROBE_UNFINISHED`` for)
         and what is left would take less than ``_POOL_WORTH`` seconds here, it does
         it all and no worker is started. Otherwise (a run still feeding the stage,
-        or more work) the workers start, this process working on meanwhile.
+        or more work) the workers start, this process working on until they are up.
         """
         started = time.monotonic()
         done_bytes = 0
@@ -685,22 +681,6 @@ class AnalysisStage:
                 self._run_here(pending)
             return input_open
         return input_open
-
-    def _work_beside_the_pool(
-        self, pending: deque[Task], retry: deque[Task], input_open: bool
-    ) -> tuple[bool, bool]:
-        """Run the next task here while every worker has its share in flight.
-
-        Only once ``finish()`` was called (no run is still feeding the stage, so
-        this process has nothing else to do and its CPU would otherwise wait for
-        the workers') and nothing is being retried; built-in analyzers only.
-        Returns whether a task ran, and ``input_open``.
-        """
-        if not self._finished or retry or self._cancelled.is_set():
-            return False, input_open
-        if not pending and input_open:
-            input_open = self._take_input(pending, 0)
-        return bool(pending) and self._run_here(pending), input_open
 
     def _run_here(self, pending: deque[Task]) -> bool:
         """Run the next pending task in this process if it may (see ``_runs_here``)."""
