@@ -50,3 +50,24 @@ def gated_rolling_config(tmp_path: Path) -> Path:
     book = steps_dir / "rolling-config.yml"
     book.write_text(yaml.safe_dump([play], sort_keys=False))
     return book
+
+
+def python_in_mount_namespace(
+    setup: str, code: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS`` after the shell commands ``setup`` (mounts: a tiny tmpfs, a
+    read-only bind) in a private mount namespace, so the mounts end with the process."""
+    return subprocess.run(
+        [
+            *("unshare", "-m", "--propagation", "private", "sh", "-c"),
+            f'{setup} && exec "$0" -c "$@"',
+            sys.executable,
+            code,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PLAYBOOKS.parent,
+        check=False,
+    )

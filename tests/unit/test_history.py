@@ -30,6 +30,7 @@ from remoteops.history import (
     redact_argv,
 )
 from remoteops.results import HostResult
+from tests.helpers import python_in_mount_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -517,26 +518,7 @@ if recorder.run_id is not None:
 
 
 def _in_namespace(setup: str, history: Path) -> subprocess.CompletedProcess[str]:
-    """FAILING_RUN after ``setup`` (mounts) in a private mount namespace: gone when it ends."""
-    return subprocess.run(
-        [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            f'{setup} && exec "$0" -c "$1" "$2"',
-            sys.executable,
-            FAILING_RUN,
-            str(history),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
+    return python_in_mount_namespace(setup, FAILING_RUN, str(history))
 
 
 def _one_warning(done: subprocess.CompletedProcess[str]) -> str:

@@ -20,6 +20,7 @@ from remoteops.metrics import (
     write_metrics,
 )
 from remoteops.results import HostResult, RunResult
+from tests.helpers import python_in_mount_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,3 +147,43 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(MetricsError, match=r"--metrics .*x\.prom: cannot write the metrics"):
         write_metrics(directory / "x.prom", RunMetrics.from_result("j", _result("ok")))
     assert list(tmp_path.iterdir()) == []
+
+
+FULL_DISK = """
+import sys
+from pathlib import Path
+from remoteops.metrics import MetricsError, RunMetrics, write_metrics
+directory = Path(sys.argv[1])
+path = directory / "nightly.prom"
+write_metrics(path, RunMetrics.from_counts("nightly", {"ok": 1}, duration_s=1, exit_code=0))
+before = path.read_bytes()
+with open(directory / "filler", "wb", buffering=0) as filler:  # fill the file system up
+    try:
+        for _ in range(10_000):
+            filler.write(b"x" * 4096)
+            filler.flush()
+    except OSError:
+        pass
+try:
+    many = {f"status{i}": i for i in range(500)}
+    write_metrics(path, RunMetrics.from_counts("nightly", many, duration_s=2, exit_code=5))
+except MetricsError as exc:
+    print(exc)
+print("unchanged", path.read_bytes() == before)
+print(sorted(p.name for p in directory.iterdir()))
+"""
+
+
+def test_a_full_disk_keeps_the_previous_file_whole(tmp_path: Path) -> None:
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    done = python_in_mount_namespace(
+        f"mount -t tmpfs -o size=64k tmpfs {mount}", FULL_DISK, str(mount)
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"--metrics {mount}/nightly.prom: cannot write the metrics (No space left on device); "
+        "free some space",
+        "unchanged True",
+        "['filler', 'nightly.prom']",  # no temporary file left behind
+    ]
