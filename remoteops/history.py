@@ -61,6 +61,7 @@ __all__ = [
     "parse_since",
     "parse_size",
     "redact_argv",
+    "render_runs",
 ]
 
 log = logging.getLogger(__name__)
@@ -464,6 +465,25 @@ class RunDiff:
         """The hosts with one kind of change, sorted."""
         return sorted({d.host for d in self.hosts if d.change == change})
 
+    def render_text(self) -> str:
+        """``history diff`` on a terminal: one line per changed host, or that none changed."""
+        how = ", outputs normalised" if self.normalized else ""
+        lines = [f"run {self.a.id} -> run {self.b.id} ({self.b.job}{how})"]
+        for d in self.hosts:
+            where = f" play {d.step[0]} step {d.step[1]}" if d.step else ""
+            if d.change == "status" and d.before and d.after:
+                what = f"{_state(d.before)} -> {_state(d.after)}"
+            elif d.change == "output":
+                what = " and ".join(d.streams) + " changed"
+            elif d.change == "added":
+                what = f"added ({_state(d.after)})"
+            else:
+                what = f"gone (was {_state(d.before)})"
+            lines.append(f"{d.host}{where}: {what}")
+        if not self.hosts:
+            lines.append("no host changed")
+        return "\n".join(lines) + "\n"
+
     def to_json(self) -> dict[str, Any]:
         """The ``diff`` record (docs/history.md)."""
         return {
@@ -478,6 +498,42 @@ class RunDiff:
             "gone": self.names("gone"),
             "hosts": [d.to_json() for d in self.hosts],
         }
+
+
+def _state(brief: Mapping[str, Any] | None) -> str:
+    if brief is None:
+        return "-"
+    code = brief.get("exit_code")
+    return f"{brief['status']} (exit {code})" if code not in (None, 0) else str(brief["status"])
+
+
+def render_runs(runs: Sequence[RunInfo]) -> str:
+    """``history list`` on a terminal: a table, newest first, times in local time."""
+    rows = [("ID", "STARTED", "STATUS", "EXIT", "SECONDS", "HOSTS", "JOB")]
+    for r in runs:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items(), key=_by_status))
+        rows.append(
+            (
+                str(r.id),
+                datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S"),
+                r.status,
+                "-" if r.exit_code is None else str(r.exit_code),
+                "-" if r.duration_s is None else f"{r.duration_s:.1f}",
+                counts or "0",
+                r.job,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True))
+        + f"  {row[-1]}\n"
+        for row in rows
+    )
+
+
+def _by_status(item: tuple[str, int]) -> int:
+    order: tuple[str, ...] = STATUSES
+    return order.index(item[0]) if item[0] in order else len(order)
 
 
 @dataclass(frozen=True, slots=True)

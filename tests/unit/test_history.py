@@ -28,6 +28,7 @@ from remoteops.history import (
     parse_since,
     parse_size,
     redact_argv,
+    render_runs,
 )
 from remoteops.results import HostResult
 from tests.helpers import python_in_mount_namespace
@@ -634,3 +635,31 @@ def test_rerun_failed_takes_the_last_run_of_the_command_and_pattern(store: Histo
     assert store.not_succeeded("run", "web") == (last, ["w2", "w3"])  # not the one running
     running.finish(5, 1.0)
     assert store.not_succeeded("run", "web") == (running.run_id, ["w1"])
+
+
+def test_the_terminal_forms_of_list_and_diff(store: HistoryStore) -> None:
+    _record(store, [_ok("w1", b"a"), _ok("w2"), _ok("w3")], started=1_800_000_000.0)
+    _record(
+        store,
+        [
+            _ok("w1", b"b"),
+            HostResult("w2", "a", 22, "failed", 2),
+            _ok("w4"),
+            HostResult("w5", "a", 22, "ok", 0, extra={"play": 1, "step": 3}),
+        ],
+        exit_code=5,
+        started=1_800_000_060.0,
+    )
+    table = render_runs(store.list_runs()).splitlines()
+    assert table[0].split() == ["ID", "STARTED", "STATUS", "EXIT", "SECONDS", "HOSTS", "JOB"]
+    assert table[1].split()[3:] == ["failed", "5", "1.5", "3", "ok,", "1", "failed", "run", "web"]
+    assert table[2].split()[3:] == ["ok", "0", "1.5", "3", "ok", "run", "web"]
+    assert store.diff().render_text().splitlines() == [
+        "run 1 -> run 2 (run web)",
+        "w1: stdout changed",
+        "w2: ok -> failed (exit 2)",
+        "w3: gone (was ok)",
+        "w4: added (ok)",
+        "w5 play 1 step 3: added (ok)",
+    ]
+    assert store.diff(1, 1).render_text().splitlines()[1:] == ["no host changed"]
