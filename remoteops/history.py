@@ -1102,7 +1102,7 @@ class Recorder:
         )
         self.run_id = cur.lastrowid
 
-    def _guard(self, write: Callable[[], None]) -> None:
+    def _guard(self, write: Callable[[], None], *, pruning: bool = False) -> None:
         """Run ``write``; on the first failure warn once and stop recording."""
         if self._failed:
             return
@@ -1110,12 +1110,23 @@ class Recorder:
             write()
         except (OSError, sqlite3.Error, HistoryError) as exc:
             self._failed = True
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, HistoryError):
+                reason = exc.message.removeprefix(f"{self.store.path}: ")
+            elif isinstance(exc, OSError) and exc.strerror:
+                reason = exc.strerror
+            else:
+                reason = str(exc)
+            what = (
+                "the run is recorded but old runs were not pruned"
+                if pruning
+                else "the run goes on without it"
+            )
             log.warning(
-                "history %s: cannot record this run (%s); the run goes on without it "
-                "(--no-history turns history off)",
+                "history %s: cannot %s (%s); %s (--no-history turns history off)",
                 self.store.path,
+                "prune old runs" if pruning else "record this run",
                 reason,
+                what,
             )
             self._close()
 
@@ -1180,7 +1191,7 @@ class Recorder:
             )
             self._close()
             if max_age_s is not None or max_size is not None:
-                self._guard(lambda: _pruned(self.store, max_age_s, max_size))
+                self._guard(lambda: _pruned(self.store, max_age_s, max_size), pruning=True)
 
 
 def _pruned(store: HistoryStore, max_age_s: float | None, max_size: int | None) -> None:
