@@ -791,9 +791,12 @@ class HistoryStore:
             ).fetchall()
         hosts = []
         for record, out, err in rows:
-            data = json.loads(record)
-            data["stdout"] = _unpack(out).decode("utf-8", errors="replace")
-            data["stderr"] = _unpack(err).decode("utf-8", errors="replace")
+            data: dict[str, Any] = {}
+            for key, value in json.loads(record).items():  # the keys in --json's order
+                data[key] = value
+                if key == "exit_code":
+                    data["stdout"] = _unpack(out).decode("utf-8", errors="replace")
+                    data["stderr"] = _unpack(err).decode("utf-8", errors="replace")
             hosts.append(data)
         return RunDetail(run, hosts)
 

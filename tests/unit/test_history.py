@@ -99,7 +99,8 @@ def test_a_run_and_its_hosts_read_back_as_json_records(tmp_path: Path) -> None:
     ]
     run_id = _record(store, results, exit_code=5, user="alice")
     detail = store.show(run_id)
-    assert [h for h in detail.hosts] == [r.to_json() for r in results]
+    assert detail.hosts == [r.to_json() for r in results]
+    assert [list(h) for h in detail.hosts] == [list(r.to_json()) for r in results]  # key order
     run = detail.run
     assert (run.command, run.pattern, run.inventory, run.user) == ("run", "web", "inv.yml", "alice")
     assert (run.status, run.exit_code, run.duration_s, run.job) == ("failed", 5, 1.5, "run web")
