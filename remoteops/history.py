@@ -116,10 +116,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX runs_command_pattern ON runs (command, pattern, id);
     """,
-    # 2: job names (metrics' last success per job; `--job NAME`), and the --max-output kept.
+    # 2: job names (metrics' last success per job; `--job NAME`), the --max-output kept, and
+    # the process's boot id and start time, so a reused PID is not taken for a live run.
     """
     ALTER TABLE runs ADD COLUMN job TEXT;
     ALTER TABLE runs ADD COLUMN max_output INTEGER;
+    ALTER TABLE runs ADD COLUMN process TEXT;
     UPDATE runs SET job = command || CASE WHEN pattern IS NULL THEN '' ELSE ' ' || pattern END;
     CREATE INDEX runs_job ON runs (job, id);
     CREATE INDEX runs_started ON runs (started);
@@ -560,7 +562,18 @@ def _any(pattern: str | None) -> str | _Any:
     return ANY if pattern is None else pattern
 
 
-def _process_alive(machine: str, pid: int) -> bool:
+def _process_identity(pid: int) -> str | None:
+    """This boot's id and the process's start time (Linux), or None where /proc has none."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # the name may hold spaces and parentheses
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None
+
+
+def _process_alive(machine: str, pid: int, identity: str | None) -> bool:
     """Whether the run's process may still be running (on another machine: assume so)."""
     if machine != socket.gethostname():
         return True
@@ -569,8 +582,8 @@ def _process_alive(machine: str, pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return identity is None or _process_identity(pid) in (identity, None)
 
 
 def _pack(data: bytes) -> bytes:
@@ -689,10 +702,12 @@ class HistoryStore:
             },
         ).fetchall()
         runs = []
-        for rid, job_, cmd, argv, user, inv, pat, started, ended, code, dur, machine, pid in rows:
+        for row in rows:
+            rid, job_, cmd, argv, user, inv, pat, started, ended, code, dur = row[:11]
+            machine, pid, process = row[11:]
             state: RunStatus
             if ended is None:
-                state = "running" if _process_alive(machine, pid) else "incomplete"
+                state = "running" if _process_alive(machine, pid, process) else "incomplete"
             else:
                 state = "ok" if code == 0 else "failed"
             if status and state not in status:
@@ -940,7 +955,7 @@ def _delete(db: sqlite3.Connection, runs: Sequence[RunInfo]) -> int:
 
 _SELECT_RUNS: Final = """
     SELECT id, job, command, argv, user, inventory, pattern, started, ended, exit_code,
-           duration_s, machine, pid
+           duration_s, machine, pid, process
     FROM runs
     WHERE (:id IS NULL OR id = :id)
       AND (:command IS NULL OR command = :command)
@@ -1084,6 +1099,7 @@ class Recorder:
                         pattern,
                         socket.gethostname(),
                         os.getpid(),
+                        _process_identity(os.getpid()),
                         job,
                         self.max_output,
                     )
@@ -1100,7 +1116,8 @@ class Recorder:
         self._db = db
         cur = db.execute(
             "INSERT INTO runs (started, command, argv, user, inventory, pattern, machine, pid, "
-            "job, max_output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "process, "
+            "job, max_output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
         self.run_id = cur.lastrowid

@@ -664,3 +664,14 @@ def test_the_terminal_forms_of_list_and_diff(store: HistoryStore) -> None:
         "w5 play 1 step 3: added (ok)",
     ]
     assert store.diff(1, 1).render_text().splitlines()[1:] == ["no host changed"]
+
+
+def test_a_reused_pid_is_not_taken_for_a_live_run(store: HistoryStore) -> None:
+    """A run whose process died long ago, its PID now another process's (this one)."""
+    recorder = store.start_run(command="run", argv=[], pattern="web", inventory=None)
+    assert [r.status for r in store.list_runs()] == ["running"]
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE runs SET process = 'an-earlier-boot:12345'")
+    db.close()
+    assert [r.status for r in store.list_runs()] == ["incomplete"]
+    recorder.finish(0, 1.0)
