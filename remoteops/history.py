@@ -253,10 +253,15 @@ _SECRET_SUFFIXES: Final = (
     "authorization",
     "cookie",
 )
-#: MySQL's clients take the password glued to -p (``-pSECRET``).
-_GLUED_P_CLIENTS: Final = frozenset(
-    {"mysql", "mariadb", "mysqldump", "mysqladmin", "mysqlcheck", "mysqlimport", "mariadb-dump"}
-)
+_MYSQL: Final = ("mysql", "mariadb", "mysqldump", "mysqladmin", "mysqlcheck", "mysqlimport")
+#: Clients whose options carry a password though their names do not say so, and how:
+#: "glued" (``-pSECRET`` only: MySQL's ``-p`` alone prompts), "value" (glued or the next
+#: word), "userinfo" (``USER:PASSWORD``, glued or the next word: the user is kept).
+_CLIENT_OPTIONS: Final[dict[str, dict[str, str]]] = {
+    **{name: {"-p": "glued"} for name in (*_MYSQL, "mariadb-dump")},
+    "sshpass": {"-p": "value"},
+    "curl": {"-u": "userinfo", "--user": "userinfo", "--proxy-user": "userinfo"},
+}
 _WORD: Final = re.compile(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""")
 _OPTION: Final = re.compile(r"(-{1,2}[A-Za-z][\w.-]*)(?:=(.*))?", re.S)
 _ASSIGNMENT: Final = re.compile(r"([A-Za-z_][\w.-]*)=(.*)", re.S)
@@ -276,25 +281,48 @@ def _secret_name(name: str) -> bool:
 
 @dataclass(slots=True)
 class _RedactState:
-    value_next: bool = False  # the previous word was a secret option: this word is its value
-    glued_p: bool = False  # a MySQL client was named: -pSECRET is a password
+    pending: str | None = None  # how to hide this word: the previous one was its option
+    client: str | None = None  # the last client of _CLIENT_OPTIONS named
+
+
+def _hide(kind: str, value: str) -> str:
+    if kind == "userinfo":
+        user, colon, _password = value.partition(":")
+        return f"{user}:{REDACTED}" if colon else value
+    return REDACTED
+
+
+def _client_option(word: str, state: _RedactState) -> str | None:
+    """``word`` with a client's password hidden, or None when it is not such an option."""
+    options = _CLIENT_OPTIONS.get(state.client or "", {})
+    name, equals, value = word.partition("=")
+    if equals and name.startswith("--") and name in options:
+        return f"{name}={_hide(options[name], value)}"
+    if word in options and options[word] != "glued":
+        state.pending = options[word]
+        return word
+    for option, kind in options.items():
+        if len(option) == 2 and word.startswith(option) and len(word) > 2:
+            return option + _hide(kind, word[2:])
+    return None
 
 
 def _redact_word(word: str, state: _RedactState) -> str:
-    if state.value_next:
-        state.value_next = False
+    if state.pending is not None:
+        kind, state.pending = state.pending, None
         if not word.startswith("-"):
-            return REDACTED
+            return _hide(kind, word)
     word = _URL_USERINFO.sub(rf"\1:{REDACTED}@", word)
     base = word.rsplit("/", 1)[-1]
-    if base in _GLUED_P_CLIENTS:
-        state.glued_p = True
-    if state.glued_p and word.startswith("-p") and len(word) > 2:
-        return "-p" + REDACTED
+    if base in _CLIENT_OPTIONS:
+        state.client = base
+    hidden = _client_option(word, state)
+    if hidden is not None:
+        return hidden
     option = _OPTION.fullmatch(word)
     if option and _secret_name(option.group(1)) and option.group(1) not in _FLAGS:
         if option.group(2) is None:
-            state.value_next = True
+            state.pending = "secret"
             return word
         return f"{option.group(1)}={REDACTED}"
     assignment = _ASSIGNMENT.fullmatch(word)
@@ -327,7 +355,9 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     - ``NAME=VALUE`` with a secret name (an environment assignment, ``--env``) hides VALUE;
     - a URL's password (``scheme://user:PASSWORD@host``) is hidden, the user kept;
     - in inline JSON or YAML (``-e '{"db_password": "x"}'``) a secret name's value is hidden;
-    - after a MySQL client (mysql, mariadb, mysqldump, ...) ``-pSECRET`` becomes ``-p(hidden)``.
+    - options that carry a password under another name, after their client: MySQL's
+      (mysql, mariadb, mysqldump, ...) ``-pSECRET``, sshpass' ``-p SECRET``, curl's
+      ``-u USER:SECRET`` (the user kept).
 
     Over-hiding is preferred to leaking: ``--bypass VALUE`` is hidden too. remoteops'
     own ``--ask-pass`` is a flag and hides nothing.

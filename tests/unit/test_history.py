@@ -178,6 +178,12 @@ def test_recorder_takes_hosts_from_many_threads(tmp_path: Path) -> None:
         (["mysql", "-uroot", "-ps3", "db"], ["mysql", "-uroot", "-p(hidden)", "db"]),
         (["/usr/bin/mysqldump", "-ps3"], ["/usr/bin/mysqldump", "-p(hidden)"]),
         (["grep", "-pattern"], ["grep", "-pattern"]),  # -p only after a MySQL client
+        (["mysql", "-p", "db"], ["mysql", "-p", "db"]),  # -p alone prompts; db is a name
+        (["sshpass", "-p", "s3", "ssh", "h"], ["sshpass", "-p", "(hidden)", "ssh", "h"]),
+        (["sshpass", "-ps3"], ["sshpass", "-p(hidden)"]),
+        (["curl", "-u", "bob:s3", "-ubob:s3"], ["curl", "-u", "bob:(hidden)", "-ubob:(hidden)"]),
+        (["curl", "--user=bob:s3", "-u", "bob"], ["curl", "--user=bob:(hidden)", "-u", "bob"]),
+        (["curl -s --user bob:s3 https://x"], ["curl -s --user bob:(hidden) https://x"]),
         (["run", "--ask-pass", "web"], ["run", "--ask-pass", "web"]),  # remoteops' flag
         (["--user", "bob", "--key-file", "k"], ["--user", "bob", "--key-file", "k"]),
         (
