@@ -27,6 +27,7 @@ __all__ = [
     "LivePrinter",
     "failure_line",
     "gather",
+    "gathered_blocks",
     "outcome",
     "render_gathered",
     "render_summary",
@@ -169,18 +170,29 @@ def render_gathered(results: Sequence[HostResult], *, color: bool = False) -> st
     other than tab and newline escaped (``\\r\\n`` line ends become ``\\n``).
     """
     blocks = []
-    for hosts, sample in gather(results):
+    for hosts, body in gathered_blocks(results):
         title = f"{fold(hosts)} ({len(hosts)})"
         rule = "-" * min(max(len(title), 15), 78)
         head = f"\x1b[1m{title}\x1b[0m" if color else title
+        blocks.append(f"{rule}\n{head}\n{rule}\n{body}")
+    return "".join(blocks)
+
+
+def gathered_blocks(results: Iterable[HostResult]) -> list[tuple[list[str], str]]:
+    """The groups of :func:`gather` with the text ``--gather`` shows for each: the shared
+    stdout and stderr, :func:`printable` (newlines kept, ``\\r\\n`` as ``\\n``), ending in
+    a newline, then ``[outcome]`` for a group that did not succeed. The HTML report
+    (:mod:`remoteops.htmlreport`) shows the same text."""
+    blocks = []
+    for hosts, sample in gather(results):
         raw = sample.stdout + sample.stderr
         body = printable_bytes(raw.replace(b"\r\n", b"\n"), keep_newlines=True)
         if body and not body.endswith("\n"):
             body += "\n"
         if sample.status != "ok":
             body += f"[{outcome(sample)}]\n"
-        blocks.append(f"{rule}\n{head}\n{rule}\n{body}")
-    return "".join(blocks)
+        blocks.append((hosts, body))
+    return blocks
 
 
 def outcome(result: HostResult) -> str:

@@ -269,6 +269,8 @@ def test_an_installed_wheel_has_the_help_topics_and_the_manual_page(tmp_path: Pa
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
         names = archive.namelist()
+    # The HTML report's template and stylesheet (remoteops.htmlreport) ship too.
+    assert {"remoteops/templates/report.html", "remoteops/templates/report.css"} <= set(names)
     (page,) = [n for n in names if n.endswith(".data/data/share/man/man1/remoteops.1")]
     assert (site / page).read_text() == (DOCS / "remoteops.1").read_text()
     code = (
