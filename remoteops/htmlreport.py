@@ -230,16 +230,16 @@ def _groups(
         by_document.setdefault(_document(record), []).append(_result(record))
     groups: list[_Group] = []
     for document, results in by_document.items():
+        status = {r.host: r.status for r in results}
         for names, text in gathered_blocks(results):
             shown = min(max_output, budget, len(text))
             budget -= shown
-            sample = next(r for r in results if r.host == names[0])
             group = _Group(
                 len(groups),
                 document,
                 names,
                 printable(fold_hosts(names)),
-                sample.status,
+                status[names[0]],
                 text[:shown],
                 len(text) - shown,
             )

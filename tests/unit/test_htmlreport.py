@@ -308,3 +308,9 @@ def test_other_records_of_a_json_run_are_ignored() -> None:
     summary = {"v": 1, "type": "summary", "hosts": 1, "exit_code": 0}
     text = render_report(RUN, [host("web01"), summary])
     assert re.findall(r'<tr id="h-\d+">', text) == ['<tr id="h-0">']
+
+
+def test_a_run_that_matched_no_host_still_has_a_page() -> None:
+    page = Page(render_report(RUN, []))
+    assert page.words("status").startswith("Status 0 hosts 0 ok 0 failed 5 exit code")
+    assert not page.by_class("a", "s-ok")
