@@ -1,10 +1,10 @@
 """One self-contained HTML file about one run: for a browser, or a mail attachment.
 
 :func:`render_report` turns a run's data into the page; :func:`write_report` writes it
-atomically. The data is what the rest of remoteops already has: the run (:class:`RunInfo`),
+atomically. The data is what the rest of remoteops already has: the run (:class:`ReportRun`),
 the host records of ``--json`` (docs/json.md; :class:`~remoteops.results.HostResult` objects
 are taken too), the ``analysis`` records, and optionally what changed since the previous run
-of the same command (:class:`RunDiff`). docs/reports.md describes the page.
+of the same command (:class:`ReportDiff`). docs/reports.md describes the page.
 
 The page loads nothing: no script, font, image or stylesheet from anywhere, and a
 Content-Security-Policy that forbids every load but its own ``<style>`` (allowed by its
@@ -42,9 +42,9 @@ from remoteops.results import STATUSES, HostResult
 
 __all__ = [
     "OutputChange",
+    "ReportDiff",
     "ReportOptions",
-    "RunDiff",
-    "RunInfo",
+    "ReportRun",
     "StatusChange",
     "render_report",
     "write_report",
@@ -62,10 +62,12 @@ _SEVERITY = ("timeout", "unreachable", "hostkey", "failed", "interrupted", "skip
 
 
 @dataclass(frozen=True, slots=True)
-class RunInfo:
+class ReportRun:
     """The run a report is about.
 
     ``command_line`` must already have its secrets redacted (it is shown as given).
+    ``ended`` and ``exit_code`` are None for a run that never finished (the history
+    keeps such runs, marked incomplete).
     """
 
     command: str
@@ -73,31 +75,36 @@ class RunInfo:
     pattern: str
     inventory: str | None
     started: datetime
-    ended: datetime
-    exit_code: int
+    ended: datetime | None
+    exit_code: int | None
     run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    """A host whose status differs from the previous run's."""
+    """A host whose status differs from the previous run's: ``ok``, ``failed`` ... (more
+    words may follow the status: ``failed (exit 2)``). ``step`` names a playbook's step
+    (``step 2 'restart'``), when the change is in one."""
 
     host: str
     before: str
     after: str
+    step: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class OutputChange:
     """A host whose output differs from the previous run's; ``diff`` is an optional unified
-    diff of the two outputs (hosts with the same diff are shown together)."""
+    diff of the two outputs (hosts with the same diff are shown together); ``step`` as for
+    :class:`StatusChange`."""
 
     host: str
     diff: str = ""
+    step: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class RunDiff:
+class ReportDiff:
     """What changed since the previous run of the same command and pattern.
 
     ``previous`` names that run for people (``run 41, 2026-12-05 03:00``).
@@ -199,7 +206,7 @@ def _document(record: Mapping[str, Any]) -> str:
 
 
 def _hosts(
-    records: list[dict[str, Any]], order: Sequence[str] | None, diff: RunDiff | None
+    records: list[dict[str, Any]], order: Sequence[str] | None, diff: ReportDiff | None
 ) -> dict[str, _Host]:
     """Every host once, in inventory order (``order``; names it lacks in natural order)."""
     names = dict.fromkeys(r["host"] for r in records)
@@ -357,22 +364,32 @@ def _cell(value: object) -> str:
 # --------------------------------------------------------------------------- diff
 
 
-def _diff(diff: RunDiff, index: Mapping[str, _Host], max_output: int) -> dict[str, Any]:
-    by_text: dict[str, list[str]] = {}
+def _diff(diff: ReportDiff, index: Mapping[str, _Host], max_output: int) -> dict[str, Any]:
+    by_text: dict[tuple[str, str], list[str]] = {}
     for change in diff.output_changed:
-        by_text.setdefault(change.diff, []).append(change.host)
+        by_text.setdefault((change.step, change.diff), []).append(change.host)
     return {
         "previous": printable(diff.previous),
         "status": [
-            (c.host, index[c.host].index if c.host in index else None, c.before, c.after)
+            (
+                printable(c.host),
+                index[c.host].index if c.host in index else None,
+                printable(c.step),
+                printable(c.before),
+                printable(c.after),
+            )
             for c in diff.status_changed
         ],
         "output": [
-            (fold_hosts(names), printable(text, keep_newlines=True)[:max_output])
-            for text, names in by_text.items()
+            (
+                printable(fold_hosts(names)),
+                printable(step),
+                printable(text, keep_newlines=True)[:max_output],
+            )
+            for (step, text), names in by_text.items()
         ],
-        "added": fold_hosts(list(diff.added)) if diff.added else "",
-        "gone": fold_hosts(list(diff.gone)) if diff.gone else "",
+        "added": printable(fold_hosts(list(diff.added))) if diff.added else "",
+        "gone": printable(fold_hosts(list(diff.gone))) if diff.gone else "",
         "empty": not (diff.status_changed or diff.output_changed or diff.added or diff.gone),
     }
 
@@ -400,11 +417,11 @@ def _style() -> tuple[Markup, str]:
 
 
 def render_report(
-    run: RunInfo,
+    run: ReportRun,
     hosts: Iterable[HostResult | Mapping[str, Any]],
     *,
     analysis: Iterable[Mapping[str, Any]] = (),
-    diff: RunDiff | None = None,
+    diff: ReportDiff | None = None,
     order: Sequence[str] | None = None,
     max_output: int = MAX_OUTPUT,
     output_budget: int = OUTPUT_BUDGET,
@@ -431,7 +448,7 @@ def render_report(
     return template.render(
         run=run,
         command_line=printable(run.command_line),
-        duration_s=max(0.0, (run.ended - run.started).total_seconds()),
+        duration_s=max(0.0, (run.ended - run.started).total_seconds()) if run.ended else None,
         counts=[(s, n) for s, n in counts.items() if n or s in ("ok", "failed")],
         hosts=rows,
         groups=groups,
@@ -442,21 +459,21 @@ def render_report(
         css=css,
         csp=f"default-src 'none'; style-src {style_hash}; base-uri 'none'; form-action 'none'",
         status_class=_status_class,
-        printable=printable,
         version=__version__,
     )
 
 
 def _status_class(status: str) -> str:
-    """The CSS class of a status (a fixed set: never text a record chose)."""
-    return f"s-{status}" if status in STATUSES else "s-other"
+    """The CSS class of a status, by its first word (a fixed set: never text a record chose)."""
+    word = status.split(maxsplit=1)[0] if status.strip() else ""
+    return f"s-{word}" if word in STATUSES else "s-other"
 
 
 class ReportOptions(TypedDict, total=False):
     """The keyword arguments of :func:`render_report`, for :func:`write_report`."""
 
     analysis: Iterable[Mapping[str, Any]]
-    diff: RunDiff | None
+    diff: ReportDiff | None
     order: Sequence[str] | None
     max_output: int
     output_budget: int
@@ -464,7 +481,7 @@ class ReportOptions(TypedDict, total=False):
 
 def write_report(
     path: str | os.PathLike[str],
-    run: RunInfo,
+    run: ReportRun,
     hosts: Iterable[HostResult | Mapping[str, Any]],
     **options: Unpack[ReportOptions],
 ) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from remoteops.htmlreport import OutputChange, RunDiff, RunInfo, StatusChange, write_report
+from remoteops.htmlreport import OutputChange, ReportDiff, ReportRun, StatusChange, write_report
 from remoteops.lab import Lab
 from tests.chromium import Chromium, PageLoad, find_chromium, png_colours
 from tests.helpers import run_cli
@@ -81,7 +81,7 @@ def listener() -> Iterator[list[bytes]]:
         server.close()
 
 
-def lab_run(lab: Lab, command: str) -> tuple[RunInfo, list[dict[str, Any]]]:
+def lab_run(lab: Lab, command: str) -> tuple[ReportRun, list[dict[str, Any]]]:
     """``remoteops run all --json -- COMMAND`` on the lab: the run and its host records."""
     started = datetime.now(UTC)
     done = run_cli("run", "all", "-i", str(lab.inventory), "--json", "--", command)
@@ -90,11 +90,11 @@ def lab_run(lab: Lab, command: str) -> tuple[RunInfo, list[dict[str, Any]]]:
     assert records[-1]["type"] == "summary", done.stderr
     assert records[-1]["exit_code"] == done.returncode
     line = f"remoteops run all -i {lab.inventory.name} --json -- {command}"
-    info = RunInfo("run", line, "all", lab.inventory.name, started, ended, done.returncode)
+    info = ReportRun("run", line, "all", lab.inventory.name, started, ended, done.returncode)
     return info, [r for r in records if r["type"] == "host"]
 
 
-def changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> RunDiff:
+def changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> ReportDiff:
     """What the history's diff reports, for two runs' records (the test's own, simple one)."""
     old = {r["host"]: r for r in before}
     new = {r["host"]: r for r in after}
@@ -111,7 +111,7 @@ def changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> RunDif
         if a != b
     ]
     gone = sorted(set(old) - set(new))
-    return RunDiff("the run before", status, output, sorted(set(new) - set(old)), gone)
+    return ReportDiff("the run before", status, output, sorted(set(new) - set(old)), gone)
 
 
 def open_report(chromium: Chromium, path: Path) -> PageLoad:
@@ -184,7 +184,7 @@ def test_the_policy_refuses_loads_even_from_markup_that_got_in(
     and every load from anywhere."""
     url = f"http://127.0.0.1:{listener[0].decode()}"
     t0 = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
-    run = RunInfo("run", "remoteops run all -- true", "all", None, t0, t0, 0)
+    run = ReportRun("run", "remoteops run all -- true", "all", None, t0, t0, 0)
     record = {"host": "web01", "status": "ok", "stdout": "", "duration_s": 0.1}
     report = write_report(tmp_path / "tampered.html", run, [record])
     page = report.read_text(encoding="utf-8")
@@ -230,7 +230,7 @@ def test_a_5000_host_report_stays_small_and_opens_quickly(
 ) -> None:
     records = fleet(5000)
     t0 = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
-    run = RunInfo("run", "remoteops run all -- uptime", "all", "fleet.yml", t0, t0, 5, "5000")
+    run = ReportRun("run", "remoteops run all -- uptime", "all", "fleet.yml", t0, t0, 5, "5000")
     report = write_report(tmp_path / "fleet.html", run, records)
     size = report.stat().st_size
     assert size < 4_000_000

@@ -15,8 +15,8 @@ import pytest
 
 from remoteops.htmlreport import (
     OutputChange,
-    RunDiff,
-    RunInfo,
+    ReportDiff,
+    ReportRun,
     StatusChange,
     render_report,
     write_report,
@@ -25,7 +25,7 @@ from remoteops.report import render_gathered
 from remoteops.results import HostResult
 
 T0 = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
-RUN = RunInfo(
+RUN = ReportRun(
     "run", "remoteops run web -- uptime", "web", "fleet.yml", T0, T0 + timedelta(seconds=4), 5
 )
 
@@ -119,7 +119,7 @@ def test_what_hosts_sent_cannot_add_markup() -> None:
             "errors": [{"host": "web02", "document": None, "error": HOSTILE}],
         }
     ]
-    diff = RunDiff(
+    diff = ReportDiff(
         HOSTILE,
         [StatusChange("web02", HOSTILE, "failed")],
         [OutputChange("web01", HOSTILE)],
@@ -256,7 +256,7 @@ def test_findings_show_hosts_folded() -> None:
 
 def test_the_diff_names_each_kind_of_change_and_marks_the_hosts() -> None:
     records = [host("web01"), host("web02", "failed"), host("web03"), host("web04")]
-    diff = RunDiff(
+    diff = ReportDiff(
         "run 41, 2026-12-05 03:00",
         status_changed=[StatusChange("web02", "ok", "failed")],
         output_changed=[
@@ -275,7 +275,7 @@ def test_the_diff_names_each_kind_of_change_and_marks_the_hosts() -> None:
     assert "Hosts gone web[05-06] (2)" in text
     changed = [a["title"] for a in page.by_class("a", "chg")]
     assert changed == ["web02: failed", "web03: ok", "web04: ok"]
-    same = Page(render_report(RUN, records, diff=RunDiff("run 41")))
+    same = Page(render_report(RUN, records, diff=ReportDiff("run 41")))
     assert "Nothing changed" in same.text("diff")
 
 
@@ -314,3 +314,21 @@ def test_a_run_that_matched_no_host_still_has_a_page() -> None:
     page = Page(render_report(RUN, []))
     assert page.words("status").startswith("Status 0 hosts 0 ok 0 failed 5 exit code")
     assert not page.by_class("a", "s-ok")
+
+
+def test_an_unfinished_run_and_changes_in_playbook_steps() -> None:
+    run = ReportRun("play", "remoteops play site.yml", "all", None, T0, None, None, "7")
+    diff = ReportDiff(
+        "run 6",
+        status_changed=[StatusChange("web01", "ok", "failed (exit 2)", step="step 2 'restart'")],
+        output_changed=[OutputChange("web02", "", step="step 1 'check'")],
+    )
+    page = Page(render_report(run, [host("web01", "failed"), host("web02")], diff=diff))
+    assert "the run did not finish" in page.words("status")
+    assert "- exit code" in page.words("status")
+    changes = page.words("diff")
+    assert "web01 step 2 'restart' ok failed (exit 2)" in changes
+    assert "web02 (1) step 1 'check'" in changes
+    badges = [a["class"] for a in page.by_class("span", "badge") if a is not None]
+    assert "badge s-failed" in badges  # "failed (exit 2)" is coloured as failed
+    assert "badge s-other" not in badges
