@@ -28,6 +28,7 @@ FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-dev-shm-usage",  # a container's /dev/shm is small
     "--remote-debugging-pipe",
     "--no-first-run",
     "--no-default-browser-check",
@@ -66,6 +67,7 @@ class PageLoad:
     blocked: dict[str, str] = field(default_factory=dict)  # URL: why Chromium refused it
     errors: list[str] = field(default_factory=list)  # console errors, exceptions, CSP refusals
     load_ms: float = 0.0  # navigation start to the end of the load event, by the page's clock
+    paint_ms: float = 0.0  # navigation start to the first paint with content
     wall_ms: float = 0.0  # Page.navigate sent to loadEventFired received
 
 
@@ -192,10 +194,12 @@ class Chromium:
         self.wait_for("Page.loadEventFired", timeout)
         wall_ms = (time.monotonic() - start) * 1000
         # A round trip after the load event: messages logged during the load arrive first.
-        timing = self.evaluate(
-            "performance.getEntriesByType('navigation')[0].loadEventEnd", timeout=timeout
+        load_ms, paint_ms = self.evaluate(
+            "[performance.getEntriesByType('navigation')[0].loadEventEnd,"
+            " (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || 0]",
+            timeout=timeout,
         )
-        load = PageLoad(load_ms=float(timing), wall_ms=wall_ms)
+        load = PageLoad(load_ms=float(load_ms), paint_ms=float(paint_ms), wall_ms=wall_ms)
         urls: dict[str, str] = {}
         for message in self._events:
             method, params = message["method"], message.get("params", {})

@@ -252,6 +252,9 @@ def test_a_5000_host_report_stays_small_and_opens_quickly(
     # A host's square leads to its row, shown (not under the table's sticky header).
     chromium.evaluate("document.querySelector('#map a[href=\"#h-4000\"]').click()")
     assert chromium.evaluate(SHOWN_ROW) == "node4000"
-    print(f"5000-host report: {size} bytes, load event after {load.load_ms:.0f} ms")
+    print(
+        f"5000-host report: {size} bytes, first paint after {load.paint_ms:.0f} ms,"
+        f" load event after {load.load_ms:.0f} ms"
+    )
     # The issue asks for under 2 s; a generous bound on a shared, noisy machine.
     assert load.load_ms < 10_000
