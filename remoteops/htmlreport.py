@@ -399,13 +399,15 @@ def _diff(diff: ReportDiff, index: Mapping[str, _Host], max_output: int) -> dict
 
 @cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("remoteops", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["printable"] = printable
+    return env
 
 
 @cache
@@ -447,7 +449,6 @@ def render_report(
     template = _environment().get_template("report.html")
     return template.render(
         run=run,
-        command_line=printable(run.command_line),
         duration_s=max(0.0, (run.ended - run.started).total_seconds()) if run.ended else None,
         counts=[(s, n) for s, n in counts.items() if n or s in ("ok", "failed")],
         hosts=rows,

@@ -125,7 +125,9 @@ def test_what_hosts_sent_cannot_add_markup() -> None:
         [OutputChange("web01", HOSTILE)],
         added=["web03"],
     )
-    text = render_report(RUN, records, analysis=analysis, diff=diff)
+    # What a user typed is shown as safely (a pattern, an inventory path, a command line).
+    run = ReportRun("run", HOSTILE, HOSTILE, HOSTILE, T0, T0, 5, HOSTILE)
+    text = render_report(run, records, analysis=analysis, diff=diff)
     page = Page(text)
     assert not page.tags("script")
     assert not page.tags("img")
