@@ -14,6 +14,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,22 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
         yield browser
 
 
+@dataclass
+class Listener:
+    """A local HTTP server's address, and what was sent to it."""
+
+    url: str
+    requests: list[bytes] = field(default_factory=list)
+
+
 @pytest.fixture
-def listener() -> Iterator[list[bytes]]:
+def listener() -> Iterator[Listener]:
     """A local HTTP port that records every request sent to it (there must be none)."""
-    seen: list[bytes] = []
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     server.settimeout(0.2)
+    found = Listener(f"http://127.0.0.1:{server.getsockname()[1]}")
     stop = threading.Event()
 
     def serve() -> None:
@@ -73,16 +82,15 @@ def listener() -> Iterator[list[bytes]]:
             with conn:
                 conn.settimeout(2)
                 try:
-                    seen.append(conn.recv(4096))
+                    found.requests.append(conn.recv(4096))
                 except OSError:
-                    seen.append(b"")
+                    found.requests.append(b"")
                 conn.sendall(b"HTTP/1.0 204 No Content\r\n\r\n")
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    seen.append(str(server.getsockname()[1]).encode())  # [0]: the port; requests after it
     try:
-        yield seen
+        yield found
     finally:
         stop.set()
         thread.join(timeout=5)
@@ -167,9 +175,9 @@ def test_a_lab_run_report_shows_every_host_in_chromium(
 
 
 def test_hostile_output_cannot_load_anything_or_run_script(
-    lab: Lab, chromium: Chromium, listener: list[bytes], tmp_path: Path
+    lab: Lab, chromium: Chromium, listener: Listener, tmp_path: Path
 ) -> None:
-    url = f"http://127.0.0.1:{listener[0].decode()}"
+    url = listener.url
     markup = (
         f'<script>fetch("{url}/script")</script><img src="{url}/img">'
         f'<link rel="stylesheet" href="{url}/css"><iframe src="{url}/frame"></iframe>'
@@ -183,15 +191,15 @@ def test_hostile_output_cannot_load_anything_or_run_script(
     assert chromium.evaluate("document.scripts.length + document.images.length") == 0
     assert chromium.evaluate("document.querySelectorAll('iframe, link, #outputs b').length") == 0
     assert markup in chromium.evaluate("document.querySelector('#outputs pre').textContent")
-    assert listener[1:] == []
+    assert listener.requests == []
 
 
 def test_the_policy_refuses_loads_even_from_markup_that_got_in(
-    chromium: Chromium, listener: list[bytes], tmp_path: Path
+    chromium: Chromium, listener: Listener, tmp_path: Path
 ) -> None:
     """Defence in depth: were escaping ever broken, the page's CSP still refuses scripts
     and every load from anywhere."""
-    url = f"http://127.0.0.1:{listener[0].decode()}"
+    url = listener.url
     t0 = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
     run = ReportRun("run", "remoteops run all -- true", "all", None, t0, t0, 0)
     record = {"host": "web01", "status": "ok", "stdout": "", "duration_s": 0.1}
@@ -205,7 +213,7 @@ def test_the_policy_refuses_loads_even_from_markup_that_got_in(
     assert load.requests == [report.resolve().as_uri(), f"{url}/img"]
     assert load.blocked == {f"{url}/img": "csp"}
     assert any("Content Security Policy" in e for e in load.errors), load.errors
-    assert listener[1:] == []
+    assert listener.requests == []
 
 
 def fleet(hosts: int) -> list[dict[str, Any]]:
