@@ -205,6 +205,7 @@ def test_outputs_are_cut_to_keep_the_page_small() -> None:
     assert "19007 more characters not shown" in outputs  # of 20,007 in the first group
     assert "n0000 " in outputs
     assert "n0299" in outputs  # every group is listed, past the budget too
+    assert "n0299 (1) 20007 characters not shown." in page.words("outputs")
     assert "300 outputs are cut short" in outputs
 
 
