@@ -23,6 +23,7 @@ import pytest
 
 from remoteops.htmlreport import OutputChange, ReportDiff, ReportRun, StatusChange, write_report
 from remoteops.lab import Lab
+from remoteops.nodeset import fold
 from tests.chromium import Chromium, PageLoad, find_chromium, png_colours
 from tests.helpers import run_cli
 
@@ -172,6 +173,35 @@ def test_a_lab_run_report_shows_every_host_in_chromium(
     if os.environ.get("REMOTEOPS_README_SCREENSHOT"):
         # The README's picture: REMOTEOPS_README_SCREENSHOT=1 pytest -k lab_run_report
         shutil.copyfile(tmp_path / "report.png", ROOT / "docs" / "img" / "report.png")
+
+
+def test_a_play_report_shows_each_host_once_and_each_step_folded(
+    lab: Lab, chromium: Chromium, tmp_path: Path
+) -> None:
+    names = [h.name for h in lab.hosts]
+    book = tmp_path / "book.yml"
+    book.write_text(
+        "- hosts: all\n  steps:\n"
+        "    - {name: who, run: hostname}\n"
+        f'    - {{name: check, run: test "$(hostname)" != {names[0]}}}\n'
+        "    - {name: after, run: echo done}\n"
+    )
+    started = datetime.now(UTC)
+    done = run_cli("play", str(book), "-i", str(lab.inventory), "--json")
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    run = ReportRun("play", "remoteops play book.yml", "all", None, started, None, None)
+    report = write_report(tmp_path / "play.html", run, records, order=names)
+
+    open_report(chromium, report)
+    assert chromium.evaluate(HOST_NAMES) == {"map": names, "rows": names}
+    statuses = chromium.evaluate(
+        "[...document.querySelectorAll('#hosts tbody tr')].map(tr => tr.cells[1].textContent)"
+    )
+    assert statuses == ["failed"] + ["ok"] * (len(names) - 1)
+    groups = chromium.evaluate(
+        "[...document.querySelectorAll('#outputs summary')].map(s => s.textContent)"
+    )
+    assert f"ok {fold(names[1:])} ({len(names) - 1}) step 3 'after'" in groups
 
 
 def test_hostile_output_cannot_load_anything_or_run_script(
