@@ -799,7 +799,8 @@ class _File:
                     return f"{unknown}; keys are long option names: {name!r}"
         if key in self.every_option:
             return f"{unknown}: no command of {node.shown} has --{key}"
-        suggestion = _suggest(key, [*here, *node.children], repr)
+        section = list(SECTIONS.get(node.path[0], {})) if len(node.path) == 1 else []
+        suggestion = _suggest(key, [*here, *node.children, *section], repr)
         return unknown + (suggestion or f"; keys are the long options of {node.shown} --help")
 
     def value(self, key: str, value: Any, param: Any, node: _Node, where: _Path) -> Any:

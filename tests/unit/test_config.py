@@ -82,6 +82,18 @@ def make_app() -> typer.Typer:
     def down(lab_dir: Annotated[Path | None, typer.Option("--dir")] = None) -> None:
         pass
 
+    history = typer.Typer(no_args_is_help=True)
+    app.add_typer(history, name="history")
+
+    @history.command("list")
+    def history_list(
+        ctx: typer.Context,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+        limit: Annotated[int, typer.Option("-n", "--limit")] = 20,
+    ) -> None:
+        found = config.config_from_context(ctx)
+        typer.echo(json.dumps([as_json, limit, found.section_value("history", "enabled")]))
+
     config_app = typer.Typer(no_args_is_help=True)
     app.add_typer(config_app, name="config")
 
@@ -695,3 +707,35 @@ def test_the_example_of_the_docs_is_a_valid_file(files: tuple[Path, Path]) -> No
     assert found.default_map["ping"]["forks"] == 50
     assert str(found.origin(("run",), "inventory")) == f"profile nightly in {user}:21"
     assert found.section_value("history", "max-size") == 1 << 30
+
+
+def test_the_history_table_holds_its_keys_and_the_options_of_a_history_command(
+    files: tuple[Path, Path],
+) -> None:
+    """[history] is both the run history's keys and, once there is a `history` command
+    group, the table of its options."""
+    _, user = files
+    write(user, "[history]\nenabled = false\njson = true\n[history.list]\nlimit = 5\n")
+    assert json.loads(invoke(["history", "list"]).output) == [True, 5, False]
+    assert json.loads(invoke(["history", "list", "-n", "7"]).output) == [True, 7, False]
+    write(user, "[history]\nenabld = false\n")
+    result = CliRunner().invoke(make_app(), ["history", "list"])
+    assert str(result.exception) == (
+        f"{user}:2: unknown key 'enabld' in [history]; did you mean 'enabled'?"
+    )
+
+
+def test_what_is_not_a_small_regular_file_is_refused(tmp_path: Path) -> None:
+    root = typer.main.get_command(real_app)
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo, 0o644)  # opened without waiting for a writer
+    with pytest.raises(UsageError) as caught:
+        config.load_config(root, user_path=fifo, system_path=Path(os.devnull))
+    assert str(caught.value) == f"{fifo}: not a regular file; the config is a TOML file"
+    big = write(tmp_path / "big.toml", "# " + "x" * config.MAX_SIZE + "\n")
+    with pytest.raises(UsageError) as caught:
+        config.load_config(root, user_path=big, system_path=Path(os.devnull))
+    assert str(caught.value) == f"{big}: larger than 1024 KiB; is it a config file?"
+    found = config.load_config(root, user_path=Path(os.devnull), system_path=Path(os.devnull))
+    assert [f.found for f in found.files] == [True, True]
+    assert found.default_map == {}
