@@ -311,6 +311,18 @@ def test_config_show_of_one_command_lists_all_its_options_with_the_arguments_giv
     }
 
 
+def test_config_show_of_a_group_lists_each_of_its_commands(files: tuple[Path, Path]) -> None:
+    _, user = files
+    write(user, "[profiles.lab]\n[profiles.lab.lab]\ndir = '/srv/lab'\n")
+    out = invoke(["config", "show", "lab"], {config.PROFILE_ENV: "lab"}).output
+    assert out.splitlines()[0] == "# profile: lab (from REMOTEOPS_PROFILE)"
+    assert out.splitlines()[4:] == [
+        "lab.up.port   2222        default",
+        f'lab.up.dir    "/srv/lab"  profile lab in {user}:3',
+        f'lab.down.dir  "/srv/lab"  profile lab in {user}:3',
+    ]
+
+
 def test_config_show_names_a_command_that_does_not_exist(files: tuple[Path, Path]) -> None:
     result = CliRunner().invoke(make_app(), ["config", "show", "rnu"])
     assert isinstance(result.exception, UsageError)
