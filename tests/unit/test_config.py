@@ -655,6 +655,9 @@ def test_errors_point_at_the_line_of_a_dotted_quoted_or_inline_key(tmp_path: Pat
     assert real_errors("[profiles.p]\nrun = { json = true, forks = 'x' }\n", tmp_path) == (
         'FILE:2: forks = "x": expected a whole number'
     )
+    assert real_errors('[run]\n"\\u0066orks" = "x"\n', tmp_path) == (
+        'FILE:2: forks = "x": expected a whole number'  # an escape in a quoted key
+    )
     assert real_errors("[profiles.'a b'.lab]\n'up' . port = 'x'\n", tmp_path) == (
         'FILE:2: port = "x": expected a whole number'
     )
