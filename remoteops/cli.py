@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
     from contextlib import AbstractContextManager
 
+    from remoteops.fleet import FleetOptions
     from remoteops.results import HostResult, RunResult
 
 __all__ = ["app", "main"]
@@ -522,6 +523,27 @@ class _Targeting:
     ask_pass: bool
     retry_file: Path | None = None
 
+    def fleet_options(self, **more: Any) -> FleetOptions:
+        """The library's options for these (``more``: the command's timeouts)."""
+        from remoteops.fleet import FleetOptions
+
+        return FleetOptions(
+            inventory=tuple(self.inventory or ()),
+            limit=self.limit,
+            forks=self.forks,
+            user=self.user,
+            port=self.port,
+            key_files=tuple(self.key or ()),
+            ssh_config=self.ssh_config,
+            use_ssh_config=not self.no_ssh_config,
+            known_hosts=self.known_hosts,
+            host_key_policy=self.host_key_policy,
+            connect_timeout=self.connect_timeout,
+            retries=self.retries,
+            key_passphrase_file=self.key_passphrase_file,
+            **more,
+        )
+
 
 def _targeting(params: dict[str, Any]) -> _Targeting:
     """The shared targeting options out of a command's parameters (give it ``locals()``)."""
@@ -529,24 +551,11 @@ def _targeting(params: dict[str, Any]) -> _Targeting:
     return _Targeting(**{f.name: params[f.name] for f in fields if f.name in params})
 
 
-def _read_secret_file(path: Path, what: str) -> str:
-    from remoteops.argcheck import check_input_file, shown
-
-    check_input_file(path, what, empty_ok=False)
-    try:
-        secret = path.read_text(encoding="utf-8").rstrip("\n")
-    except OSError as exc:
-        raise UsageError(f"{what} {shown(path)}: {exc.strerror}; check the path") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{what} {shown(path)}: not UTF-8 text") from None
-    if not secret:
-        raise UsageError(f"{what} {shown(path)}: the file is empty; put the secret in it")
-    return secret
-
-
 def _become_password(path: Path | None) -> str | None:
     """The sudo password from ``--become-password-file``, checked before any host is contacted."""
-    return _read_secret_file(path, "--become-password-file") if path else None
+    from remoteops.fleet import read_secret_file
+
+    return read_secret_file(path, "--become-password-file") if path else None
 
 
 def _check_connection_options(
@@ -608,16 +617,12 @@ def _resolve(
     inventory: Any = None,
     names: Sequence[str] | None = None,
 ) -> tuple[list[Any], Any]:
-    """Load inventories and ssh_config, select hosts, build targets and an Executor.
+    """Check the targeting options, then :func:`remoteops.fleet.resolve_fleet`.
 
     ``inventory`` (already loaded) and ``names`` (hosts already selected, in
     inventory order) spare a caller that has both doing it twice.
     """
-    from remoteops.execution import Executor, Limits, Timeouts
-    from remoteops.inventory import default_inventory_sources, load_inventory
-    from remoteops.session import Credentials, SessionSettings
-    from remoteops.sshconfig import SSHConfig
-    from remoteops.target import ConnectOverrides, resolve_targets
+    from remoteops.fleet import resolve_fleet
 
     if opts.host_key_policy not in (None, "strict", "accept-new"):
         raise UsageError(f"--host-key-policy {opts.host_key_policy!r}: use strict or accept-new")
@@ -637,77 +642,26 @@ def _resolve(
         from remoteops.argcheck import check_output_file
 
         check_output_file(opts.retry_file, "--retry-file")
-    sources = opts.inventory or default_inventory_sources()
-    if inventory is None:
-        inventory = load_inventory(sources)
-    if names is None:
-        where = ", ".join(map(str, sources))
-        selected = select_or_explain(inventory, pattern, opts.limit, where=where)
-        names = [h.name for h in selected]
-    if opts.no_ssh_config:
-        ssh_config = SSHConfig.empty()
-    elif opts.ssh_config is not None:
-        ssh_config = SSHConfig.from_file(opts.ssh_config, system_path=None, allow_exec=True)
-    else:
-        ssh_config = SSHConfig.from_default(allow_exec=True)
-    overrides = ConnectOverrides(
-        user=opts.user,
-        port=opts.port,
-        key_files=tuple(str(k) for k in opts.key or ()),
-        known_hosts=str(opts.known_hosts) if opts.known_hosts else None,
-        connect_timeout=opts.connect_timeout,
-    )
-    targets = resolve_targets(inventory, list(names), ssh_config=ssh_config, overrides=overrides)
-    passphrase = (
-        _read_secret_file(opts.key_passphrase_file, "--key-passphrase-file")
-        if opts.key_passphrase_file
-        else None
-    )
-    password = _prompt_secret("SSH password: ", "--ask-pass") if opts.ask_pass else None
-    executor = Executor(
-        targets,
-        credentials=Credentials(
-            passphrase=passphrase,
-            password=password,
-            passphrase_prompt=_passphrase_prompt if sys.stdin.isatty() else None,
-        ),
-        settings=SessionSettings(
-            host_key_policy=opts.host_key_policy,
-            connect_timeout=opts.connect_timeout,
+    fleet = resolve_fleet(
+        pattern,
+        opts.fleet_options(
+            command_timeout=command_timeout,
             keepalive_interval=keepalive_interval,
-            keepalive_count_max=keepalive_count,
+            keepalive_count=keepalive_count,
         ),
-        timeouts=Timeouts(connect=opts.connect_timeout, command=command_timeout),
-        limits=Limits(max_workers=opts.forks, retries=opts.retries),
+        inventory=inventory,
+        names=names,
+        ask_password=(
+            functools.partial(_prompt_secret, "SSH password: ", "--ask-pass")
+            if opts.ask_pass
+            else None
+        ),
+        passphrase_prompt=_passphrase_prompt if sys.stdin.isatty() else None,
     )
+    targets, executor = fleet.targets, fleet.executor
     # A closed output pipe (`| head`): start no more hosts; those started finish.
     watch().on_close(lambda _name: executor.drain(watch().reason or "output closed"))
     return targets, executor
-
-
-def select_or_explain(
-    inventory: Any,
-    pattern: str,
-    limit: str | None,
-    *,
-    where: str | None = None,
-    see: str = "remoteops inventory list",
-) -> list[Any]:
-    """The hosts ``pattern`` and ``--limit`` select; a UsageError when there are none, in one
-    line naming the term that matched nothing and the names it may have meant
-    (``no host matches 'wbe'; did you mean web?``). Terms that matched nothing while
-    others matched are warned about, one line each."""
-    from remoteops.patterns import Unmatched, no_match_message, warn_unmatched
-
-    unmatched: list[Unmatched] = []
-    hosts: list[Any] = inventory.select(pattern, limit=limit, unmatched=unmatched)
-    if hosts:
-        warn_unmatched(unmatched)
-        return hosts
-    message, suggests = no_match_message(pattern, limit, unmatched)
-    if suggests:
-        raise UsageError(message + (f" (inventory {where})" if where else ""))
-    raise UsageError(message + (f" in {where}" if where else "") + f"; see `{see}`")
 
 
 def _hidden_after_broken_pipe(result: HostResult) -> bool:
@@ -1322,12 +1276,12 @@ app.add_typer(inventory_app, name="inventory")
 
 
 def _load(inventory: list[str] | None) -> Any:
-    from remoteops.inventory import default_inventory_sources, load_inventory
+    from remoteops.fleet import load_fleet_inventory
 
     _check_connection_options(
         inventory=inventory, key=None, port=None, ssh_config=None, known_hosts=None
     )
-    return load_inventory(inventory or default_inventory_sources())
+    return load_fleet_inventory(inventory)
 
 
 @inventory_app.command("list")
@@ -1343,6 +1297,7 @@ def inventory_list_cmd(
 
     Example: remoteops inventory list 'web:!db' --json
     """
+    from remoteops.fleet import select_or_explain
     from remoteops.nodeset import fold
 
     inv = _load(inventory)
@@ -1394,28 +1349,20 @@ def inventory_host_cmd(
 
     Example: remoteops inventory host web01
     """
+    from remoteops.fleet import FleetOptions, choose_ssh_config
     from remoteops.inventory import to_json_value
-    from remoteops.sshconfig import SSHConfig
-    from remoteops.target import ConnectOverrides, resolve_targets
+    from remoteops.target import resolve_targets
 
     _check_connection_options(
         inventory=inventory, key=key, port=port, ssh_config=ssh_config, known_hosts=known_hosts
     )
     inv = _load(inventory)
     inv.get_host(name)
-    if no_ssh_config:
-        config = SSHConfig.empty()
-    elif ssh_config is not None:
-        config = SSHConfig.from_file(ssh_config, system_path=None, allow_exec=True)
-    else:
-        config = SSHConfig.from_default(allow_exec=True)
-    overrides = ConnectOverrides(
-        user=user,
-        port=port,
-        key_files=tuple(str(k) for k in key or ()),
-        known_hosts=str(known_hosts) if known_hosts else None,
+    config = choose_ssh_config(ssh_config, use_ssh_config=not no_ssh_config)
+    options = FleetOptions(
+        user=user, port=port, key_files=tuple(key or ()), known_hosts=known_hosts
     )
-    (target,) = resolve_targets(inv, [name], ssh_config=config, overrides=overrides)
+    (target,) = resolve_targets(inv, [name], ssh_config=config, overrides=options.overrides())
     secret = {
         "ansible_password",
         "ansible_ssh_pass",

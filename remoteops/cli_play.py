@@ -9,7 +9,6 @@ lines, ``--gather`` blocks or JSON Lines, then a recap and the exit code
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -36,7 +35,6 @@ from remoteops.cli import (
     _Policy,
     _Port,
     _Quiet,
-    _read_secret_file,
     _resolve,
     _Retries,
     _RetryFile,
@@ -45,8 +43,7 @@ from remoteops.cli import (
     _Timeout,
     _User,
 )
-from remoteops.errors import InventoryError, UsageError
-from remoteops.logconfig import NOTICE
+from remoteops.errors import UsageError
 from remoteops.printable import printable
 
 if TYPE_CHECKING:
@@ -55,43 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-logger = logging.getLogger(__name__)
-
 _OUTPUT_ACTIONS = ("run", "script")
-
-
-def _select_hosts(playbook: Playbook, inventory: Any, limit: str | None) -> dict[int, list[str]]:
-    """Each play's hosts (inventory order), ``--limit`` applied; bad patterns name their line.
-
-    A play that selects no host is skipped, with one line saying why (the term
-    that matched nothing, and the names it may have meant); when no play
-    selects any, that line is the error.
-    """
-    from remoteops.patterns import Unmatched, no_match_message, warn_unmatched
-
-    selected: dict[int, list[str]] = {}
-    empty: list[tuple[str, str]] = []  # (FILE:LINE: play NAME, why it selects no host)
-    suggests = False
-    for play in playbook.plays:
-        unmatched: list[Unmatched] = []
-        line = play.lines.get("hosts", play.line)
-        try:
-            hosts = inventory.select(play.hosts, limit=limit, unmatched=unmatched)
-        except InventoryError as exc:
-            raise playbook.error(line, f"hosts: {exc}") from None
-        selected[play.index] = [h.name for h in hosts]
-        if hosts:
-            warn_unmatched(unmatched)
-            continue
-        message, suggestion = no_match_message(play.hosts, limit, unmatched)
-        suggests = suggests or suggestion
-        empty.append((f"{playbook.shown}:{line}: play {play.name!r}", message))
-    if not any(selected.values()):
-        see = "" if suggests else "; see `remoteops inventory list`"
-        raise UsageError("; ".join(f"{which}: {why}" for which, why in empty) + see)
-    for which, why in empty:
-        logger.warning("%s is skipped: %s", which, why, extra=NOTICE)
-    return selected
 
 
 class _Prompt:
@@ -355,7 +316,7 @@ def play_cmd(
     Example: remoteops play playbooks/rolling-config.yml -i inventories/hosts.yml --check
     """
     from remoteops.argcheck import host_column_width
-    from remoteops.inventory import default_inventory_sources, load_inventory
+    from remoteops.fleet import load_fleet_inventory, read_secret_file, select_play_hosts
     from remoteops.playbook import (
         PlaybookRunner,
         check_playbook,
@@ -382,8 +343,8 @@ def play_cmd(
     book = load_playbook(playbook)
     extra = parse_extra_vars(extra_vars or [])
     first = resolve_start_at(book, start_at) if start_at is not None else None
-    inv = load_inventory(opts.inventory or default_inventory_sources())
-    play_hosts = _select_hosts(book, inv, opts.limit)
+    inv = load_fleet_inventory(opts.inventory)
+    play_hosts = select_play_hosts(book, inv, opts.limit)
     check_playbook(
         book,
         play_hosts=play_hosts,
@@ -392,7 +353,7 @@ def play_cmd(
         start_at=first,
     )
     become_password = (
-        _read_secret_file(become_password_file, "--become-password-file")
+        read_secret_file(become_password_file, "--become-password-file")
         if become_password_file
         else None
     )
