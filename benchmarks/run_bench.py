@@ -712,9 +712,9 @@ def latency_rows(
 
 # (label, file suffix, function): cumulative CPU (thread_time) summed over all threads.
 _PROFILE_POINTS: tuple[tuple[str, str, str], ...] = (
-    ("main thread: cli main (after imports)", "remoteops/cli.py", "main"),
-    ("  run_cmd", "remoteops/cli.py", "run_cmd"),
-    ("  _resolve (inventory, ssh_config, targets)", "remoteops/cli.py", "_resolve"),
+    ("main thread: cli main (after imports)", "remoteops/cli/app.py", "main"),
+    ("  run_cmd", "remoteops/cli/run.py", "run_cmd"),
+    ("  resolve (inventory, ssh_config, targets)", "remoteops/cli/options.py", "resolve"),
     ("    load_inventory", "remoteops/inventory.py", "load_inventory"),
     ("    resolve_targets", "remoteops/target.py", "resolve_targets"),
     ("  JSON output", "remoteops/results.py", "to_json"),

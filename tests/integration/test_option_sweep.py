@@ -404,9 +404,7 @@ def _warm_up() -> None:
         "encodings.idna", "zoneinfo", "unicodedata",
     ):  # fmt: skip
         importlib.import_module(module)
-    from remoteops import cli
-
-    getattr(cli, "_click_command", lambda: None)()  # typer's command, built once
+    importlib.import_module("remoteops.cli.app")._click_command()  # typer's command, once
 
 
 def _problem(case: Case) -> str | None:

@@ -1,4 +1,4 @@
-"""The ``play`` command, registered on the main Typer app by ``cli.py``.
+"""The ``play`` command.
 
 It reads and checks the playbook (``FILE:LINE: ...``, exit 2, nothing
 contacted), resolves the hosts with the targeting options of ``run``, runs the
@@ -17,32 +17,30 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from remoteops.cli import (
-    _AskPass,
-    _check_connection_options,
-    _ConnectTimeout,
-    _finish,
-    _Forks,
-    _go_quiet,
-    _Interrupts,
-    _Inventory,
-    _Json,
-    _Key,
-    _KnownHosts,
-    _Limit,
-    _NoSshConfig,
-    _PassphraseFile,
-    _Policy,
-    _Port,
-    _Quiet,
-    _resolve,
-    _Retries,
-    _RetryFile,
-    _SshConfig,
-    _targeting,
-    _Timeout,
-    _User,
+from remoteops.cli.options import (
+    AskPassOpt,
+    ConnectTimeoutOpt,
+    ForksOpt,
+    InventoryOpt,
+    JsonOpt,
+    KeyOpt,
+    KnownHostsOpt,
+    LimitOpt,
+    NoSshConfigOpt,
+    PassphraseFileOpt,
+    PolicyOpt,
+    PortOpt,
+    QuietOpt,
+    RetriesOpt,
+    RetryFileOpt,
+    SshConfigOpt,
+    TimeoutOpt,
+    UserOpt,
+    check_connection_options,
+    resolve,
+    targeting,
 )
+from remoteops.cli.runtime import Interrupts, finish, go_quiet
 from remoteops.errors import UsageError
 from remoteops.printable import printable
 
@@ -50,7 +48,8 @@ if TYPE_CHECKING:
     from remoteops.playbook import Answer, Play, Playbook, Step, StepOutcome
     from remoteops.results import HostResult
 
-__all__ = ["register"]
+__all__ = ["play_cmd"]
+
 
 _OUTPUT_ACTIONS = ("run", "script")
 
@@ -58,7 +57,7 @@ _OUTPUT_ACTIONS = ("run", "script")
 class _Prompt:
     """``--step``: ask on the terminal before each step; Ctrl-C or end of input quits."""
 
-    def __init__(self, interrupts: _Interrupts) -> None:
+    def __init__(self, interrupts: Interrupts) -> None:
         self._interrupts = interrupts
 
     def __call__(self, step: Step, hosts: Sequence[str]) -> Answer:
@@ -179,10 +178,10 @@ class _TextReporter:
         if result.status == "skipped":
             return
         if action in ("put", "get"):
-            from remoteops.cli_transfer import _report_host
+            from remoteops.cli.transfer import report_host
 
             verb = "sent" if action == "put" else "fetched"
-            _report_host(result, width=self.width, quiet=self.quiet, verb=verb)
+            report_host(result, width=self.width, quiet=self.quiet, verb=verb)
         elif not result.is_ok:
             if not self.quiet:
                 self._failed(result)
@@ -246,23 +245,23 @@ class _TextReporter:
 
 def play_cmd(
     playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
-    inventory: _Inventory = None,
-    limit: _Limit = None,
-    forks: _Forks = None,
-    user: _User = None,
-    key: _Key = None,
-    port: _Port = None,
-    ssh_config: _SshConfig = None,
-    no_ssh_config: _NoSshConfig = False,
-    known_hosts: _KnownHosts = None,
-    host_key_policy: _Policy = None,
-    connect_timeout: _ConnectTimeout = None,
-    timeout: _Timeout = None,
-    as_json: _Json = False,
-    quiet: _Quiet = False,
-    retries: _Retries = 0,
-    key_passphrase_file: _PassphraseFile = None,
-    ask_pass: _AskPass = False,
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    forks: ForksOpt = None,
+    user: UserOpt = None,
+    key: KeyOpt = None,
+    port: PortOpt = None,
+    ssh_config: SshConfigOpt = None,
+    no_ssh_config: NoSshConfigOpt = False,
+    known_hosts: KnownHostsOpt = None,
+    host_key_policy: PolicyOpt = None,
+    connect_timeout: ConnectTimeoutOpt = None,
+    timeout: TimeoutOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    retries: RetriesOpt = 0,
+    key_passphrase_file: PassphraseFileOpt = None,
+    ask_pass: AskPassOpt = False,
     check: Annotated[
         bool,
         typer.Option(
@@ -295,7 +294,7 @@ def play_cmd(
         bool,
         typer.Option("-g", "--gather", help="Fold hosts with identical output, per step."),
     ] = False,
-    retry_file: _RetryFile = None,
+    retry_file: RetryFileOpt = None,
     become_password_file: Annotated[
         Path | None,
         typer.Option(
@@ -326,13 +325,13 @@ def play_cmd(
         resolve_start_at,
     )
 
-    _go_quiet(quiet)
+    go_quiet(quiet)
     if step and not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise UsageError("--step asks before each step and needs a terminal; none is attached")
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")
-    opts = _targeting(locals())
-    _check_connection_options(
+    opts = targeting(locals())
+    check_connection_options(
         inventory=inventory,
         key=key,
         port=port,
@@ -361,12 +360,12 @@ def play_cmd(
     pattern = plays_with_hosts[0].hosts if len(plays_with_hosts) == 1 else "all"
     wanted = {h for hosts in play_hosts.values() for h in hosts}
     names = [h for h in inv.hosts if h in wanted]  # only the plays' hosts, inventory order
-    targets, executor = _resolve(pattern, opts, command_timeout=timeout, inventory=inv, names=names)
+    targets, executor = resolve(pattern, opts, command_timeout=timeout, inventory=inv, names=names)
     by_name = {t.name: t for t in targets}
     _check_get_destinations(book, play_hosts)
     width = host_column_width(t.name for t in targets)
     reporter = _TextReporter(as_json=as_json, gather=gather_output, quiet=quiet, width=width)
-    interrupts = _Interrupts(executor.cancel)
+    interrupts = Interrupts(executor.cancel)
     runner = PlaybookRunner(
         book,
         executor=executor,
@@ -389,7 +388,7 @@ def play_cmd(
         if recap:
             sys.stdout.write(recap)
             sys.stdout.flush()
-    _finish(
+    finish(
         result,
         as_json=as_json,
         json_writer=reporter.json_writer,
@@ -411,8 +410,3 @@ class _Groups(dict[str, list[str]]):
         hosts = list(self._inventory.hosts_of_group(group))
         self[group] = hosts
         return hosts
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``play`` to the main app."""
-    app.command("play")(play_cmd)

@@ -1,9 +1,7 @@
 """The ``analyze`` command, and the ``--analyze`` plumbing ``run`` and ``get`` share.
 
-Registered on the main Typer app by ``cli.py``. Analysis runs in a process
-pool (``remoteops.analysis``); exit codes follow docs/exit-codes.md: 5 when
-``--fail-on-findings`` is given and an analyzer reports a finding, or when an
-analyzer failed on some input, unless 3 or 4 already apply.
+Analysis runs in a process pool (``remoteops.analysis``); exit codes follow
+docs/exit-codes.md (:mod:`remoteops.cli.findings`).
 """
 
 from __future__ import annotations
@@ -16,9 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from remoteops.cli.findings import analysis_exit_code, analysis_summary, counted, emit_analysis
+from remoteops.cli.runtime import Interrupts, go_quiet
 from remoteops.errors import UsageError
-from remoteops.printable import printable
-from remoteops.report import JsonLinesWriter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,17 +24,7 @@ if TYPE_CHECKING:
     from remoteops.analysis import AnalysisReport, AnalysisStage
     from remoteops.results import HostResult
 
-__all__ = [
-    "analysis_exit_code",
-    "analysis_summary",
-    "emit_analysis",
-    "feed",
-    "finish_stage",
-    "open_stage",
-    "register",
-]
-
-EXIT_FINDINGS = 5
+__all__ = ["analyze_cmd", "feed", "finish_stage", "open_stage"]
 
 
 def open_stage(
@@ -79,86 +67,12 @@ def feed(
 def finish_stage(stage: AnalysisStage, run: Any) -> AnalysisReport:
     """``stage.finish()`` with Ctrl-C and SIGTERM handled: they stop the workers, and the
     run's exit code becomes 130 or 143; the analysis done so far is still reported."""
-    from remoteops.cli import _Interrupts
 
-    with _Interrupts(stage.cancel, stopping="the analysis") as interrupts:
+    with Interrupts(stage.cancel, stopping="the analysis") as interrupts:
         report = stage.finish()
     if interrupts.code is not None and run.interrupted_by is None:
         run.interrupted_by = interrupts.code
     return report
-
-
-def emit_analysis(
-    report: AnalysisReport,
-    *,
-    as_json: bool,
-    json_writer: JsonLinesWriter | None = None,
-    tables: bool = True,
-) -> None:
-    """Print the report: JSON Lines objects (``type: analysis``) or, if ``tables``, text
-    tables, on stdout; inputs an analyzer failed on, one line each on stderr."""
-    try:
-        if as_json:
-            writer = json_writer or JsonLinesWriter(sys.stdout)
-            for obj in report.to_json():
-                writer.record(obj)
-        elif tables:
-            sys.stdout.write(printable(report.render_text(), keep_newlines=True))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-    for error in report.errors:
-        where = f" {error['document']}" if error.get("document") not in (None, "stdout") else ""
-        sys.stderr.write(
-            printable(
-                f"remoteops: analysis {error['analyzer']}: {error['host']}{where}: {error['error']}"
-            )
-            + "\n"
-        )
-    sys.stderr.flush()
-
-
-def analysis_exit_code(code: int, report: AnalysisReport | None, *, fail_on_findings: bool) -> int:
-    """The run's exit code, made 5 by findings (with ``--fail-on-findings``) or analysis
-    errors when nothing else (3, 4, interruption) already applies."""
-    if report is None or code != 0:
-        return code
-    if report.errors or (fail_on_findings and report.findings):
-        return EXIT_FINDINGS
-    return code
-
-
-def _counted(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def analysis_summary(report: AnalysisReport, *, fail_on_findings: bool) -> tuple[str, list[str]]:
-    """What the analysis adds to the run's summary, so that it agrees with the exit code.
-
-    Returns the end of the summary's first line (``"; 3 findings
-    (--fail-on-findings)"``, ``"; 1 analysis error"``: whatever made the exit
-    code 5) and, with ``--fail-on-findings``, one line per finding, hosts with
-    the same finding folded (``  web[01-03] (3): grep:ERROR: 2 lines match``).
-    Inputs an analyzer failed on have their own lines (:func:`emit_analysis`).
-    """
-    from remoteops.nodeset import fold
-
-    parts = []
-    if report.errors:
-        parts.append(_counted(len(report.errors), "analysis error"))
-    lines: list[str] = []
-    if fail_on_findings and report.findings:
-        parts.append(f"{_counted(len(report.findings), 'finding')} (--fail-on-findings)")
-        same: dict[tuple[str, str], list[str]] = {}
-        for section in report.sections:
-            what = section.spec.label or str(section.spec)
-            for finding in section.findings:
-                where = f"{finding.document}: " if finding.document not in (None, "stdout") else ""
-                same.setdefault((what, where + finding.message), []).append(finding.host)
-        for (what, message), hosts in sorted(same.items(), key=lambda kv: -len(kv[1])):
-            shown = hosts[0] if len(hosts) == 1 else f"{fold(hosts)} ({len(hosts)})"
-            lines.append(printable(f"  {shown}: {what}: {message}"))
-    return ("; " + ", ".join(parts) if parts else ""), lines
 
 
 _AnalyzeMore = Annotated[
@@ -226,10 +140,9 @@ def analyze_cmd(
     """
     from remoteops.analysis.sources import iter_source, source_kind
     from remoteops.argcheck import check_stat
-    from remoteops.cli import _go_quiet, _Interrupts
     from remoteops.logconfig import release_stderr
 
-    _go_quiet(quiet)
+    go_quiet(quiet)
     for source in sources:
         check_stat(source, "SOURCE")  # a name too long, not a directory, ...
         source_kind(source)  # a missing SOURCE is a usage error before any work starts
@@ -237,7 +150,7 @@ def analyze_cmd(
     assert stage is not None
     start = time.monotonic()
     hosts: set[str] = set()
-    with stage, _Interrupts(stage.cancel, stopping="the analysis") as interrupts:
+    with stage, Interrupts(stage.cancel, stopping="the analysis") as interrupts:
         for source in sources:
             for result, paths, name in iter_source(source):
                 if interrupts.code is not None:
@@ -263,11 +176,6 @@ def analyze_cmd(
         suffix, lines = analysis_summary(report, fail_on_findings=fail_on_findings)
         if interrupts.code is not None:
             suffix += "; interrupted"
-        first = f"{_counted(len(hosts), 'host')} analysed{suffix}"
+        first = f"{counted(len(hosts), 'host')} analysed{suffix}"
         sys.stderr.write("\n".join([first, *lines]) + "\n")
     raise typer.Exit(code)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``analyze`` to the main app."""
-    app.command("analyze")(analyze_cmd)

@@ -1,8 +1,8 @@
-"""The ``put`` and ``get`` commands, registered on the main Typer app by ``cli.py``.
+"""The ``put`` and ``get`` commands.
 
-Kept apart from ``cli.py`` so the transfer commands can grow without touching
-it; they reuse its targeting options, ``_resolve``, ``_Interrupts`` and
-``_finish``, so exit codes and JSON Lines are those of ``run`` (docs/exit-codes.md, docs/json.md).
+They share ``run``'s targeting options (:mod:`remoteops.cli.options`) and its
+run-time machinery (:mod:`remoteops.cli.runtime`), so exit codes and JSON Lines
+are those of ``run`` (docs/exit-codes.md, docs/json.md).
 """
 
 from __future__ import annotations
@@ -16,37 +16,39 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from remoteops.cli import (
-    _AnalyzeOpt,
-    _AskPass,
-    _become_password,
-    _BecomePasswordFile,
-    _BecomeUser,
-    _ConnectTimeout,
-    _drive,
-    _FailOnFindingsOpt,
-    _finish,
-    _Forks,
-    _go_quiet,
-    _hidden_after_broken_pipe,
-    _Inventory,
-    _Json,
-    _Key,
-    _KnownHosts,
-    _Limit,
-    _NoSshConfig,
-    _PassphraseFile,
-    _Policy,
-    _Port,
-    _ProgressDisplay,
-    _Quiet,
-    _resolve,
-    _Retries,
-    _RetryFile,
-    _RulesOpt,
-    _SshConfig,
-    _targeting,
-    _User,
+from remoteops.cli.options import (
+    AnalyzeOpt,
+    AskPassOpt,
+    BecomePasswordFileOpt,
+    BecomeUserOpt,
+    ConnectTimeoutOpt,
+    FailOnFindingsOpt,
+    ForksOpt,
+    InventoryOpt,
+    JsonOpt,
+    KeyOpt,
+    KnownHostsOpt,
+    LimitOpt,
+    NoSshConfigOpt,
+    PassphraseFileOpt,
+    PolicyOpt,
+    PortOpt,
+    QuietOpt,
+    RetriesOpt,
+    RetryFileOpt,
+    RulesOpt,
+    SshConfigOpt,
+    UserOpt,
+    become_password,
+    resolve,
+    targeting,
+)
+from remoteops.cli.runtime import (
+    ProgressDisplay,
+    drive,
+    finish,
+    go_quiet,
+    hidden_after_broken_pipe,
 )
 from remoteops.errors import UsageError
 from remoteops.results import HostResult
@@ -54,14 +56,17 @@ from remoteops.results import HostResult
 if TYPE_CHECKING:
     from remoteops.transfer import TransferOptions
 
-__all__ = ["register"]
+__all__ = ["get_cmd", "put_cmd", "report_host"]
 
-logger = logging.getLogger(__name__)
+# Log files name the transfer commands' warnings as before the package.
+logger = logging.getLogger("remoteops.cli_transfer")
+
 
 _TransferTimeout = Annotated[
     float | None,
     typer.Option("-t", "--timeout", help="Per-host transfer deadline, seconds."),
 ]
+
 _Preserve = Annotated[
     bool,
     typer.Option(
@@ -70,6 +75,7 @@ _Preserve = Annotated[
         help="Keep access times too, as scp -p does (modification times are always kept).",
     ),
 ]
+
 _Checksum = Annotated[
     bool,
     typer.Option(
@@ -77,6 +83,7 @@ _Checksum = Annotated[
         help="Decide what is unchanged by sha256 instead of size and modification time.",
     ),
 ]
+
 _Verify = Annotated[
     bool,
     typer.Option(
@@ -114,7 +121,7 @@ def _size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-class _TransferProgress(_ProgressDisplay):
+class _TransferProgress(ProgressDisplay):
     """Bytes/s, files and hosts on stderr, only when stderr is a terminal."""
 
     def __init__(self, hosts: int, total_bytes: int | None, *, enabled: bool) -> None:
@@ -166,8 +173,8 @@ class _TransferProgress(_ProgressDisplay):
             self._update(description=self._label())
 
 
-def _report_host(result: HostResult, *, width: int, quiet: bool, verb: str) -> None:
-    if _hidden_after_broken_pipe(result):
+def report_host(result: HostResult, *, width: int, quiet: bool, verb: str) -> None:
+    if hidden_after_broken_pipe(result):
         return
     extra = result.extra
     counts = (
@@ -214,7 +221,7 @@ def _options(params: dict[str, Any]) -> TransferOptions:
         resume=params["resume"],
         become=params["become"],
         become_user=params["become_user"],
-        become_password=_become_password(params["become_password_file"]),
+        become_password=become_password(params["become_password_file"]),
     )
 
 
@@ -232,7 +239,7 @@ def _run_transfer(
     verb: str = "sent",
 ) -> None:
     from remoteops.argcheck import host_column_width
-    from remoteops.cli_analyze import finish_stage
+    from remoteops.cli.analyze import finish_stage
     from remoteops.report import JsonLinesWriter
 
     width = host_column_width(t.name for t in targets)
@@ -243,12 +250,12 @@ def _run_transfer(
         if as_json:
             json_writer.host(result)
         else:
-            _report_host(result, width=width, quiet=quiet, verb=verb)
+            report_host(result, width=width, quiet=quiet, verb=verb)
 
     cancel = executor.cancel if stage is None else stage.cancel_with(executor.cancel)
-    run = _drive(results, cancel=cancel, on_result=show, progress=progress)
+    run = drive(results, cancel=cancel, on_result=show, progress=progress)
 
-    _finish(
+    finish(
         run,
         as_json=as_json,
         json_writer=json_writer,
@@ -262,24 +269,24 @@ def _run_transfer(
 def put_cmd(
     pattern: Annotated[str, typer.Argument(help="Host pattern.")],
     paths: Annotated[list[str], typer.Argument(help="SRC... DEST")],
-    inventory: _Inventory = None,
-    limit: _Limit = None,
-    forks: _Forks = None,
-    user: _User = None,
-    key: _Key = None,
-    port: _Port = None,
-    ssh_config: _SshConfig = None,
-    no_ssh_config: _NoSshConfig = False,
-    known_hosts: _KnownHosts = None,
-    host_key_policy: _Policy = None,
-    connect_timeout: _ConnectTimeout = None,
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    forks: ForksOpt = None,
+    user: UserOpt = None,
+    key: KeyOpt = None,
+    port: PortOpt = None,
+    ssh_config: SshConfigOpt = None,
+    no_ssh_config: NoSshConfigOpt = False,
+    known_hosts: KnownHostsOpt = None,
+    host_key_policy: PolicyOpt = None,
+    connect_timeout: ConnectTimeoutOpt = None,
     timeout: _TransferTimeout = None,
-    as_json: _Json = False,
-    quiet: _Quiet = False,
-    retries: _Retries = 0,
-    key_passphrase_file: _PassphraseFile = None,
-    ask_pass: _AskPass = False,
-    retry_file: _RetryFile = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    retries: RetriesOpt = 0,
+    key_passphrase_file: PassphraseFileOpt = None,
+    ask_pass: AskPassOpt = False,
+    retry_file: RetryFileOpt = None,
     preserve: _Preserve = False,
     mode: Annotated[
         str | None, typer.Option("--mode", help="Permission bits of every file sent (octal).")
@@ -288,8 +295,8 @@ def put_cmd(
     verify: _Verify = False,
     resume: _Resume = False,
     become: _Become = False,
-    become_user: _BecomeUser = None,
-    become_password_file: _BecomePasswordFile = None,
+    become_user: BecomeUserOpt = None,
+    become_password_file: BecomePasswordFileOpt = None,
 ) -> None:
     """Upload files, directories and local globs to every matched host (atomic, verified).
 
@@ -312,7 +319,7 @@ def put_cmd(
     """
     from remoteops.transfer import SourceSet, put
 
-    _go_quiet(quiet)
+    go_quiet(quiet)
     if len(paths) < 2:
         raise UsageError("put needs SRC... DEST: remoteops put PATTERN SRC... DEST")
     if timeout is not None and timeout <= 0:
@@ -322,8 +329,8 @@ def put_cmd(
         raise UsageError("put: DEST is empty")
     file_mode = _parse_mode(mode)
     options = _options(locals())
-    opts = _targeting(locals())
-    targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    opts = targeting(locals())
+    targets, executor = resolve(pattern, opts, command_timeout=timeout)
     source_set = SourceSet.scan(sources, mode=file_mode, need_hash=checksum or verify or resume)
     for warning in source_set.warnings:
         logger.warning("%s", warning)
@@ -351,34 +358,34 @@ def put_cmd(
 def get_cmd(
     pattern: Annotated[str, typer.Argument(help="Host pattern.")],
     paths: Annotated[list[str], typer.Argument(help="REMOTE... LOCAL_DIR")],
-    inventory: _Inventory = None,
-    limit: _Limit = None,
-    forks: _Forks = None,
-    user: _User = None,
-    key: _Key = None,
-    port: _Port = None,
-    ssh_config: _SshConfig = None,
-    no_ssh_config: _NoSshConfig = False,
-    known_hosts: _KnownHosts = None,
-    host_key_policy: _Policy = None,
-    connect_timeout: _ConnectTimeout = None,
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    forks: ForksOpt = None,
+    user: UserOpt = None,
+    key: KeyOpt = None,
+    port: PortOpt = None,
+    ssh_config: SshConfigOpt = None,
+    no_ssh_config: NoSshConfigOpt = False,
+    known_hosts: KnownHostsOpt = None,
+    host_key_policy: PolicyOpt = None,
+    connect_timeout: ConnectTimeoutOpt = None,
     timeout: _TransferTimeout = None,
-    as_json: _Json = False,
-    quiet: _Quiet = False,
-    retries: _Retries = 0,
-    key_passphrase_file: _PassphraseFile = None,
-    ask_pass: _AskPass = False,
-    retry_file: _RetryFile = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    retries: RetriesOpt = 0,
+    key_passphrase_file: PassphraseFileOpt = None,
+    ask_pass: AskPassOpt = False,
+    retry_file: RetryFileOpt = None,
     preserve: _Preserve = False,
     checksum: _Checksum = False,
     verify: _Verify = False,
     resume: _Resume = False,
     become: _Become = False,
-    become_user: _BecomeUser = None,
-    become_password_file: _BecomePasswordFile = None,
-    analyze: _AnalyzeOpt = None,
-    rules: _RulesOpt = None,
-    fail_on_findings: _FailOnFindingsOpt = False,
+    become_user: BecomeUserOpt = None,
+    become_password_file: BecomePasswordFileOpt = None,
+    analyze: AnalyzeOpt = None,
+    rules: RulesOpt = None,
+    fail_on_findings: FailOnFindingsOpt = False,
 ) -> None:
     """Download remote files, directories and globs into LOCAL_DIR/<host>/<remote path>.
 
@@ -398,10 +405,10 @@ def get_cmd(
     """
     from remoteops.analysis.sources import downloaded_files
     from remoteops.argcheck import check_output_dir, file_names_for_hosts
-    from remoteops.cli_analyze import feed, open_stage
+    from remoteops.cli.analyze import feed, open_stage
     from remoteops.transfer import get
 
-    _go_quiet(quiet)
+    go_quiet(quiet)
     if len(paths) < 2:
         raise UsageError("get needs REMOTE... LOCAL_DIR: remoteops get PATTERN REMOTE... LOCAL_DIR")
     if timeout is not None and timeout <= 0:
@@ -413,8 +420,8 @@ def get_cmd(
     check_output_dir(local_dir, "LOCAL_DIR", create=False)
     options = _options(locals())
     stage = open_stage(analyze, rules)
-    opts = _targeting(locals())
-    targets, executor = _resolve(pattern, opts, command_timeout=timeout)
+    opts = targeting(locals())
+    targets, executor = resolve(pattern, opts, command_timeout=timeout)
     # Each host's files land in LOCAL_DIR/HOST/.
     file_names_for_hosts((t.name for t in targets), local_dir, "LOCAL_DIR")
     check_output_dir(local_dir, "LOCAL_DIR", create=True)
@@ -443,9 +450,3 @@ def get_cmd(
             fail_on_findings=fail_on_findings,
             verb="fetched",
         )
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``put`` and ``get`` to the main app."""
-    app.command("put")(put_cmd)
-    app.command("get")(get_cmd)
