@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from remoteops.errors import InventoryError, UsageError
+from remoteops.inventory_sources import inventory_sources
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -99,13 +100,6 @@ class Fleet:
 
     targets: list[Target]
     executor: Executor
-
-
-def inventory_sources(given: Sequence[str] | None) -> list[str]:
-    """The inventory sources in effect: ``given``, else the default ones."""
-    from remoteops.inventory import default_inventory_sources
-
-    return list(given) if given else default_inventory_sources()
 
 
 def load_fleet_inventory(given: Sequence[str] | None) -> Inventory:

@@ -62,6 +62,7 @@ from remoteops.inventory_ini import (
     has_section,
     parse_ini,
 )
+from remoteops.inventory_sources import default_inventory_sources
 from remoteops.logconfig import NOTICE
 from remoteops.patterns import (
     Unmatched,
@@ -87,7 +88,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ADVICE = "run `ansible-inventory -i FILE --list > inv.json` and pass inv.json with -i"
-DEFAULT_INVENTORY = "./inventories/hosts.yml"
 MAX_ALIASES = 100
 MAX_NODES = 100_000
 
@@ -691,14 +691,6 @@ def connection_vars(host_vars: Mapping[str, object], *, host: str | None = None)
         become_method=method,
         become_password=text("become_password"),
     )
-
-
-def default_inventory_sources(env: Mapping[str, str] | None = None) -> list[str]:
-    """``$REMOTEOPS_INVENTORY`` split on ``os.pathsep``, else ``./inventories/hosts.yml``."""
-    env = os.environ if env is None else env
-    value = env.get("REMOTEOPS_INVENTORY", "")
-    sources = [part for part in value.split(os.pathsep) if part.strip()]
-    return sources or [DEFAULT_INVENTORY]
 
 
 # --- building -------------------------------------------------------------------------
