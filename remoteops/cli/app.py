@@ -22,6 +22,8 @@ import typer.main
 
 from remoteops import __version__, cliparams
 from remoteops.cli.analyze import analyze_cmd
+from remoteops.cli.completion import COMPLETE_VAR, completion_cmd
+from remoteops.cli.completion import prepare as prepare_completion
 from remoteops.cli.help import help_cmd
 from remoteops.cli.inventory import inventory_app
 from remoteops.cli.lab import lab_app
@@ -80,10 +82,11 @@ app.command("put")(put_cmd)
 app.command("get")(get_cmd)
 app.command("play")(play_cmd)
 app.command("analyze")(analyze_cmd)
+app.command("completion")(completion_cmd)
 
 
-def _version_callback(value: bool) -> None:
-    if not value:
+def _version_callback(ctx: typer.Context, value: bool) -> None:
+    if not value or ctx.resilient_parsing:  # resilient: a shell is completing the line
         return
     import cryptography
     import paramiko
@@ -228,10 +231,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 @functools.cache
 def _click_command() -> Any:
-    """The click command typer builds from the functions' signatures (built once).
+    """The click command typer builds from the functions' signatures (built once), with
+    typer's completion classes for bash, zsh and fish (``remoteops completion``).
 
     Its parameters convert plain values without pydantic (``remoteops.cliparams``).
     """
+    from typer._completion_classes import completion_init  # as add_completion=True does
+
+    completion_init()
     cliparams.install()
     return typer.main.get_command(app)
 
@@ -249,8 +256,11 @@ def _main(args: list[str]) -> NoReturn:
     if reconfigure is not None:
         with contextlib.suppress(ValueError, OSError):
             reconfigure(errors="surrogateescape")
+    command = _click_command()
+    if os.environ.get(COMPLETE_VAR):  # a shell asks for completions (docs/cli.md)
+        prepare_completion(command)
     try:
-        result = _click_command()(args=args, prog_name="remoteops", standalone_mode=False)
+        result = command(args=args, prog_name="remoteops", standalone_mode=False)
     except typer.Exit as exc:
         _flush_stdout_quietly()
         raise SystemExit(exc.exit_code) from None

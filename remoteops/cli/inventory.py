@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from remoteops.cli.completion import complete_group, complete_host
 from remoteops.cli.options import (
     CONTEXT,
     InventoryOpt,
@@ -15,6 +16,7 @@ from remoteops.cli.options import (
     KnownHostsOpt,
     LimitOpt,
     NoSshConfigOpt,
+    PatternArg,
     PortOpt,
     SshConfigOpt,
     UserOpt,
@@ -46,7 +48,7 @@ def _load(inventory: list[str] | None) -> Any:
 
 @inventory_app.command("list")
 def inventory_list_cmd(
-    pattern: Annotated[str, typer.Argument(help="Host pattern.")] = "all",
+    pattern: PatternArg = "all",
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     as_json: Annotated[
@@ -81,7 +83,10 @@ def inventory_list_cmd(
 
 @inventory_app.command("graph")
 def inventory_graph_cmd(
-    group: Annotated[str, typer.Argument(help="Group at the top of the tree.")] = "all",
+    group: Annotated[
+        str,
+        typer.Argument(help="Group at the top of the tree.", autocompletion=complete_group),
+    ] = "all",
     inventory: InventoryOpt = None,
     show_vars: Annotated[bool, typer.Option("--vars", help="Show variables too.")] = False,
 ) -> None:
@@ -95,7 +100,7 @@ def inventory_graph_cmd(
 
 @inventory_app.command("host")
 def inventory_host_cmd(
-    name: Annotated[str, typer.Argument(help="Inventory host name.")],
+    name: Annotated[str, typer.Argument(help="Inventory host name.", autocompletion=complete_host)],
     inventory: InventoryOpt = None,
     user: UserOpt = None,
     key: KeyOpt = None,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from remoteops.cli.completion import complete_pattern
 from remoteops.errors import UsageError
 from remoteops.outputs import watch
 
@@ -38,6 +39,7 @@ __all__ = [
     "LimitOpt",
     "NoSshConfigOpt",
     "PassphraseFileOpt",
+    "PatternArg",
     "PolicyOpt",
     "PortOpt",
     "QuietOpt",
@@ -77,6 +79,7 @@ LimitOpt = Annotated[
     typer.Option(
         "-l",
         "--limit",
+        autocompletion=complete_pattern,
         help=(
             "Further limit hosts (Ansible pattern). Numbers with - or , in brackets are a "
             "node set of names (web[01-03,07]); [x:y] and [x] pick a group's hosts by "
@@ -98,6 +101,7 @@ ForksOpt = Annotated[
     ),
 ]
 
+PatternArg = Annotated[str, typer.Argument(help="Host pattern.", autocompletion=complete_pattern)]
 UserOpt = Annotated[str | None, typer.Option("-u", "--user", help="Login user (beats inventory).")]
 
 KeyOpt = Annotated[

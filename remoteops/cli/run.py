@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from remoteops.cli.completion import complete_pattern
 from remoteops.cli.options import (
     AnalyzeOpt,
     AskPassOpt,
@@ -24,6 +25,7 @@ from remoteops.cli.options import (
     LimitOpt,
     NoSshConfigOpt,
     PassphraseFileOpt,
+    PatternArg,
     PolicyOpt,
     PortOpt,
     QuietOpt,
@@ -64,7 +66,12 @@ def _parse_env(values: list[str] | None) -> dict[str, str]:
 
 
 def run_cmd(
-    pattern: Annotated[str, typer.Argument(help="Host pattern, e.g. web:&eu or 'db*'.")],
+    pattern: Annotated[
+        str,
+        typer.Argument(
+            help="Host pattern, e.g. web:&eu or 'db*'.", autocompletion=complete_pattern
+        ),
+    ],
     command: Annotated[list[str], typer.Argument(help="The command (after --).")],
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
@@ -264,7 +271,7 @@ def run_cmd(
 
 
 def ping_cmd(
-    pattern: Annotated[str, typer.Argument(help="Host pattern.")] = "all",
+    pattern: PatternArg = "all",
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     forks: ForksOpt = None,

@@ -31,6 +31,7 @@ from remoteops.cli.options import (
     LimitOpt,
     NoSshConfigOpt,
     PassphraseFileOpt,
+    PatternArg,
     PolicyOpt,
     PortOpt,
     QuietOpt,
@@ -267,7 +268,7 @@ def _run_transfer(
 
 
 def put_cmd(
-    pattern: Annotated[str, typer.Argument(help="Host pattern.")],
+    pattern: PatternArg,
     paths: Annotated[list[str], typer.Argument(help="SRC... DEST")],
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
@@ -356,7 +357,7 @@ def put_cmd(
 
 
 def get_cmd(
-    pattern: Annotated[str, typer.Argument(help="Host pattern.")],
+    pattern: PatternArg,
     paths: Annotated[list[str], typer.Argument(help="REMOTE... LOCAL_DIR")],
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
