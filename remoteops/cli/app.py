@@ -67,7 +67,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=False,  # `remoteops completion SHELL` instead: an explicit shell
     context_settings=CONTEXT,
     rich_markup_mode=None,
 )
