@@ -9,6 +9,7 @@ coercion, and fail loudly if a typer release takes away what it hooks into.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ import pytest
 from typer._coercion import build_runtime_param, resolve_type_descriptor
 from typer.models import OptionInfo
 
-from remoteops import cli, cliparams
+from remoteops import cliparams
 from tests.helpers import run_cli
 
 
@@ -90,7 +91,8 @@ def test_anything_else_is_left_to_typer(annotation: Any, value: Any) -> None:
 def test_the_quick_coercion_is_installed_on_the_command_line() -> None:
     """Fails loudly when a typer release no longer offers what cliparams hooks into."""
     assert cliparams.install() is True
-    run = cli._click_command().commands["run"]
+    app_module = importlib.import_module("remoteops.cli.app")
+    run = app_module._click_command().commands["run"]
     forks = next(p for p in run.params if p.name == "forks")
     assert forks.get_runtime_param().__class__.__name__ == "QuickParam"
 
