@@ -26,7 +26,9 @@ pyproject.toml pins paramiko to the tested range (``>=5.1,<6``). Two kinds:
 
 ``REMOTEOPS_NO_FAST_PATHS=1`` turns every fast path off, whatever paramiko
 offers (docs/environment.md): an escape hatch should one misbehave with some
-server, and how the test suite runs the transfer tests a second time.
+server, and how the test suite runs the transfer tests a second time. It also
+turns off the grep prefilter of the analyzers (``remoteops.analysis.prefilter``),
+which reads it through :mod:`remoteops.fastswitch` (no paramiko import there).
 Code that chooses a fast path asks :func:`enabled` at that moment.
 """
 
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,8 @@ from typing import Any
 import paramiko
 from paramiko.auth_handler import AuthHandler
 from paramiko.packet import Packetizer
+
+from remoteops.fastswitch import ENV_SWITCH, switched_off
 
 __all__ = [
     "ENV_SWITCH",
@@ -55,9 +58,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ENV_SWITCH = "REMOTEOPS_NO_FAST_PATHS"
 SUPPORTED_PARAMIKO = ">=5.1,<6"
-_OFF_VALUES = ("", "0", "false", "no", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +268,6 @@ def enabled() -> bool:
     ``no`` or ``off`` switches them off. Read at each call, so one process
     (a test) can compare both ways.
     """
-    if os.environ.get(ENV_SWITCH, "").strip().lower() not in _OFF_VALUES:
+    if switched_off():
         return False
     return not _lacking_said()

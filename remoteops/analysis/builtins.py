@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import operator
 import re
 from collections import Counter
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from itertools import compress, starmap
 from typing import Any, ClassVar, Final
 
+from remoteops.analysis import prefilter
 from remoteops.analysis.model import (
     AnalyzerSpec,
     Document,
@@ -41,6 +43,8 @@ from remoteops.nodeset import fold, fold_hosts
 from remoteops.wording import plural
 
 __all__ = ["BUILTINS", "Analyzer", "Partials"]
+
+logger = logging.getLogger(__name__)
 
 # (document without its bytes, partial result) for every document analysed.
 Partials = Sequence[tuple[Document, Any]]
@@ -622,18 +626,22 @@ class Logscan(Analyzer):
             if config.pattern
             else LineMatcher(keywords=DEFAULT_KEYWORDS)
         )
-        messages: dict[bytes, list[Any]] = {}
-        total = 0
         found: Iterable[list[bytes]]
+        needles = matcher.grep_needles() if _whole_file(doc) else None
+        if needles is not None and prefilter.usable():
+            assert doc.path is not None
+            blocks = prefilter.candidate_blocks(doc.path, needles, ignore_case=not config.pattern)
+            try:
+                return _scan_lines(map(matcher.matching_lines, blocks), doc.host)
+            except prefilter.Unavailable as exc:  # the file read here, as without grep
+                logger.debug("Host %r: %s: no grep prefilter: %s", doc.host, doc.name, exc)
+            finally:
+                blocks.close()
         if matcher.reads_buffers:  # a literal: only the lines around its matches are copied
             found = starmap(matcher.buffer_lines, iter_line_buffers(doc))
         else:
             found = map(matcher.matching_lines, iter_line_blocks(doc))
-        for lines in found:
-            if lines:
-                total += len(lines)
-                _count_messages(lines, doc.host, messages)
-        return total, messages
+        return _scan_lines(found, doc.host)
 
     def reduce(self, spec: AnalyzerSpec, config: LogscanConfig, partials: Partials) -> Section:
         per_host: Counter[str] = Counter()
@@ -686,6 +694,22 @@ class Logscan(Analyzer):
             )
         )
         return section
+
+
+def _whole_file(doc: Document) -> bool:
+    """Whether ``doc`` is a whole local file (not bytes in memory, not a byte range)."""
+    return doc.path is not None and doc.data is None and doc.start == 0 and doc.end is None
+
+
+def _scan_lines(found: Iterable[list[bytes]], host: str) -> tuple[int, dict[bytes, list[Any]]]:
+    """logscan's partial result from the matching lines, a list per block, in file order."""
+    messages: dict[bytes, list[Any]] = {}
+    total = 0
+    for lines in found:
+        if lines:
+            total += len(lines)
+            _count_messages(lines, host, messages)
+    return total, messages
 
 
 _NO_TIME: Final = ("", "")

@@ -42,6 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
+from remoteops.analysis import prefilter
 from remoteops.analysis.builtins import BUILTINS
 from remoteops.analysis.model import AnalysisReport, AnalyzerSpec, Document, Section
 from remoteops.analysis.registry import check_spec, parse_spec, resolve
@@ -360,6 +361,7 @@ class AnalysisStage:
         self._closed = True
         if self._feeder is not None:
             self._cancelled.set()
+            prefilter.stop(self._feeder.ident)  # a grep it runs ends now (killed, reaped)
             # The feeder ends at its next check; a worker it is starting may take a
             # while on a loaded machine, and must not outlive the forkserver.
             for _ in range(1200):

@@ -239,6 +239,19 @@ class LineMatcher:
         literal = pattern is not None and not any(c in ".^$*+?{}[]\\|()" for c in pattern)
         self._literal = pattern.encode() if literal and pattern else None
 
+    def grep_needles(self) -> tuple[bytes, ...] | None:
+        """Literals such that every matching line holds one (case-insensitively for
+        keywords), for a prefilter (``remoteops.analysis.prefilter``); None when no
+        such set is known (a regex: it may span lines or match without a literal).
+
+        A line matches a keyword when the lowered line (ASCII letters only, as
+        ``LC_ALL=C grep -i``) holds it at a word start; a literal of one line when
+        the line holds it.
+        """
+        if self.pattern is None:
+            return self.keywords or None
+        return (self._literal,) if self.reads_buffers and self._literal else None
+
     @property
     def reads_buffers(self) -> bool:
         """Whether :meth:`buffer_lines` applies: the pattern is a literal of one line."""

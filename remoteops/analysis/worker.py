@@ -21,6 +21,7 @@ if sys.platform == "linux":
 else:  # pragma: no cover - not Linux
     ctypes = None  # type: ignore[assignment]
 
+from remoteops.analysis import prefilter
 from remoteops.analysis.model import Document
 from remoteops.analysis.registry import resolve
 from remoteops.logconfig import LogSettings, setup_logging
@@ -53,6 +54,7 @@ def init_worker(log_settings: LogSettings | None, sys_path: list[str]) -> None:
     forkserver (this process's parent) dies, the kernel kills the worker too.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    prefilter.install_worker_handler()  # terminated, it ends the grep it runs first
     if ctypes is not None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
