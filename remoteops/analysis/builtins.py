@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress, starmap
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 from remoteops.analysis import prefilter
 from remoteops.analysis.model import (
@@ -45,6 +45,7 @@ from remoteops.wording import plural
 __all__ = ["BUILTINS", "Analyzer", "Partials"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # (document without its bytes, partial result) for every document analysed.
 Partials = Sequence[tuple[Document, Any]]
@@ -290,14 +291,19 @@ class Grep(Analyzer):
 
     def map(self, config: _GrepConfig, doc: Document) -> tuple[int, list[str]]:
         matcher = LineMatcher(pattern=config.regex)
-        count = 0
-        shown: list[str] = []
-        for block in iter_line_blocks(doc):
-            starts, ends = matcher.spans(block)
-            count += len(starts)
-            for start, end in zip(starts, ends[: MAX_LINES_SHOWN - len(shown)], strict=False):
-                shown.append(block[start:end].decode("utf-8", "replace"))
-        return count, shown
+
+        def scan(blocks: Iterable[bytes]) -> tuple[int, list[str]]:
+            count = 0
+            shown: list[str] = []
+            for block in blocks:
+                starts, ends = matcher.spans(block)
+                count += len(starts)
+                for start, end in zip(starts, ends[: MAX_LINES_SHOWN - len(shown)], strict=False):
+                    shown.append(block[start:end].decode("utf-8", "replace"))
+            return count, shown
+
+        done = _prefiltered(matcher, doc, scan)
+        return scan(iter_line_blocks(doc)) if done is None else done
 
     def reduce(self, spec: AnalyzerSpec, config: _GrepConfig, partials: Partials) -> Section:
         per: dict[tuple[str, str], list[Any]] = {}
@@ -350,7 +356,12 @@ class Count(_RegexAnalyzer):
 
     def map(self, config: _Pattern, doc: Document) -> int:
         matcher = LineMatcher(pattern=config.regex)
-        return sum(matcher.count(block) for block in iter_line_blocks(doc))
+
+        def scan(blocks: Iterable[bytes]) -> int:
+            return sum(map(matcher.count, blocks))
+
+        done = _prefiltered(matcher, doc, scan)
+        return scan(iter_line_blocks(doc)) if done is None else done
 
     def reduce(self, spec: AnalyzerSpec, config: _Pattern, partials: Partials) -> Section:
         per: Counter[tuple[str, str]] = Counter()
@@ -627,16 +638,11 @@ class Logscan(Analyzer):
             else LineMatcher(keywords=DEFAULT_KEYWORDS)
         )
         found: Iterable[list[bytes]]
-        needles = matcher.grep_needles() if _whole_file(doc) else None
-        if needles is not None and prefilter.usable():
-            assert doc.path is not None
-            blocks = prefilter.candidate_blocks(doc.path, needles, ignore_case=not config.pattern)
-            try:
-                return _scan_lines(map(matcher.matching_lines, blocks), doc.host)
-            except prefilter.Unavailable as exc:  # the file read here, as without grep
-                logger.debug("Host %r: %s: no grep prefilter: %s", doc.host, doc.name, exc)
-            finally:
-                blocks.close()
+        done = _prefiltered(
+            matcher, doc, lambda blocks: _scan_lines(map(matcher.matching_lines, blocks), doc.host)
+        )
+        if done is not None:
+            return done
         if matcher.reads_buffers:  # a literal: only the lines around its matches are copied
             found = starmap(matcher.buffer_lines, iter_line_buffers(doc))
         else:
@@ -696,9 +702,27 @@ class Logscan(Analyzer):
         return section
 
 
-def _whole_file(doc: Document) -> bool:
-    """Whether ``doc`` is a whole local file (not bytes in memory, not a byte range)."""
-    return doc.path is not None and doc.data is None and doc.start == 0 and doc.end is None
+def _prefiltered(
+    matcher: LineMatcher, doc: Document, scan: Callable[[Iterable[bytes]], _T]
+) -> _T | None:
+    """``scan`` over the blocks of grep's candidate lines of ``doc``
+    (:mod:`remoteops.analysis.prefilter`): the result of ``scan`` over the
+    file's own blocks, when ``scan`` works line by line. None when the prefilter
+    does not apply (not a whole local file, a regex, no grep, switched off) or
+    could not finish: the caller reads the file itself."""
+    if doc.path is None or doc.data is not None or doc.start != 0 or doc.end is not None:
+        return None  # in memory, or a byte range: grep would read the whole file
+    needles = matcher.grep_needles()
+    if needles is None or not prefilter.usable():
+        return None
+    blocks = prefilter.candidate_blocks(doc.path, needles, ignore_case=matcher.pattern is None)
+    try:
+        return scan(blocks)
+    except prefilter.Unavailable as exc:  # the file read in Python, as without grep
+        logger.debug("Host %r: %s: no grep prefilter: %s", doc.host, doc.name, exc)
+        return None
+    finally:
+        blocks.close()
 
 
 def _scan_lines(found: Iterable[list[bytes]], host: str) -> tuple[int, dict[bytes, list[Any]]]:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from remoteops.analysis import prefilter
 from remoteops.analysis.builtins import BUILTINS, LogscanConfig
-from remoteops.analysis.model import Document
+from remoteops.analysis.model import AnalyzerSpec, Document
 from remoteops.analysis.stage import AnalysisStage
 from remoteops.fastswitch import ENV_SWITCH
 from tests.unit.test_textscan import SETTINGS, _tricky_log, blocks, ref_logscan_map
@@ -92,6 +92,41 @@ def test_logscan_with_the_prefilter_is_logscan_without_it(data: bytes, pattern: 
     finally:
         prefilter.candidate_blocks = real  # type: ignore[assignment]
     assert len(started) == (1 if _is_literal(pattern) else 0)
+
+
+def _run_both(name: str, args: str, path: Path) -> tuple[Any, Any]:
+    impl = BUILTINS[name]
+    config = impl.configure(AnalyzerSpec(name, args))
+    doc = Document("web01", "app.log", path=str(path))
+    fast = impl.map(config, doc)
+    os.environ[ENV_SWITCH] = "1"
+    try:
+        return fast, impl.map(config, doc)
+    finally:
+        del os.environ[ENV_SWITCH]
+
+
+@SETTINGS
+@given(data=tricky, pattern=st.sampled_from([p for p in PATTERNS if p]))
+def test_grep_and_count_with_the_prefilter_are_without_it(data: bytes, pattern: str) -> None:
+    """grep (lines, the first ones shown) and count (matches) of a literal: grep's
+    candidates give what reading the file gives; a regex is read in Python."""
+    started: list[str] = []
+    real = prefilter.candidate_blocks
+    prefilter.candidate_blocks = _counting(started)
+    saved = os.environ.pop(ENV_SWITCH, None)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "app.log"
+            path.write_bytes(data)
+            for name in ("grep", "count"):
+                fast, slow = _run_both(name, pattern, path)
+                assert fast == slow
+    finally:
+        prefilter.candidate_blocks = real  # type: ignore[assignment]
+        if saved is not None:
+            os.environ[ENV_SWITCH] = saved
+    assert len(started) == (2 if _is_literal(pattern) else 0)
 
 
 @pytest.mark.parametrize("pattern", [None, "ERROR", "x1 x"])
