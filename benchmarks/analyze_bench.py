@@ -13,8 +13,10 @@
    process, as an operator runs it), the one-liner it replaces,
    ``LC_ALL=C grep -h ERROR FILES | sed -E 's/[0-9]+/<n>/g' | sort | uniq -c |
    sort -rn``, and ``grep -c -i -w -E`` with logscan's words. Every variant must
-   count the same error lines. Targets: the pool <= 1.0x the pipeline's wall
-   time (median of the per-round ratios), and >= 1.8x faster than one process.
+   count the same error lines. The pool runs again with every file read in
+   Python (``REMOTEOPS_NO_FAST_PATHS=1``: no grep prefilter), side by side.
+   Targets: the pool <= 1.0x the pipeline's wall time (median of the per-round
+   ratios), and >= 1.8x faster than one process.
 2. Threads vs processes vs serial for the CPU-bound stage (``--skip-models``).
 3. The same logs with ``--sparse-percent`` error lines: the pool and the
    command against ``LC_ALL=C grep -c ERROR`` (target: within 2x), and
@@ -55,8 +57,12 @@ from remoteops.analysis.model import Document
 from remoteops.analysis.registry import check_spec, parse_spec
 from remoteops.analysis.sources import iter_source
 from remoteops.analysis.worker import Task, run_task
+from remoteops.fastswitch import ENV_SWITCH
 
 GREP_WORDS = "error|fatal|crit|panic|emerg"
+# logscan with every file read in Python: no grep prefilter (REMOTEOPS_NO_FAST_PATHS=1).
+NO_GREP = "no grep prefilter"
+
 # The shell one-liner logscan replaces: error lines, numbers masked, counted, most first.
 PIPELINE = "LC_ALL=C grep -h ERROR {files} | sed -E 's/[0-9]+/<n>/g' | sort | uniq -c | sort -rn"
 
@@ -106,8 +112,17 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p) for p in root.glob("*/var/log/app.log"))
 
 
-def time_logscan(root: Path, workers: int, spec: str = "logscan") -> tuple[float, int]:
-    """``logscan`` through ``AnalysisStage`` in this process (pool start-up included)."""
+def time_logscan(
+    root: Path, workers: int, spec: str = "logscan", *, prefilter: bool = True
+) -> tuple[float, int]:
+    """``logscan`` through ``AnalysisStage`` in this process (pool start-up included);
+    without ``prefilter``, every file read in Python (``REMOTEOPS_NO_FAST_PATHS=1``)."""
+    if not prefilter:
+        os.environ[ENV_SWITCH] = "1"  # workers inherit it: each stage starts a new forkserver
+        try:
+            return time_logscan(root, workers, spec)
+        finally:
+            del os.environ[ENV_SWITCH]
     start = time.perf_counter()
     with AnalysisStage([spec], workers=workers) as stage:
         for result, paths, _name in iter_source(root):
@@ -209,6 +224,7 @@ def bench_logscan(
         "one process": lambda: time_logscan(root, 0),
         "pool of 1": lambda: time_logscan(root, 1),
         pool: lambda: time_logscan(root, workers),
+        NO_GREP: lambda: time_logscan(root, workers, prefilter=False),
         "command": lambda: time_cli(root, workers),
         "pipeline": lambda: time_pipeline(root),
         "grep -c -i -w -E": lambda: time_grep_count(root, "-i", "-w", "-E", pattern=GREP_WORDS),
@@ -233,6 +249,7 @@ def bench_logscan(
         )
     )
     what = f"{mb:.0f} MB, {error_percent:g}% error lines ({lines.pop()})"
+    rows.append(_ratio_row(f"logscan ({pool}) / {NO_GREP}", pooled, times[NO_GREP], loads, ""))
     rows.append(
         _ratio_row(
             f"logscan ({pool}) / grep|sed|sort|uniq -c, {what}",
@@ -266,6 +283,7 @@ def bench_sparse(root: Path, nbytes: int, repeat: int, workers: int, percent: fl
     pool = f"pool of {workers}"
     runs: dict[str, Callable[[], tuple[float, int]]] = {
         pool: lambda: time_logscan(root, workers),
+        NO_GREP: lambda: time_logscan(root, workers, prefilter=False),
         "command": lambda: time_cli(root, workers),
         "logscan:ERROR": lambda: time_logscan(root, workers, "logscan:ERROR"),
         "command logscan:ERROR": lambda: time_cli(root, workers, "logscan:ERROR"),
@@ -277,6 +295,7 @@ def bench_sparse(root: Path, nbytes: int, repeat: int, workers: int, percent: fl
     assert len(lines) == 1, counts
     what = f"{nbytes / 1e6:.0f} MB, {percent:g}% error lines ({lines.pop()})"
     return [
+        _ratio_row(f"logscan ({pool}) / {NO_GREP}", times[pool], times[NO_GREP], loads, ""),
         _ratio_row(
             f"logscan ({pool}) / LC_ALL=C grep -c ERROR, {what}",
             times[pool],
