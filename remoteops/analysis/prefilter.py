@@ -20,8 +20,9 @@ lines are read whole however long. Its output is read a block at a time
 (whole lines, ``BLOCK_SIZE`` and the rest of a line), never all at once.
 
 Any doubt falls back (:class:`Unavailable`) to reading the file in Python:
-no grep on ``PATH``, grep failing (exit status 2, a signal), the file changed
-while grep read it (size, times or inode), or ``REMOTEOPS_NO_FAST_PATHS`` set.
+no grep on ``PATH`` or not GNU grep (``grep --version``, asked once per
+path), grep failing (exit status 2, a signal), the file changed while grep
+read it (size, times or inode), or ``REMOTEOPS_NO_FAST_PATHS`` set.
 A grep is killed and reaped when its reader is closed, when the analysis
 stage that runs it closes (:func:`stop`), and when a worker process is
 terminated (its SIGTERM handler calls :func:`stop`).
@@ -30,6 +31,7 @@ terminated (its SIGTERM handler calls :func:`stop`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -66,7 +68,25 @@ def usable() -> bool:
 
 
 def _grep() -> str | None:
-    return shutil.which("grep")
+    """The ``grep`` on ``PATH`` if it is GNU grep (whose handling of long lines, NULs
+    and ``-a`` this relies on), else None."""
+    path = shutil.which("grep")
+    return path if path is not None and _is_gnu(path) else None
+
+
+@functools.lru_cache(maxsize=8)
+def _is_gnu(path: str) -> bool:
+    try:
+        out = subprocess.run(
+            [path, "--version"],
+            capture_output=True,
+            env={**os.environ, **_ENV},
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and out.stdout.startswith(b"grep (GNU grep) ")
 
 
 def _identity(fd: int) -> tuple[int, int, int, int, int]:

@@ -151,6 +151,10 @@ def test_prefilter_blocks_are_whole_lines_however_small(
         assert lines == wanted
 
 
+# A script standing in for grep answers --version as GNU grep does (else it is not used).
+_GNU_VERSION = '[ "$1" = --version ] && { echo "grep (GNU grep) 3.8"; exit 0; }\n'
+
+
 def _script(directory: Path, name: str, body: str) -> Path:
     path = directory / name
     path.write_text("#!/bin/sh\n" + body)
@@ -176,20 +180,30 @@ def test_no_grep_on_path_gives_the_same_result(
     assert spawned == [str(path)]
 
 
-def test_a_failing_grep_falls_back_to_the_same_result(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("version", "used"),
+    [
+        # A GNU grep that prints a wrong line and exits 2 (an error): its output is dropped.
+        ("grep (GNU grep) 3.8", True),
+        # Another grep may treat long lines or NULs otherwise: only GNU grep is trusted.
+        ("grep 1.0", False),
+    ],
+)
+def test_a_failing_or_foreign_grep_falls_back_to_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, used: bool
 ) -> None:
-    """A grep that prints a wrong line and exits 2 (an error): its output is dropped."""
     path = tmp_path / "app.log"
     path.write_bytes(_tricky_log())
     expected = _map(None, path, fast=False)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     ran = tmp_path / "ran"
-    _script(bin_dir, "grep", f": > {ran}\necho 'ERROR not in the file'\nexit 2\n")
+    answer = f'[ "$1" = --version ] && {{ echo "{version}"; exit 0; }}\n'
+    _script(bin_dir, "grep", f"{answer}: > {ran}\necho 'ERROR not in the file'\nexit 2\n")
     monkeypatch.setenv("PATH", str(bin_dir))
+    assert prefilter.usable() == used
     assert _map(None, path, fast=True) == expected
-    assert ran.exists()
+    assert ran.exists() == used
 
 
 def test_a_file_changed_while_grep_reads_it_is_read_again(
@@ -230,7 +244,9 @@ def _sleeping_grep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pat
     bin_dir.mkdir()
     pid_file = tmp_path / "grep.pid"
     _script(
-        bin_dir, "grep", f"echo $$ > {pid_file}.tmp\nmv {pid_file}.tmp {pid_file}\nexec sleep 300\n"
+        bin_dir,
+        "grep",
+        f"{_GNU_VERSION}echo $$ > {pid_file}.tmp\nmv {pid_file}.tmp {pid_file}\nexec sleep 300\n",
     )
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.defpath}")
     monkeypatch.delenv(ENV_SWITCH, raising=False)
