@@ -52,6 +52,8 @@ _lock = threading.Lock()
 # Each running grep, with the thread that started it.
 _running: dict[subprocess.Popen[bytes], int] = {}
 _stopped: set[int] = set()  # pids killed by stop()
+_spawning = False  # a grep is being started and registered
+_term_pending: int | None = None  # a worker's SIGTERM that came meanwhile
 
 
 class Unavailable(Exception):
@@ -118,19 +120,7 @@ def candidate_blocks(
             args += ["-e", os.fsdecode(needle)]
     with open(path, "rb", buffering=0) as fh:
         before = _identity(fh.fileno())
-        try:
-            proc = subprocess.Popen(
-                args,
-                stdin=fh,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, **_ENV},
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise Unavailable(f"grep: {exc}") from None
-        with _lock:
-            _running[proc] = threading.get_ident()
+        proc = _spawn(args, fh.fileno())
         try:
             yield from _blocks(proc, block_size)
             status = proc.wait()
@@ -144,6 +134,34 @@ def candidate_blocks(
         raise Unavailable(f"grep exited with status {status}")
     if changed:
         raise Unavailable(f"{path} changed while grep read it")
+
+
+def _spawn(args: list[str], stdin: int) -> subprocess.Popen[bytes]:
+    """Start grep, registered for :func:`stop` before anyone can ask to stop it.
+
+    The lock keeps :func:`stop` waiting until the new grep is registered; a
+    worker's SIGTERM arriving meanwhile is held until then (``_spawning``).
+    """
+    global _spawning
+    with _lock:
+        _spawning = True
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, **_ENV},
+                close_fds=True,
+            )
+            _running[proc] = threading.get_ident()
+        except OSError as exc:
+            raise Unavailable(f"grep: {exc}") from None
+        finally:
+            _spawning = False
+    if _term_pending is not None:
+        _die_on_sigterm(_term_pending, None)
+    return proc
 
 
 def _blocks(proc: subprocess.Popen[bytes], block_size: int) -> Iterator[bytes]:
@@ -200,6 +218,10 @@ def stop(thread: int | None = None) -> None:
 
 def _die_on_sigterm(signum: int, _frame: object) -> None:
     """A worker's SIGTERM: end its greps (killed and reaped), then die of the signal."""
+    global _term_pending
+    if _spawning:  # a grep is being started: ended as soon as it is registered
+        _term_pending = signum
+        return
     # No lock: the worker's one thread is the one this handler interrupted.
     for proc in list(_running):
         with contextlib.suppress(OSError):
