@@ -38,6 +38,26 @@ def _require_sshd() -> None:
         pytest.skip("the test lab needs root for its namespaces")
 
 
+# --------------------------------------------------------------------------- hermetic
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads this machine's config files or writes its run history.
+
+    The config files (docs/config.md) are named /dev/null, "read none", and the
+    state directory (history, default log file) is one of the session's own, for
+    the tests and every CLI they start; a test that is about these sets its own.
+    """
+    state = tmp_path_factory.mktemp("state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REMOTEOPS_CONFIG", os.devnull)
+        patch.setenv("REMOTEOPS_SYSTEM_CONFIG", os.devnull)
+        patch.setenv("XDG_STATE_HOME", str(state))
+        patch.delenv("REMOTEOPS_PROFILE", raising=False)
+        yield
+
+
 # --------------------------------------------------------------------------- fast paths
 
 FAST_PATH_MODES = ("fast-paths", "no-fast-paths")
