@@ -20,10 +20,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 import typer.main
 
-from remoteops import __version__, cliparams
+from remoteops import __version__, cliparams, config
 from remoteops.cli.analyze import analyze_cmd
 from remoteops.cli.completion import COMPLETE_VAR, completion_cmd
 from remoteops.cli.completion import prepare as prepare_completion
+from remoteops.cli.config_cmd import config_app
 from remoteops.cli.help import help_cmd
 from remoteops.cli.inventory import inventory_app
 from remoteops.cli.lab import lab_app
@@ -49,7 +50,7 @@ from remoteops.logconfig import (
 )
 from remoteops.outputs import EXIT_BROKEN_PIPE, guard_streams
 
-__all__ = ["app", "console_main", "main"]
+__all__ = ["ProfileOpt", "app", "console_main", "main"]
 
 # The logger of the command line (log files name it remoteops.cli).
 logger = logging.getLogger("remoteops.cli")
@@ -83,6 +84,26 @@ app.command("get")(get_cmd)
 app.command("play")(play_cmd)
 app.command("analyze")(analyze_cmd)
 app.command("completion")(completion_cmd)
+app.add_typer(config_app, name="config")
+
+
+#: The global option ``--profile`` (docs/config.md): eager, so the config files' default
+#: map is in place before click resolves any other option.
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        envvar=config.PROFILE_ENV,
+        is_eager=True,
+        callback=config.profile_callback,
+        metavar="NAME",
+        help=(
+            "Take option defaults from profile NAME of the config files "
+            "(~/.config/remoteops/config.toml, /etc/remoteops/config.toml; "
+            "remoteops help config)."
+        ),
+    ),
+]
 
 
 def _version_callback(ctx: typer.Context, value: bool) -> None:
@@ -101,6 +122,7 @@ def _version_callback(ctx: typer.Context, value: bool) -> None:
 
 @app.callback()
 def _root(
+    profile: ProfileOpt = None,
     version: Annotated[
         bool,
         typer.Option(

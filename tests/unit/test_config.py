@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from remoteops import config
 from remoteops.cli import app as real_app
+from remoteops.cli.app import ProfileOpt
 from remoteops.errors import UsageError
 
 # --------------------------------------------------------------------------- a small app
@@ -33,15 +34,7 @@ def make_app() -> typer.Typer:
 
     @app.callback()
     def root(
-        profile: Annotated[
-            str | None,
-            typer.Option(
-                "--profile",
-                envvar=config.PROFILE_ENV,
-                is_eager=True,
-                callback=config.profile_callback,
-            ),
-        ] = None,
+        profile: ProfileOpt = None,  # the command line's own declaration
         lock: Annotated[Path | None, typer.Option("--lock", envvar="REMOTEOPS_LOCK")] = None,
         verbose: Annotated[int, typer.Option("-v", "--verbose", count=True)] = 0,
     ) -> None:
