@@ -9,7 +9,8 @@ for a ``list[str]`` one, digits for an ``int``. :func:`install` gives each
 parameter a coercion that returns those exactly as pydantic would and hands
 every other value (a ``Path``, ``-f abc``, a float given as text) to the
 pydantic adapter typer builds, built on first need, so results and error
-messages are typer's own.
+messages are typer's own. While a shell completes a line
+(:func:`keep_as_typed`), every value stays as typed, through the same hook.
 
 It uses typer internals (``typer._coercion``, a parameter's ``_runtime_param``
 and ``type_descriptor``); if a typer release lacks them, :func:`install` does
@@ -24,9 +25,30 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["install", "quick_value"]
+__all__ = ["install", "keep_as_typed", "quick_value"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Mode:
+    as_typed: bool = False
+    """Every value stays as typed: :func:`keep_as_typed`."""
+
+
+_MODE = _Mode()
+
+
+def keep_as_typed() -> None:
+    """From now on, every parameter's value stays the string it was typed as.
+
+    For a shell completing a line: click parses what is typed so far, and
+    completing needs only the strings (``-i`` for host names); converting them
+    would import pydantic (~70 ms a Tab) and fail on half-typed values. Takes
+    effect through :func:`install`'s hook, for parameters not converted yet.
+    """
+    _MODE.as_typed = True
+
 
 _NO_QUICK = object()
 _MAX_DIGITS = 18  # int() of up to 18 digits is the value pydantic gives, never an overflow
@@ -67,7 +89,8 @@ def _digits(text: str, *, leading_zero: bool = False) -> bool:
 
 @functools.cache
 def install() -> bool:
-    """Give every typer parameter without a coercion yet the quick one (once per process).
+    """Give every typer parameter without a coercion yet the quick one (once per process);
+    after :func:`keep_as_typed`, one that keeps every value as typed.
 
     Parameters typer makes later (``--help``) get it too. False if this typer
     lacks what it needs: typer then coerces as it always does.
@@ -89,8 +112,11 @@ def install() -> bool:
 
         descriptor: TypeDescriptor | None = None
         built: list[Any] = field(default_factory=list)
+        as_typed: bool = False
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            if self.as_typed:
+                return value
             quick = quick_value(self.annotation, value)
             if quick is not _NO_QUICK:
                 return quick
@@ -109,11 +135,12 @@ def install() -> bool:
 
     def get_runtime_param(self: Any) -> Any:
         descriptor = self.type_descriptor
-        if self._runtime_param is None and plain(descriptor):
+        if self._runtime_param is None and (_MODE.as_typed or plain(descriptor)):
             self._runtime_param = QuickParam(
                 parameter_info=descriptor.parameter_info,
                 annotation=descriptor.annotation,
                 descriptor=descriptor,
+                as_typed=_MODE.as_typed,
             )
         return original(self)
 

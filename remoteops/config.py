@@ -52,6 +52,14 @@ from pathlib import Path, PurePath
 from typing import Any, get_args, get_origin
 
 from remoteops.argcheck import shown
+from remoteops.configpaths import (
+    CONFIG_ENV,
+    PROFILE_ENV,
+    SYSTEM_CONFIG,
+    SYSTEM_CONFIG_ENV,
+    system_config_path,
+    user_config_path,
+)
 from remoteops.errors import UsageError
 
 __all__ = [
@@ -80,13 +88,6 @@ __all__ = [
     "user_config_path",
 ]
 
-CONFIG_ENV = "REMOTEOPS_CONFIG"
-"""Names the user's config file instead of ``$XDG_CONFIG_HOME/remoteops/config.toml``."""
-SYSTEM_CONFIG_ENV = "REMOTEOPS_SYSTEM_CONFIG"
-"""Names the system-wide config file instead of :data:`SYSTEM_CONFIG`."""
-PROFILE_ENV = "REMOTEOPS_PROFILE"
-"""Chooses a profile when ``--profile`` is not given (the option's ``envvar``)."""
-SYSTEM_CONFIG = Path("/etc/remoteops/config.toml")
 
 PROFILE_OPTION = "profile"
 """The root option that chooses a profile: never a key of a config file."""
@@ -565,23 +566,6 @@ class Config:
 # --------------------------------------------------------------------------- reading
 
 
-def user_config_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$REMOTEOPS_CONFIG``, else ``$XDG_CONFIG_HOME/remoteops/config.toml`` (an
-    absolute ``XDG_CONFIG_HOME``, else ``~/.config``)."""
-    env = os.environ if env is None else env
-    if env.get(CONFIG_ENV):
-        return Path(env[CONFIG_ENV])
-    base = env.get("XDG_CONFIG_HOME", "")
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"
-    return root / "remoteops" / "config.toml"
-
-
-def system_config_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$REMOTEOPS_SYSTEM_CONFIG``, else ``/etc/remoteops/config.toml``."""
-    env = os.environ if env is None else env
-    return Path(env[SYSTEM_CONFIG_ENV]) if env.get(SYSTEM_CONFIG_ENV) else SYSTEM_CONFIG
-
-
 def _read(path: Path, *, named_by: str | None) -> str | None:
     """The text of a config file; None if it does not exist (an error if ``named_by``,
     what named it, says it should). Refused, as ssh refuses such an
@@ -670,9 +654,10 @@ class _Layer:
 class _File:
     """One config file's settings, checked against the command tree."""
 
-    def __init__(self, path: Path, text: str, tree: _Node) -> None:
+    def __init__(self, path: Path, text: str, tree: _Node, *, lenient: bool = False) -> None:
         self.path = path
         self.tree = tree
+        self.lenient = lenient  # keys and tables the tree lacks are passed over
         self._text = text
         self._lines: dict[_Path, int] | None = None
         self.every_option = {name for node in tree.walk() for name in node.options}
@@ -723,11 +708,15 @@ class _File:
                     continue
             if isinstance(value, dict):
                 child = node.children.get(key)
+                if child is None and self.lenient:
+                    continue
                 if child is None:
                     raise self.fail(here, self.unknown_table(key, node, where))
                 subtables.append((key, value, child))
                 continue
             targets = [n for n in node.walk() if key in n.options]
+            if not targets and self.lenient:
+                continue
             if not targets and key in node.children:
                 table_name = ".".join(_key(str(p)) for p in here)
                 raise self.fail(
@@ -757,6 +746,8 @@ class _File:
             spec = known.get(key)
             if spec is None and name in self.tree.children:
                 rest[key] = value
+            elif spec is None and self.lenient:
+                continue
             elif spec is None:
                 suggestion = _suggest(key.replace("_", "-"), list(known), repr)
                 raise self.fail(
@@ -887,6 +878,7 @@ def load_config(
     user_path: Path | None = None,
     system_path: Path | None = None,
     env: Mapping[str, str] | None = None,
+    lenient: bool = False,
 ) -> Config:
     """Read and check both config files and build click's default map.
 
@@ -895,7 +887,10 @@ def load_config(
     (a file named there, or by ``REMOTEOPS_[SYSTEM_]CONFIG``, must exist; the
     default paths may be absent). ``profile`` must be defined in one of the files;
     ``profile_source`` (``--profile`` or ``REMOTEOPS_PROFILE``) names what chose it
-    in the error if it is not. Raises :class:`~remoteops.errors.UsageError`.
+    in the error if it is not. ``lenient``: keys and tables of options and commands
+    ``command`` does not have are passed over (a shell completing a line builds only
+    the command on it); the rest is checked as always. Raises
+    :class:`~remoteops.errors.UsageError`.
     """
     env = os.environ if env is None else env
     tree = _tree(_root_command() if command is None else command)
@@ -913,7 +908,7 @@ def load_config(
         text = _read(file, named_by=named_by)
         files.append(ConfigFile(file, scope, text is not None))
         if text is not None:
-            parsed = _File(file, text, tree)
+            parsed = _File(file, text, tree, lenient=lenient)
             parsed.load(_parse(text, file))
             loaded.append(parsed)
     layers = [f.base for f in loaded]
@@ -963,12 +958,19 @@ def profile_callback(ctx: Any, param: Any, value: str | None) -> str | None:
     """The callback of the root option ``--profile`` (declared ``is_eager=True``,
     ``envvar=PROFILE_ENV``): reads the config files and gives the root context
     their default map before click resolves any other option; the config is kept
-    in ``ctx.meta`` for :func:`config_from_context`."""
+    in ``ctx.meta`` for :func:`config_from_context`. While a shell completes a line
+    (``ctx.resilient_parsing``) the files are read leniently, and click drops any
+    error: a completion never prints one."""
     source = None
     if value is not None:
         how = ctx.get_parameter_source(param.name)
         source = PROFILE_ENV if getattr(how, "name", "") == "ENVIRONMENT" else "--profile"
-    config = load_config(ctx.command, profile=value or None, profile_source=source)
+    config = load_config(
+        ctx.command,
+        profile=value or None,
+        profile_source=source,
+        lenient=ctx.resilient_parsing,  # a shell completing: only the command on the line
+    )
     ctx.default_map = config.default_map
     ctx.meta[_META_KEY] = config
     return value

@@ -8,6 +8,7 @@ never show local variables (they may hold secrets) and appear only with
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import os
@@ -20,9 +21,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 import typer.main
 
-from remoteops import __version__, cliparams, config
+from remoteops import __version__, cliparams
 from remoteops.cli.analyze import analyze_cmd
-from remoteops.cli.completion import COMPLETE_VAR, completion_cmd
+from remoteops.cli.completion import COMPLETE_VAR, command_on_line, completion_cmd
 from remoteops.cli.completion import prepare as prepare_completion
 from remoteops.cli.config_cmd import config_app
 from remoteops.cli.help import help_cmd
@@ -40,6 +41,7 @@ from remoteops.cli.runtime import (
     stderr,
 )
 from remoteops.cli.transfer import get_cmd, put_cmd
+from remoteops.configpaths import PROFILE_ENV, nothing_to_read
 from remoteops.errors import RemoteOpsError, UsageError
 from remoteops.logconfig import (
     LogSettings,
@@ -87,15 +89,25 @@ app.command("completion")(completion_cmd)
 app.add_typer(config_app, name="config")
 
 
+def _profile_callback(ctx: typer.Context, param: Any, value: str | None) -> str | None:
+    """``remoteops.config.profile_callback``, which reads the config files; with no file
+    to read and no profile asked for, nothing is imported or read (~7 ms a start)."""
+    if value is None and nothing_to_read():
+        return None
+    from remoteops import config
+
+    return config.profile_callback(ctx, param, value)
+
+
 #: The global option ``--profile`` (docs/config.md): eager, so the config files' default
 #: map is in place before click resolves any other option.
 ProfileOpt = Annotated[
     str | None,
     typer.Option(
         "--profile",
-        envvar=config.PROFILE_ENV,
+        envvar=PROFILE_ENV,
         is_eager=True,
-        callback=config.profile_callback,
+        callback=_profile_callback,
         metavar="NAME",
         help=(
             "Take option defaults from profile NAME of the config files "
@@ -252,17 +264,33 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 @functools.cache
-def _click_command() -> Any:
+def _click_command(only: frozenset[str] | None = None) -> Any:
     """The click command typer builds from the functions' signatures (built once), with
     typer's completion classes for bash, zsh and fish (``remoteops completion``).
 
-    Its parameters convert plain values without pydantic (``remoteops.cliparams``).
+    ``only``: the commands to build (the global options are always there); None:
+    every command. Its parameters convert plain values without pydantic
+    (``remoteops.cliparams``).
     """
     from typer._completion_classes import completion_init  # as add_completion=True does
 
     completion_init()
     cliparams.install()
-    return typer.main.get_command(app)
+    if only is None:
+        return typer.main.get_command(app)
+    part = copy.copy(app)  # the same callback and settings, fewer commands
+    part.registered_commands = [c for c in app.registered_commands if c.name in only]
+    part.registered_groups = [g for g in app.registered_groups if g.name in only]
+    return typer.main.get_command(part)
+
+
+def _completing_command() -> Any:
+    """The click command that answers a shell's completion request: once the line names
+    a command, only that command is built (a Tab is answered in well under 100 ms)."""
+    prepare_completion()
+    name = command_on_line(_click_command(frozenset()))
+    known = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    return _click_command(frozenset({name}) if name in known else None)
 
 
 def _main(args: list[str]) -> NoReturn:
@@ -278,9 +306,8 @@ def _main(args: list[str]) -> NoReturn:
     if reconfigure is not None:
         with contextlib.suppress(ValueError, OSError):
             reconfigure(errors="surrogateescape")
-    command = _click_command()
-    if os.environ.get(COMPLETE_VAR):  # a shell asks for completions (docs/cli.md)
-        prepare_completion(command)
+    # A shell asks for completions (docs/cli.md), or a command runs.
+    command = _completing_command() if os.environ.get(COMPLETE_VAR) else _click_command()
     try:
         result = command(args=args, prog_name="remoteops", standalone_mode=False)
     except typer.Exit as exc:

@@ -190,3 +190,73 @@ def test_a_10000_host_inventory_is_answered_from_the_cache(tmp_path: Path) -> No
     imported = {row.split("|")[-1].strip() for row in done.stderr.splitlines()}
     assert "remoteops.namecache" in imported
     assert not {"remoteops.inventory", "yaml", "pydantic"} & imported
+
+
+def _config(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    """The user's config file at its default place (HOME is tmp_path)."""
+    path = tmp_path / ".config" / "remoteops" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_the_inventory_of_the_config_files_and_of_a_profile_completes(
+    tmp_path: Path, inventory: Path
+) -> None:
+    other = tmp_path / "other.yml"
+    other.write_text(INVENTORY.replace("web0", "app0"))
+    _config(
+        tmp_path,
+        f'inventory = ["{inventory}"]\nforks = 5\n\n[lab.up]\nhosts = 3\n\n'
+        '[history]\nmax-age = "30d"\n\n'
+        f'[profiles.other]\ninventory = ["{other}"]\nplay = {{ check = true }}\n',
+    )
+    assert _bash_complete(tmp_path, "remoteops run w") == ["web", "web01", "web02"]
+    assert _bash_complete(tmp_path, "remoteops --profile other run ap") == ["app01", "app02"]
+    assert _bash_complete(tmp_path, "remoteops ping ap", REMOTEOPS_PROFILE="other") == [
+        "app01",
+        "app02",
+    ]
+    assert _bash_complete(tmp_path, f"remoteops ping -i {inventory} --profile other w") == [
+        "web",
+        "web01",
+        "web02",
+    ]  # -i beats the profile
+    # The options of the command on the line still complete, the files' keys aside.
+    assert _bash_complete(tmp_path, "remoteops run --for") == ["--forks"]
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ('forks = "many"\n', 0o600),
+        ("forks = [1\n", 0o600),
+        ("[run]\nhost-key-checking = 1\n", 0o600),
+        ("forks = 5\n", 0o666),
+        ("[profiles.x]\nforks = 2\n", 0o600),  # with REMOTEOPS_PROFILE=nope below
+    ],
+)
+def test_a_bad_config_file_never_reaches_the_shell(
+    tmp_path: Path, inventory: Path, text: str, mode: int
+) -> None:
+    _config(tmp_path, text, mode)
+    refused = run_cli("ping", env=_env(tmp_path, REMOTEOPS_PROFILE="nope"), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "config.toml" in refused.stderr  # the command says what is wrong; a Tab does not
+    # _bash_complete asserts that nothing reaches stderr: no error, no traceback.
+    assert _bash_complete(tmp_path, "remoteops ru", REMOTEOPS_PROFILE="nope") == ["run"]
+    assert _bash_complete(tmp_path, f"remoteops run -i {inventory} db") == ["db", "db01"]
+    assert _bash_complete(tmp_path, "remoteops --profile nope lab ") == ["up", "status", "down"]
+    named = {"REMOTEOPS_CONFIG": str(tmp_path / "missing.toml")}
+    assert _bash_complete(tmp_path, f"remoteops get -i {inventory} db0", **named) == ["db01"]
+
+
+def test_a_global_options_value_is_not_taken_for_the_command(tmp_path: Path) -> None:
+    """Only the command on the line is built for a Tab: the words before it that are
+    global options, or their values, are not that command."""
+    assert _bash_complete(tmp_path, "remoteops --lock run p") == ["ping", "put", "play"]
+    assert _bash_complete(tmp_path, "remoteops --lock=x -v --log-file ping r") == ["run"]
+    assert _bash_complete(tmp_path, "remoteops -v lab s") == ["status"]
+    assert _bash_complete(tmp_path, "remoteops -v lab down --d") == ["--dir"]
+    assert _bash_complete(tmp_path, "remoteops config show --j") == ["--json"]
