@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -536,6 +538,40 @@ def test_files_named_by_the_variables_must_exist_default_ones_need_not(
     )
     assert [f.found for f in found.files] == [True, False]
     assert found.default_map == {}
+
+
+def test_a_start_with_no_file_to_read_imports_no_config_reader(tmp_path: Path) -> None:
+    """No file at the default places, or /dev/null named: nothing to read, and a command
+    starts without importing remoteops.config (~7 ms); anything else is read, and a
+    named file that is missing is an error (load_config says so)."""
+    from remoteops.configpaths import nothing_to_read
+
+    devnull = {config.SYSTEM_CONFIG_ENV: os.devnull}
+    xdg = {**devnull, "XDG_CONFIG_HOME": str(tmp_path)}
+    assert nothing_to_read(xdg)
+    assert nothing_to_read({**devnull, config.CONFIG_ENV: os.devnull})
+    assert not nothing_to_read({**devnull, config.CONFIG_ENV: str(tmp_path / "missing.toml")})
+    assert not nothing_to_read({config.SYSTEM_CONFIG_ENV: str(tmp_path / "missing.toml")})
+    default = tmp_path / "remoteops" / "config.toml"
+    default.parent.mkdir()
+    default.symlink_to(tmp_path / "nowhere")  # dangling: load_config names it
+    assert not nothing_to_read(xdg)
+
+    def imported(*args: str, **env: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "remoteops", "--no-log-file", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "none"), **env},
+        )
+        assert done.returncode == 0, done.stderr
+        return {row.split("|")[-1].strip() for row in done.stderr.splitlines()}
+
+    assert "remoteops.config" not in imported("help", "json")
+    user = write(tmp_path / "user.toml", "forks = 5\n")
+    assert "remoteops.config" in imported("help", "json", **{config.CONFIG_ENV: str(user)})
 
 
 def test_a_file_someone_else_can_change_is_refused(tmp_path: Path) -> None:
