@@ -49,6 +49,7 @@ PATH_STRINGS: dict[str, Callable[[str], str]] = {
 NOT_PATHS = {
     "pattern", "command", "limit", "user", "host_key_policy", "become_user", "env",
     "analyze", "more", "start_at", "mode", "analyzer", "name", "group", "topic", "shell",
+    "profile", "words",
 }  # fmt: skip
 
 # What each path option accepts: for each case, refused (exit 2) or valid.
