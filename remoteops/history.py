@@ -62,6 +62,7 @@ __all__ = [
     "parse_size",
     "redact_argv",
     "render_runs",
+    "status_words",
 ]
 
 log = logging.getLogger(__name__)
@@ -468,6 +469,13 @@ class HostDiff:
     after: dict[str, Any] | None
     streams: tuple[str, ...] = ()
     step: tuple[int, int] | None = None
+    step_name: str | None = None
+    """The playbook step's ``name:`` (its ``step_name``), when the change is in a step."""
+    outputs: Mapping[str, tuple[bytes, bytes]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """For an ``output`` change: each stream of ``streams`` as kept, (before, after), not
+    normalised (not part of the JSON record: see :mod:`remoteops.reporting` for a diff)."""
 
     def to_json(self) -> dict[str, Any]:
         """One entry of the ``diff`` record's ``hosts``."""
@@ -492,6 +500,11 @@ class RunDiff:
     b: RunInfo
     normalized: bool
     hosts: list[HostDiff] = field(default_factory=list)
+    hosts_a: frozenset[str] = frozenset()
+    """Every host run ``a`` has a record of (a playbook step added to a host is not a host
+    added)."""
+    hosts_b: frozenset[str] = frozenset()
+    """Every host run ``b`` has a record of."""
 
     def names(self, change: str) -> list[str]:
         """The hosts with one kind of change, sorted."""
@@ -504,13 +517,13 @@ class RunDiff:
         for d in self.hosts:
             where = f" play {d.step[0]} step {d.step[1]}" if d.step else ""
             if d.change == "status" and d.before and d.after:
-                what = f"{_state(d.before)} -> {_state(d.after)}"
+                what = f"{status_words(d.before)} -> {status_words(d.after)}"
             elif d.change == "output":
                 what = " and ".join(d.streams) + " changed"
             elif d.change == "added":
-                what = f"added ({_state(d.after)})"
+                what = f"added ({status_words(d.after)})"
             else:
-                what = f"gone (was {_state(d.before)})"
+                what = f"gone (was {status_words(d.before)})"
             lines.append(f"{d.host}{where}: {what}")
         if not self.hosts:
             lines.append("no host changed")
@@ -532,7 +545,9 @@ class RunDiff:
         }
 
 
-def _state(brief: Mapping[str, Any] | None) -> str:
+def status_words(brief: Mapping[str, Any] | None) -> str:
+    """A :class:`HostDiff`'s ``before`` or ``after`` in words: ``ok``, ``failed (exit 2)``,
+    ``unreachable``; ``-`` for none."""
     if brief is None:
         return "-"
     code = brief.get("exit_code")
@@ -909,7 +924,14 @@ class HistoryStore:
             run_a = self._one(db, a)
             before = _host_outputs(db, a)
             after = _host_outputs(db, b)
-        return RunDiff(run_a, run_b, normalize, _compare(before, after, normalize))
+        return RunDiff(
+            run_a,
+            run_b,
+            normalize,
+            _compare(before, after, normalize),
+            frozenset(key[0] for key in before),
+            frozenset(key[0] for key in after),
+        )
 
     def last_success(self, job: str) -> float | None:
         """When the last run of ``job`` that exited 0 ended (a Unix time), or None."""
@@ -1055,23 +1077,32 @@ def _compare(
         host = key[0]
         step = (key[1], key[2]) if key[1] is not None and key[2] is not None else None
         old, new = before.get(key), after.get(key)
+        known = new if new is not None else old
+        name = _step_name(known[0]) if step and known is not None else None
         if old is None and new is not None:
-            diffs.append(HostDiff(host, "added", None, brief(new[0]), step=step))
+            diffs.append(HostDiff(host, "added", None, brief(new[0]), step=step, step_name=name))
         elif new is None and old is not None:
-            diffs.append(HostDiff(host, "gone", brief(old[0]), None, step=step))
+            diffs.append(HostDiff(host, "gone", brief(old[0]), None, step=step, step_name=name))
         elif old is not None and new is not None:
             was, now = brief(old[0]), brief(new[0])
             if was != now:
-                diffs.append(HostDiff(host, "status", was, now, step=step))
+                diffs.append(HostDiff(host, "status", was, now, step=step, step_name=name))
                 continue
-            streams = tuple(
-                name
+            outputs = {
+                name: (x, y)
                 for name, x, y in (("stdout", old[1], new[1]), ("stderr", old[2], new[2]))
                 if clean(x, host) != clean(y, host)
-            )
-            if streams:
-                diffs.append(HostDiff(host, "output", was, now, streams, step=step))
+            }
+            if outputs:
+                diffs.append(
+                    HostDiff(host, "output", was, now, tuple(outputs), step, name, outputs)
+                )
     return diffs
+
+
+def _step_name(record: Mapping[str, Any]) -> str | None:
+    name = record.get("step_name")
+    return name if isinstance(name, str) else None
 
 
 def _user() -> str:

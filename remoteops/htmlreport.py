@@ -46,6 +46,7 @@ __all__ = [
     "ReportOptions",
     "ReportRun",
     "StatusChange",
+    "document_name",
     "render_report",
     "write_report",
 ]
@@ -195,8 +196,9 @@ def _float(value: object) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
-def _document(record: Mapping[str, Any]) -> str:
-    """Which output a record is: ``output``, or a play's ``step N 'NAME'``."""
+def document_name(record: Mapping[str, Any]) -> str:
+    """Which output a record is: ``output``, or a play's ``step N 'NAME'`` (``play P step N
+    'NAME'`` after the first play): the name the page gives its outputs and changes."""
     step = record.get("step")
     if _int(step) is None:
         return "output"
@@ -224,7 +226,7 @@ def _hosts(
             host.status = result.status
             host.exit_code = result.exit_code
             host.error = outcome(result) if result.status != "ok" else ""
-        host.outputs.append((_document(record), -1))
+        host.outputs.append((document_name(record), -1))
     return hosts
 
 
@@ -234,7 +236,7 @@ def _groups(
     """The ``--gather`` groups of each document, and each host's links to its groups."""
     by_document: dict[str, list[HostResult]] = {}
     for record in records:
-        by_document.setdefault(_document(record), []).append(_result(record))
+        by_document.setdefault(document_name(record), []).append(_result(record))
     groups: list[_Group] = []
     for document, results in by_document.items():
         status = {r.host: r.status for r in results}
