@@ -1173,6 +1173,7 @@ class Recorder:
         return self._db is not None and not self._failed
 
     def _open(self, row: tuple[Any, ...]) -> None:
+        row = _sql_row(row)
         db = self.store.connect(create=True)
         self._db = db
         cur = db.execute(
@@ -1189,7 +1190,7 @@ class Recorder:
             return
         try:
             write()
-        except (OSError, sqlite3.Error, HistoryError) as exc:
+        except (OSError, sqlite3.Error, HistoryError, ValueError) as exc:
             self._failed = True
             if isinstance(exc, HistoryError):
                 reason = exc.message.removeprefix(f"{self.store.path}: ")
@@ -1237,6 +1238,7 @@ class Recorder:
             _pack(out),
             _pack(err),
         )
+        row = _sql_row(row)
         with self._lock:
             if self._db is None:
                 return
@@ -1277,6 +1279,21 @@ class Recorder:
 
 def _pruned(store: HistoryStore, max_age_s: float | None, max_size: int | None) -> None:
     store.prune(max_age_s=max_age_s, max_size=max_size)
+
+
+def _sql_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` with every text SQLite can store: a name that came from the command line
+    or the file system as bytes that are not UTF-8 (surrogate escapes) is kept with
+    those bytes shown as ``\\udcXX``, as JSON shows them, instead of failing the insert."""
+    return tuple(_sql_text(v) if isinstance(v, str) else v for v in row)
+
+
+def _sql_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _cap(data: bytes, limit: int, cut: int) -> tuple[bytes, int]:

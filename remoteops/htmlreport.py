@@ -496,7 +496,7 @@ def write_report(
     tmp = target.with_name(f".{target.name[:200]}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(page)
             fh.flush()
             os.fsync(fh.fileno())

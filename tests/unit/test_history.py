@@ -129,6 +129,19 @@ def test_a_run_and_its_hosts_read_back_as_json_records(tmp_path: Path) -> None:
     json.dumps(lines)  # every record is plain JSON
 
 
+def test_names_that_are_not_utf8_are_recorded_not_lost(tmp_path: Path) -> None:
+    """A path given as bytes that are not UTF-8 (surrogate escapes in argv) reaches the
+    pattern and a host's error; SQLite cannot store such text, the record shows them."""
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    odd = "/tmp/kh-\udcff"
+    bad = HostResult("web1", "127.0.0.1", 22, "hostkey", error=f"known_hosts {odd}: unreadable")
+    run_id = _record(store, [bad], pattern=f"web:{odd}", exit_code=4)
+    detail = store.show(run_id)
+    assert detail.run.pattern == "web:/tmp/kh-\\udcff"
+    assert detail.hosts[0]["error"] == bad.error  # the JSON record keeps it exactly
+    assert detail.run.exit_code == 4
+
+
 def test_output_is_capped_at_max_output_and_stored_compressed(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite3"
     store = HistoryStore(path)
