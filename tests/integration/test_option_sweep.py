@@ -48,7 +48,7 @@ PATH_STRINGS: dict[str, Callable[[str], str]] = {
 }
 NOT_PATHS = {
     "pattern", "command", "limit", "user", "host_key_policy", "become_user", "env",
-    "analyze", "more", "start_at", "mode", "analyzer", "name", "group", "topic", "shell",
+    "analyze", "more", "start_at", "mode", "analyzer", "name", "group", "topic", "shell", "job",
 }  # fmt: skip
 
 # What each path option accepts: for each case, refused (exit 2) or valid.
@@ -69,6 +69,8 @@ PATH_RULES: dict[str, dict[str, Expect]] = {
     "sources": {**_INPUT, "empty": V, "directory": V},  # analyze: a run with no host
     "put_sources": {**_INPUT, "directory": V, "empty": V},
     "retry_file": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},
+    "metrics": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},
+    "report": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},
     "lock": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},
     # A log file that cannot be written does not stop a run (README, Logging): one warning.
     "log_file": {**_INPUT, "missing": V, "non-utf8": V, "empty": V, "directory": V, "long-name": V},
