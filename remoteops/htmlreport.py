@@ -47,6 +47,7 @@ __all__ = [
     "ReportRun",
     "StatusChange",
     "document_name",
+    "record_result",
     "render_report",
     "write_report",
 ]
@@ -167,8 +168,9 @@ def _record(item: HostResult | Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(item)
 
 
-def _result(record: Mapping[str, Any]) -> HostResult:
-    """The :class:`HostResult` a record describes, enough of it for ``--gather``'s groups."""
+def record_result(record: Mapping[str, Any]) -> HostResult:
+    """The :class:`HostResult` a ``host`` record describes, enough of it for ``--gather``'s
+    groups (a failure under ``ignore_errors`` is ``ok``)."""
     status = record.get("status")
     if record.get("ignored"):
         status = "ok"
@@ -219,7 +221,7 @@ def _hosts(
     hosts = {n: _Host(i, printable(n), changed=n in changed) for i, n in enumerate(ordered)}
     for record in records:
         host = hosts[record["host"]]
-        result = _result(record)
+        result = record_result(record)
         host.address = f"{result.address}:{result.port}" if result.address else host.address
         host.duration_s += result.duration_s
         if not host.outputs or _SEVERITY.index(result.status) < _SEVERITY.index(host.status):
@@ -236,7 +238,7 @@ def _groups(
     """The ``--gather`` groups of each document, and each host's links to its groups."""
     by_document: dict[str, list[HostResult]] = {}
     for record in records:
-        by_document.setdefault(document_name(record), []).append(_result(record))
+        by_document.setdefault(document_name(record), []).append(record_result(record))
     groups: list[_Group] = []
     for document, results in by_document.items():
         status = {r.host: r.status for r in results}

@@ -9,8 +9,8 @@ Layout (each module imports only those above it, never a cycle):
 - ``findings``: what an analysis adds to a run's output, summary and exit code;
 - ``runtime``: exit codes, consoles, ``-q``, interrupts, progress, finishing a run;
 - ``options``: the shared options and targeting (hosts, targets, Executor);
-- ``analyze``, ``run``, ``transfer``, ``play``, ``inventory``, ``lab``, ``help``:
-  one command group each;
+- ``analyze``, ``run``, ``transfer``, ``play``, ``inventory``, ``lab``, ``help``,
+  ``history_cmd`` (``history`` and ``report``): one command group each;
 - ``app``: the Typer app assembled from them, the global options, :func:`main`
   and :func:`console_main` (the ``remoteops`` entry point).
 """

@@ -25,6 +25,7 @@ from remoteops.cli.analyze import analyze_cmd
 from remoteops.cli.completion import COMPLETE_VAR, completion_cmd
 from remoteops.cli.completion import prepare as prepare_completion
 from remoteops.cli.help import help_cmd
+from remoteops.cli.history_cmd import history_app, report_cmd
 from remoteops.cli.inventory import inventory_app
 from remoteops.cli.lab import lab_app
 from remoteops.cli.options import CONTEXT
@@ -83,6 +84,8 @@ app.command("get")(get_cmd)
 app.command("play")(play_cmd)
 app.command("analyze")(analyze_cmd)
 app.command("completion")(completion_cmd)
+app.add_typer(history_app, name="history")
+app.command("report")(report_cmd)
 
 
 def _version_callback(ctx: typer.Context, value: bool) -> None:
