@@ -127,6 +127,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX runs_job ON runs (job, id);
     CREATE INDEX runs_started ON runs (started);
     """,
+    # 3: the run's analysis records (--analyze, --rules), for `history show` and `report`.
+    """
+    CREATE TABLE analysis (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -435,10 +444,18 @@ class RunDetail:
 
     run: RunInfo
     hosts: list[dict[str, Any]]
+    analysis: list[dict[str, Any]] = field(default_factory=list)
+    """The run's ``analysis`` records (docs/json.md), as :meth:`Recorder.analysis` kept them."""
 
     def summary_json(self) -> dict[str, Any]:
-        """The ``summary`` record, as ``--json`` ends with; ``exit_code`` null if incomplete."""
+        """The ``summary`` record, as ``--json`` ends with; ``exit_code`` null if incomplete;
+        ``findings`` when the run kept analysis records."""
         counts = self.run.counts
+        findings: dict[str, Any] = {}
+        if self.analysis:
+            findings["findings"] = sum(
+                len(a["findings"]) for a in self.analysis if isinstance(a.get("findings"), list)
+            )
         return {
             "v": JSON_VERSION,
             "type": "summary",
@@ -452,11 +469,13 @@ class RunDetail:
             "skipped": counts.get("skipped", 0),
             "duration_s": round(self.run.duration_s or 0.0, 3),
             "exit_code": self.run.exit_code,
+            **findings,
         }
 
     def to_json_lines(self) -> list[dict[str, Any]]:
-        """``history show --json``: the run record, one host record each, the summary."""
-        return [self.run.to_json(), *self.hosts, self.summary_json()]
+        """``history show --json``: the run record, one host record each, the analysis
+        records, the summary."""
+        return [self.run.to_json(), *self.hosts, *self.analysis, self.summary_json()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -849,6 +868,12 @@ class HistoryStore:
                 "SELECT record, stdout, stderr FROM hosts WHERE run_id = ? ORDER BY seq",
                 (run_id,),
             ).fetchall()
+            analysis = [
+                json.loads(record)
+                for (record,) in db.execute(
+                    "SELECT record FROM analysis WHERE run_id = ? ORDER BY seq", (run_id,)
+                )
+            ]
         hosts = []
         for record, out, err in rows:
             data: dict[str, Any] = {}
@@ -858,7 +883,7 @@ class HistoryStore:
                     data["stdout"] = _unpack(out).decode("utf-8", errors="replace")
                     data["stderr"] = _unpack(err).decode("utf-8", errors="replace")
             hosts.append(data)
-        return RunDetail(run, hosts)
+        return RunDetail(run, hosts, analysis)
 
     def hosts(self, run_id: int, statuses: Collection[str] = ()) -> list[str]:
         """The run's hosts whose result is in ``statuses`` (all when empty), sorted, once each.
@@ -1000,6 +1025,9 @@ def _delete(db: sqlite3.Connection, runs: Sequence[RunInfo]) -> int:
         chunk = json.dumps(ids[start : start + 500])
         db.execute("BEGIN IMMEDIATE")
         db.execute("DELETE FROM hosts WHERE run_id IN (SELECT value FROM json_each(?))", (chunk,))
+        db.execute(
+            "DELETE FROM analysis WHERE run_id IN (SELECT value FROM json_each(?))", (chunk,)
+        )
         db.execute("DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))", (chunk,))
         db.execute("COMMIT")
     return len(ids)
@@ -1252,6 +1280,44 @@ class Recorder:
                     (self.run_id, seq, *row),
                 ).close()
             )
+
+    def analysis(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Keep the run's ``analysis`` records (docs/json.md: ``--analyze``, ``--rules``),
+        in one transaction, after those kept before. Records of another ``type`` are
+        ignored. Call it before or after :meth:`finish`; like every write, a failure is
+        one warning and never raises."""
+        kept = [
+            json.dumps(dict(r), default=str)
+            for r in records
+            if r.get("type", "analysis") == "analysis"
+        ]
+        if not kept:
+            return
+
+        def write() -> None:
+            db = self._db if self._db is not None else self.store.connect(create=False)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                (last,) = db.execute(
+                    "SELECT coalesce(max(seq), 0) FROM analysis WHERE run_id = ?", (self.run_id,)
+                ).fetchone()
+                db.executemany(
+                    "INSERT INTO analysis (run_id, seq, record) VALUES (?, ?, ?)",
+                    [(self.run_id, last + i, r) for i, r in enumerate(kept, 1)],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                if db is not self._db:
+                    db.close()
+
+        with self._lock:
+            if self.run_id is None:
+                return
+            self._guard(write)
 
     def finish(
         self,

@@ -224,7 +224,8 @@ def write_history_report(
 ) -> Path:
     """Write the HTML report of recorded run ``run_id`` to ``path`` (atomically, as
     :func:`~remoteops.htmlreport.write_report`): its host records as kept, and what
-    changed since the previous run of the same command and pattern.
+    changed since the previous run of the same command and pattern, and the analysis
+    findings the run kept (:meth:`~remoteops.history.Recorder.analysis`).
 
     Raises :class:`~remoteops.errors.UsageError` for no such run,
     :class:`~remoteops.history.HistoryError` when the history cannot be read, OSError
@@ -235,6 +236,7 @@ def write_history_report(
         path,
         report_run(detail.run),
         detail.hosts,
+        analysis=detail.analysis,
         diff=previous_diff(store, run_id, normalize=normalize),
         order=order,
     )

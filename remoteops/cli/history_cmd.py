@@ -225,6 +225,7 @@ def _render_detail(detail: RunDetail) -> str:
         for row in rows
         if len(rows) > 1
     ]
+    lines += _render_analysis(detail.analysis)
     text = "\n".join(line.rstrip() for line in lines) + "\n"
     for document, results in by_document.items():
         text += f"\n{document}:\n" if document != "output" else "\n"
@@ -233,6 +234,23 @@ def _render_detail(detail: RunDetail) -> str:
             rule = "-" * min(max(len(title), 15), 78)
             text += f"{rule}\n{title}\n{rule}\n{body}"
     return text
+
+
+def _render_analysis(records: list[dict[str, Any]]) -> list[str]:
+    """The findings and errors of the run's analysis records, a line each, per analyzer."""
+    lines: list[str] = []
+    for record in records:
+        name = str(record.get("analyzer") or "?")
+        if record.get("args"):
+            name += f":{record['args']}"
+        lines += ["", f"{name}: {record.get('title') or ''}"]
+        for key, text in (("findings", "message"), ("errors", "error")):
+            entries = record.get(key)
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, dict):
+                    what = "" if key == "findings" else "error: "
+                    lines.append(f"  {entry.get('host', '?')}: {what}{entry.get(text, '')}")
+    return lines
 
 
 @history_app.command("show")

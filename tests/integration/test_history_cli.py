@@ -38,6 +38,7 @@ def _record(
     pattern: str = "web",
     exit_code: int = 0,
     started: float | None = None,
+    analysis: list[dict[str, Any]] | None = None,
 ) -> int:
     recorder = store.start_run(
         command=command,
@@ -48,6 +49,7 @@ def _record(
     )
     for result in results:
         recorder.host(result)
+    recorder.analysis(analysis or [])
     recorder.finish(exit_code, 2.5, max_age_s=None, max_size=None)
     assert recorder.run_id is not None
     return recorder.run_id
@@ -55,6 +57,20 @@ def _record(
 
 def _host(name: str, status: str = "ok", out: bytes = b"", code: int | None = 0) -> HostResult:
     return HostResult(name, "127.0.0.1", 2222, status, code, out, duration_s=0.25)  # type: ignore[arg-type]
+
+
+FINDING = {
+    "v": 1,
+    "type": "analysis",
+    "analyzer": "grep",
+    "args": "v2",
+    "label": None,
+    "title": "lines matching v2",
+    "columns": ["host", "matches"],
+    "rows": [{"host": "web1", "matches": 1}],
+    "findings": [{"host": "web1", "document": "stdout", "message": "v2 seen on web1"}],
+    "errors": [],
+}
 
 
 @pytest.fixture
@@ -81,6 +97,7 @@ def state(tmp_path: Path) -> Path:
         ],
         exit_code=4,
         started=now - 60,
+        analysis=[FINDING],
     )
     return tmp_path
 
@@ -168,8 +185,10 @@ def test_bad_options_are_one_line_and_exit_2(state: Path) -> None:
 
 def test_show_json_has_the_records_of_json_and_the_summary(state: Path) -> None:
     records = _lines(_cli(state, "history", "show", "last", "--json"))
-    assert [r["type"] for r in records] == ["run", "host", "host", "host", "host", "summary"]
-    run, *hosts, summary = records
+    types = ["run", "host", "host", "host", "host", "analysis", "summary"]
+    assert [r["type"] for r in records] == types
+    run, *hosts, analysis, summary = records
+    assert analysis == FINDING
     assert run["id"] == 3
     live = RunResult()
     web1 = _host("web1", out=b"v2 up 11 days\n")
@@ -177,7 +196,8 @@ def test_show_json_has_the_records_of_json_and_the_summary(state: Path) -> None:
     assert hosts[0] == web1.to_json()  # exactly what --json printed
     for host in hosts:
         assert set(host) <= _doc_keys("json.md", "host")
-    assert set(summary) == set(live.summary_json())
+    assert set(summary) == {*live.summary_json(), "findings"}
+    assert summary["findings"] == 1
     assert (summary["hosts"], summary["ok"], summary["failed"], summary["unreachable"]) == (
         4,
         2,
@@ -202,6 +222,7 @@ def test_show_on_a_pipe_prints_the_run_its_hosts_and_folded_outputs(state: Path)
     )
     assert "web[1,4] (2)" not in text  # different outputs are not folded together
     assert "v2 up 11 days" in text
+    assert "grep:v2: lines matching v2\n  web1: v2 seen on web1\n" in text
 
 
 @pytest.mark.parametrize(
@@ -354,11 +375,13 @@ def test_report_of_a_recorded_run_opens_in_chromium(state: Path, tmp_path: Path)
         assert [u for u in load.requests if not u.startswith("file:")] == []
         shown = browser.evaluate(
             "[[...document.querySelectorAll('#hosts tbody tr')].map(tr => tr.cells[0].textContent),"
-            " document.querySelector('#diff') && document.querySelector('#diff').innerText]"
+            " document.querySelector('#diff') && document.querySelector('#diff').innerText,"
+            " document.querySelector('#findings') && document.querySelector('#findings').innerText]"
         )
-    hosts, diff = shown
+    hosts, diff, findings = shown
     assert hosts == ["web1", "web2", "web3", "web4"]
     assert "Compared with run 2, " in diff
     assert "-v1 up 10 days" in diff
     assert "+v2 up 11 days" in diff
     assert "web4" in diff  # a new host
+    assert "v2 seen on web1" in findings

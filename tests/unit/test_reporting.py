@@ -186,6 +186,14 @@ def test_previous_diff_is_none_when_there_is_nothing_to_compare(
 
 def test_a_recorded_run_written_as_a_report(store: HistoryStore, tmp_path: Path) -> None:
     first, second = _two_runs(store)
+    recorder = store.start_run(command="run", argv=[], pattern="other", inventory=None)
+    recorder.host(_ok("w1"))
+    finding = {"host": "w1", "document": "stdout", "message": "<b>kept</b> finding"}
+    recorder.analysis([{"type": "analysis", "analyzer": "grep", "findings": [finding]}])
+    recorder.finish(0, 1.0, max_age_s=None, max_size=None)
+    assert recorder.run_id is not None
+    analysed = write_history_report(store, recorder.run_id, tmp_path / "a.html").read_text()
+    assert "&lt;b&gt;kept&lt;/b&gt; finding" in analysed
     path = write_history_report(store, second, tmp_path / "r.html", order=["w6", "w5"])
     page = html.unescape(path.read_text())
     assert f"Compared with run {first}, " in page
