@@ -150,12 +150,15 @@ def history_list_cmd(
 
     Example: remoteops history list --command run --status failed --since 7d
     """
-    from remoteops.history import parse_since, render_runs
+    from remoteops.history import RUN_STATUSES, parse_since, render_runs
 
     if number < 0:
         raise UsageError(f"-n {number}: give a number of runs, 0 for all")
     store = _store()
     wanted = _statuses(status)
+    unknown = sorted(set(wanted) - set(RUN_STATUSES))
+    if unknown:
+        raise UsageError(f"--status {','.join(unknown)}: use {', '.join(RUN_STATUSES)}")
     after = None if since is None else parse_since(since)
     if not store.path.exists():
         sys.stderr.write(f"remoteops: no runs recorded yet ({store.path})\n")
@@ -410,6 +413,8 @@ def report_cmd(
         typer.Option("-o", "--output", metavar="FILE.html", help="The report file to write."),
     ],
     normalize: NormalizeOpt = False,
+    command: ScopeCommandOpt = None,
+    pattern: ScopePatternOpt = None,
 ) -> None:
     """Write the HTML report of a recorded run: status, host map, durations, outputs, and
     what changed since the previous run of the same command and pattern.
@@ -422,7 +427,7 @@ def report_cmd(
     from remoteops.reporting import write_history_report
 
     store = _store()
-    run_id = _resolve(store, run)
+    run_id = _resolve(store, run, command=command, pattern=pattern)
     try:
         write_history_report(store, run_id, output, normalize=normalize)
     except OSError as exc:

@@ -245,6 +245,7 @@ def test_an_empty_history_says_so(tmp_path: Path) -> None:
     assert "no runs recorded yet" in listed.stderr
     for args in (("history", "show", "last"), ("history", "diff"), ("history", "hosts", "1")):
         _one_error_line(_cli(tmp_path, *args), 2, "the history has no runs yet")
+    _one_error_line(_cli(tmp_path, "history", "list", "--status", "bad"), 2, "--status bad")
     pruned = _cli(tmp_path, "history", "prune")
     assert (pruned.returncode, pruned.stdout) == (0, "deleted 0 runs\n")
     assert not (tmp_path / "remoteops").exists()  # reading made no file

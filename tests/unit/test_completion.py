@@ -93,7 +93,7 @@ def test_bash_completes_commands_and_options(tmp_path: Path) -> None:
     assert "--lock" in _bash_complete(tmp_path, "remoteops --")
     assert _bash_complete(tmp_path, "remoteops completion ") == ["bash", "zsh", "fish"]
     # What the line holds so far is parsed, never acted on (--version printed nothing).
-    assert _bash_complete(tmp_path, "remoteops --version r") == ["run"]
+    assert _bash_complete(tmp_path, "remoteops --version ru") == ["run"]
 
 
 def test_bash_completes_hosts_and_groups_of_the_inventory_given_with_i(
