@@ -135,7 +135,10 @@ class RunRecord:
         return both
 
     def analysis(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """The ``analysis`` records of ``--analyze``/``--rules`` (for the report)."""
+        """The ``analysis`` records of ``--analyze``/``--rules``: kept in the history and
+        shown in the report."""
+        if self._recorder is not None:
+            self._recorder.analysis(records)
         self._analysis.extend(records)
 
     # ------------------------------------------------------------------ after the run
