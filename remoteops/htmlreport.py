@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +34,7 @@ import jinja2
 from markupsafe import Markup
 
 from remoteops import __version__
+from remoteops.fileops import write_atomic
 from remoteops.nodeset import fold_hosts, hosts_label, natural_key
 from remoteops.printable import printable
 from remoteops.report import gathered_blocks, outcome
@@ -495,16 +495,6 @@ def write_report(
     new one, never half of one. Raises OSError (nothing is left behind); returns the path."""
     page = render_report(run, hosts, **options)
     target = Path(path)
-    tmp = target.with_name(f".{target.name[:200]}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    # Mode 0666 less the umask, as a new file gets; text hosts sent that is not UTF-8 escaped.
+    write_atomic(target, page.encode("utf-8", "backslashreplace"), mode=None)
     return target

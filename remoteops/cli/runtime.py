@@ -350,16 +350,12 @@ def drive(
 
 
 def _write_retry_file(path: Path, hosts: list[str]) -> None:
+    from remoteops.fileops import write_atomic
+
     # A short temporary name of its own: a retry file whose name is near the file
     # system's limit must not fail on a longer temporary one.
-    tmp = path.parent / f".remoteops-retry.{os.getpid()}.tmp"
-    try:
-        tmp.write_text("".join(f"{h}\n" for h in hosts), encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    temp = path.parent / f".remoteops-retry.{os.getpid()}.tmp"
+    write_atomic(path, "".join(f"{h}\n" for h in hosts).encode(), mode=None, temp=temp)
 
 
 def finish(
