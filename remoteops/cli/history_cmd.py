@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from remoteops.argcheck import shown
 from remoteops.cli.options import CONTEXT
 from remoteops.errors import RemoteOpsError, UsageError
 
@@ -187,8 +188,7 @@ def _render_detail(detail: RunDetail) -> str:
     from datetime import datetime
 
     from remoteops.htmlreport import document_name, record_result
-    from remoteops.nodeset import fold
-    from remoteops.report import gathered_blocks, outcome
+    from remoteops.report import outcome, render_gathered
     from remoteops.reporting import report_run
 
     run = detail.run
@@ -214,7 +214,7 @@ def _render_detail(detail: RunDetail) -> str:
             (
                 result.host,
                 "" if document == "output" else document,
-                result.status,
+                str(record.get("status")),  # as recorded (an ignored failure too)
                 "-" if result.exit_code is None else str(result.exit_code),
                 f"{result.duration_s:.2f}",
                 outcome(result) if result.error else "",
@@ -229,14 +229,10 @@ def _render_detail(detail: RunDetail) -> str:
         if len(rows) > 1
     ]
     lines += _render_analysis(detail.analysis)
-    text = "\n".join(line.rstrip() for line in lines) + "\n"
+    parts = ["\n".join(line.rstrip() for line in lines) + "\n"]
     for document, results in by_document.items():
-        text += f"\n{document}:\n" if document != "output" else "\n"
-        for hosts, body in gathered_blocks(results):
-            title = f"{fold(hosts)} ({len(hosts)})"
-            rule = "-" * min(max(len(title), 15), 78)
-            text += f"{rule}\n{title}\n{rule}\n{body}"
-    return text
+        parts += [f"\n{document}:\n" if document != "output" else "\n", render_gathered(results)]
+    return "".join(parts)
 
 
 def _render_analysis(records: list[dict[str, Any]]) -> list[str]:
@@ -424,13 +420,15 @@ def report_cmd(
 
     Example: remoteops report last -o report.html
     """
+    from remoteops.argcheck import check_output_file
     from remoteops.reporting import write_history_report
 
+    check_output_file(output, "-o")
     store = _store()
     run_id = _resolve(store, run, command=command, pattern=pattern)
     try:
         write_history_report(store, run_id, output, normalize=normalize)
     except OSError as exc:
         raise RemoteOpsError(
-            f"-o {output}: cannot write the report ({exc.strerror or exc})"
+            f"-o {shown(output)}: cannot write the report ({exc.strerror or exc})"
         ) from None

@@ -368,7 +368,8 @@ def test_report_of_a_recorded_run_opens_in_chromium(state: Path, tmp_path: Path)
     page = path.read_text()
     assert "s3cret" not in page
     bad = _cli(state, "report", "last", "-o", str(tmp_path / "no" / "r.html"))
-    _one_error_line(bad, 1, "cannot write the report")
+    _one_error_line(bad, 2, "-o ", "does not exist; create it first")
+    _one_error_line(_cli(state, "report", "last", "-o", str(tmp_path)), 2, "is a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.html"]
     with Chromium(state / "profile", width=1000, height=720) as browser:
         load = browser.load(path)

@@ -31,7 +31,9 @@ import pytest
 import typer.main
 
 from remoteops.cli import app, main
+from remoteops.history import HistoryStore, default_history_path
 from remoteops.lab import Lab
+from remoteops.results import HostResult
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -48,7 +50,8 @@ PATH_STRINGS: dict[str, Callable[[str], str]] = {
 }
 NOT_PATHS = {
     "pattern", "command", "limit", "user", "host_key_policy", "become_user", "env",
-    "analyze", "more", "start_at", "mode", "analyzer", "name", "group", "topic", "shell", "job",
+    "analyze", "more", "start_at", "mode", "analyzer", "name", "group", "topic", "shell",
+    "run", "run_a", "run_b", "job", "status", "since", "max_age", "max_size",
 }  # fmt: skip
 
 # What each path option accepts: for each case, refused (exit 2) or valid.
@@ -77,9 +80,12 @@ PATH_RULES: dict[str, dict[str, Expect]] = {
     "out_dir": {**_INPUT, "missing": V, "non-utf8": V, "directory": V},
     "get_local_dir": {**_INPUT, "missing": V, "non-utf8": V, "directory": V},
     "lab_dir": {**_INPUT, "missing": V, "directory": V},  # lab up; status and down need a lab
+    "output": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},  # report -o FILE.html
 }
 # Number options for which 0 is a meaningful value.
-ZERO_IS_VALID = {"retries", "max_output", "keepalive_interval", "latency", "lock_wait", "workers"}
+ZERO_IS_VALID = {
+    "retries", "max_output", "keepalive_interval", "latency", "lock_wait", "workers", "number",
+}  # fmt: skip
 
 
 @dataclass
@@ -194,6 +200,8 @@ class Sweep:
             ("inventory", "list"): {"inventory": inv},
             ("inventory", "graph"): {"inventory": inv},
             ("inventory", "host"): {"inventory": inv, "name": [self.host]},
+            ("history", "list"): {},
+            ("report",): {"run": ["last"], "output": [str(self.fresh("report.html"))]},
         }
         return dict(table[command])
 
@@ -459,6 +467,12 @@ def test_every_path_and_number_option_fails_cleanly_or_works(
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "LANG": "C.UTF-8",
     }
+    # A run in the history, for `report last -o FILE`.
+    recorder = HistoryStore(default_history_path(env)).start_run(
+        command="ping", argv=["remoteops", "ping"], pattern="all", inventory=None
+    )
+    recorder.host(HostResult(sweep.host, "127.0.0.1", 22, "ok", 0))
+    recorder.finish(0, 0.1)
     start = time.monotonic()
     try:
         _run_all(cases, tmp_path, env)
