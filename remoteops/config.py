@@ -792,7 +792,14 @@ class _File:
             return f"{unknown}: no command of {node.shown} has --{key}"
         section = list(SECTIONS.get(node.path[0], {})) if len(node.path) == 1 else []
         suggestion = _suggest(key, [*here, *node.children, *section], repr)
-        return unknown + (suggestion or f"; keys are the long options of {node.shown} --help")
+        if suggestion:
+            return unknown + suggestion
+        if section:  # [history]: its own keys, and the options of the history commands
+            return (
+                f"{unknown}; the keys of [{node.path[0]}] are {', '.join(section)}, and the "
+                f"long options of {node.shown} --help"
+            )
+        return f"{unknown}; keys are the long options of {node.shown} --help"
 
     def value(self, key: str, value: Any, param: Any, node: _Node, where: _Path) -> Any:
         """The value checked against the parameter's type, as the default map gets it."""

@@ -26,7 +26,7 @@ from remoteops.errors import InventoryError, UsageError
 from remoteops.inventory_sources import inventory_sources
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     from remoteops.execution import Executor
     from remoteops.inventory import Host, Inventory
@@ -42,6 +42,7 @@ __all__ = [
     "build_executor",
     "choose_ssh_config",
     "inventory_sources",
+    "keep_only",
     "load_fleet_inventory",
     "read_secret_file",
     "resolve_fleet",
@@ -243,12 +244,28 @@ def select_play_hosts(
     return selected
 
 
+def keep_only(names: Sequence[str], only: Collection[str], pattern: str) -> list[str]:
+    """The selected ``names`` (in their order) that are in ``only``; none is an error
+    naming the hosts asked for."""
+    wanted = set(only)
+    kept = [name for name in names if name in wanted]
+    if not kept:
+        from remoteops.nodeset import fold
+
+        raise UsageError(
+            f"none of the hosts to rerun ({fold(sorted(wanted))}) is among the hosts "
+            f"{pattern} selects now; check the inventory and --limit"
+        )
+    return kept
+
+
 def resolve_fleet(
     pattern: str,
     options: FleetOptions,
     *,
     inventory: Inventory | None = None,
     names: Sequence[str] | None = None,
+    only: Collection[str] | None = None,
     ask_password: Callable[[], str] | None = None,
     passphrase_prompt: Callable[[str], str | None] | None = None,
 ) -> Fleet:
@@ -256,9 +273,9 @@ def resolve_fleet(
     passphrase file, ask for the password (``ask_password``), build the Executor.
 
     ``inventory`` (already loaded) and ``names`` (hosts already selected, in
-    inventory order) spare a caller that has both doing it twice. Errors (a
-    pattern matching nothing, a bad host entry) are raised before any host is
-    contacted.
+    inventory order) spare a caller that has both doing it twice. ``only`` keeps
+    just those of the selected hosts (``--rerun-failed``). Errors (a pattern
+    matching nothing, a bad host entry) are raised before any host is contacted.
     """
     from remoteops.target import resolve_targets
 
@@ -270,6 +287,8 @@ def resolve_fleet(
     if names is None:
         where = ", ".join(map(str, sources))
         names = [h.name for h in select_or_explain(inventory, pattern, options.limit, where=where)]
+    if only is not None:
+        names = keep_only(names, only, pattern)
     ssh_config = choose_ssh_config(options.ssh_config, use_ssh_config=options.use_ssh_config)
     targets = resolve_targets(
         inventory, list(names), ssh_config=ssh_config, overrides=options.overrides()

@@ -62,6 +62,7 @@ __all__ = [
     "parse_size",
     "redact_argv",
     "render_runs",
+    "status_words",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     UPDATE runs SET job = command || CASE WHEN pattern IS NULL THEN '' ELSE ' ' || pattern END;
     CREATE INDEX runs_job ON runs (job, id);
     CREATE INDEX runs_started ON runs (started);
+    """,
+    # 3: the run's analysis records (--analyze, --rules), for `history show` and `report`.
+    """
+    CREATE TABLE analysis (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -434,10 +444,18 @@ class RunDetail:
 
     run: RunInfo
     hosts: list[dict[str, Any]]
+    analysis: list[dict[str, Any]] = field(default_factory=list)
+    """The run's ``analysis`` records (docs/json.md), as :meth:`Recorder.analysis` kept them."""
 
     def summary_json(self) -> dict[str, Any]:
-        """The ``summary`` record, as ``--json`` ends with; ``exit_code`` null if incomplete."""
+        """The ``summary`` record, as ``--json`` ends with; ``exit_code`` null if incomplete;
+        ``findings`` when the run kept analysis records."""
         counts = self.run.counts
+        findings: dict[str, Any] = {}
+        if self.analysis:
+            findings["findings"] = sum(
+                len(a["findings"]) for a in self.analysis if isinstance(a.get("findings"), list)
+            )
         return {
             "v": JSON_VERSION,
             "type": "summary",
@@ -451,11 +469,13 @@ class RunDetail:
             "skipped": counts.get("skipped", 0),
             "duration_s": round(self.run.duration_s or 0.0, 3),
             "exit_code": self.run.exit_code,
+            **findings,
         }
 
     def to_json_lines(self) -> list[dict[str, Any]]:
-        """``history show --json``: the run record, one host record each, the summary."""
-        return [self.run.to_json(), *self.hosts, self.summary_json()]
+        """``history show --json``: the run record, one host record each, the analysis
+        records, the summary."""
+        return [self.run.to_json(), *self.hosts, *self.analysis, self.summary_json()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,6 +488,13 @@ class HostDiff:
     after: dict[str, Any] | None
     streams: tuple[str, ...] = ()
     step: tuple[int, int] | None = None
+    step_name: str | None = None
+    """The playbook step's ``name:`` (its ``step_name``), when the change is in a step."""
+    outputs: Mapping[str, tuple[bytes, bytes]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """For an ``output`` change: each stream of ``streams`` as kept, (before, after), not
+    normalised (not part of the JSON record: see :mod:`remoteops.reporting` for a diff)."""
 
     def to_json(self) -> dict[str, Any]:
         """One entry of the ``diff`` record's ``hosts``."""
@@ -492,6 +519,11 @@ class RunDiff:
     b: RunInfo
     normalized: bool
     hosts: list[HostDiff] = field(default_factory=list)
+    hosts_a: frozenset[str] = frozenset()
+    """Every host run ``a`` has a record of (a playbook step added to a host is not a host
+    added)."""
+    hosts_b: frozenset[str] = frozenset()
+    """Every host run ``b`` has a record of."""
 
     def names(self, change: str) -> list[str]:
         """The hosts with one kind of change, sorted."""
@@ -504,13 +536,13 @@ class RunDiff:
         for d in self.hosts:
             where = f" play {d.step[0]} step {d.step[1]}" if d.step else ""
             if d.change == "status" and d.before and d.after:
-                what = f"{_state(d.before)} -> {_state(d.after)}"
+                what = f"{status_words(d.before)} -> {status_words(d.after)}"
             elif d.change == "output":
                 what = " and ".join(d.streams) + " changed"
             elif d.change == "added":
-                what = f"added ({_state(d.after)})"
+                what = f"added ({status_words(d.after)})"
             else:
-                what = f"gone (was {_state(d.before)})"
+                what = f"gone (was {status_words(d.before)})"
             lines.append(f"{d.host}{where}: {what}")
         if not self.hosts:
             lines.append("no host changed")
@@ -532,7 +564,9 @@ class RunDiff:
         }
 
 
-def _state(brief: Mapping[str, Any] | None) -> str:
+def status_words(brief: Mapping[str, Any] | None) -> str:
+    """A :class:`HostDiff`'s ``before`` or ``after`` in words: ``ok``, ``failed (exit 2)``,
+    ``unreachable``; ``-`` for none."""
     if brief is None:
         return "-"
     code = brief.get("exit_code")
@@ -834,6 +868,12 @@ class HistoryStore:
                 "SELECT record, stdout, stderr FROM hosts WHERE run_id = ? ORDER BY seq",
                 (run_id,),
             ).fetchall()
+            analysis = [
+                json.loads(record)
+                for (record,) in db.execute(
+                    "SELECT record FROM analysis WHERE run_id = ? ORDER BY seq", (run_id,)
+                )
+            ]
         hosts = []
         for record, out, err in rows:
             data: dict[str, Any] = {}
@@ -843,7 +883,7 @@ class HistoryStore:
                     data["stdout"] = _unpack(out).decode("utf-8", errors="replace")
                     data["stderr"] = _unpack(err).decode("utf-8", errors="replace")
             hosts.append(data)
-        return RunDetail(run, hosts)
+        return RunDetail(run, hosts, analysis)
 
     def hosts(self, run_id: int, statuses: Collection[str] = ()) -> list[str]:
         """The run's hosts whose result is in ``statuses`` (all when empty), sorted, once each.
@@ -909,7 +949,14 @@ class HistoryStore:
             run_a = self._one(db, a)
             before = _host_outputs(db, a)
             after = _host_outputs(db, b)
-        return RunDiff(run_a, run_b, normalize, _compare(before, after, normalize))
+        return RunDiff(
+            run_a,
+            run_b,
+            normalize,
+            _compare(before, after, normalize),
+            frozenset(key[0] for key in before),
+            frozenset(key[0] for key in after),
+        )
 
     def last_success(self, job: str) -> float | None:
         """When the last run of ``job`` that exited 0 ended (a Unix time), or None."""
@@ -978,6 +1025,9 @@ def _delete(db: sqlite3.Connection, runs: Sequence[RunInfo]) -> int:
         chunk = json.dumps(ids[start : start + 500])
         db.execute("BEGIN IMMEDIATE")
         db.execute("DELETE FROM hosts WHERE run_id IN (SELECT value FROM json_each(?))", (chunk,))
+        db.execute(
+            "DELETE FROM analysis WHERE run_id IN (SELECT value FROM json_each(?))", (chunk,)
+        )
         db.execute("DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))", (chunk,))
         db.execute("COMMIT")
     return len(ids)
@@ -1055,23 +1105,32 @@ def _compare(
         host = key[0]
         step = (key[1], key[2]) if key[1] is not None and key[2] is not None else None
         old, new = before.get(key), after.get(key)
+        known = new if new is not None else old
+        name = _step_name(known[0]) if step and known is not None else None
         if old is None and new is not None:
-            diffs.append(HostDiff(host, "added", None, brief(new[0]), step=step))
+            diffs.append(HostDiff(host, "added", None, brief(new[0]), step=step, step_name=name))
         elif new is None and old is not None:
-            diffs.append(HostDiff(host, "gone", brief(old[0]), None, step=step))
+            diffs.append(HostDiff(host, "gone", brief(old[0]), None, step=step, step_name=name))
         elif old is not None and new is not None:
             was, now = brief(old[0]), brief(new[0])
             if was != now:
-                diffs.append(HostDiff(host, "status", was, now, step=step))
+                diffs.append(HostDiff(host, "status", was, now, step=step, step_name=name))
                 continue
-            streams = tuple(
-                name
+            outputs = {
+                name: (x, y)
                 for name, x, y in (("stdout", old[1], new[1]), ("stderr", old[2], new[2]))
                 if clean(x, host) != clean(y, host)
-            )
-            if streams:
-                diffs.append(HostDiff(host, "output", was, now, streams, step=step))
+            }
+            if outputs:
+                diffs.append(
+                    HostDiff(host, "output", was, now, tuple(outputs), step, name, outputs)
+                )
     return diffs
+
+
+def _step_name(record: Mapping[str, Any]) -> str | None:
+    name = record.get("step_name")
+    return name if isinstance(name, str) else None
 
 
 def _user() -> str:
@@ -1142,6 +1201,7 @@ class Recorder:
         return self._db is not None and not self._failed
 
     def _open(self, row: tuple[Any, ...]) -> None:
+        row = _sql_row(row)
         db = self.store.connect(create=True)
         self._db = db
         cur = db.execute(
@@ -1158,7 +1218,7 @@ class Recorder:
             return
         try:
             write()
-        except (OSError, sqlite3.Error, HistoryError) as exc:
+        except (OSError, sqlite3.Error, HistoryError, ValueError) as exc:
             self._failed = True
             if isinstance(exc, HistoryError):
                 reason = exc.message.removeprefix(f"{self.store.path}: ")
@@ -1206,6 +1266,7 @@ class Recorder:
             _pack(out),
             _pack(err),
         )
+        row = _sql_row(row)
         with self._lock:
             if self._db is None:
                 return
@@ -1219,6 +1280,44 @@ class Recorder:
                     (self.run_id, seq, *row),
                 ).close()
             )
+
+    def analysis(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Keep the run's ``analysis`` records (docs/json.md: ``--analyze``, ``--rules``),
+        in one transaction, after those kept before. Records of another ``type`` are
+        ignored. Call it before or after :meth:`finish`; like every write, a failure is
+        one warning and never raises."""
+        kept = [
+            json.dumps(dict(r), default=str)
+            for r in records
+            if r.get("type", "analysis") == "analysis"
+        ]
+        if not kept:
+            return
+
+        def write() -> None:
+            db = self._db if self._db is not None else self.store.connect(create=False)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                (last,) = db.execute(
+                    "SELECT coalesce(max(seq), 0) FROM analysis WHERE run_id = ?", (self.run_id,)
+                ).fetchone()
+                db.executemany(
+                    "INSERT INTO analysis (run_id, seq, record) VALUES (?, ?, ?)",
+                    [(self.run_id, last + i, r) for i, r in enumerate(kept, 1)],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                if db is not self._db:
+                    db.close()
+
+        with self._lock:
+            if self.run_id is None:
+                return
+            self._guard(write)
 
     def finish(
         self,
@@ -1246,6 +1345,21 @@ class Recorder:
 
 def _pruned(store: HistoryStore, max_age_s: float | None, max_size: int | None) -> None:
     store.prune(max_age_s=max_age_s, max_size=max_size)
+
+
+def _sql_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` with every text SQLite can store: a name that came from the command line
+    or the file system as bytes that are not UTF-8 (surrogate escapes) is kept with
+    those bytes shown as ``\\udcXX``, as JSON shows them, instead of failing the insert."""
+    return tuple(_sql_text(v) if isinstance(v, str) else v for v in row)
+
+
+def _sql_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _cap(data: bytes, limit: int, cut: int) -> tuple[bytes, int]:

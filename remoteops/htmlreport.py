@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +34,7 @@ import jinja2
 from markupsafe import Markup
 
 from remoteops import __version__
+from remoteops.fileops import write_atomic
 from remoteops.nodeset import fold_hosts, hosts_label, natural_key
 from remoteops.printable import printable
 from remoteops.report import gathered_blocks, outcome
@@ -46,6 +46,8 @@ __all__ = [
     "ReportOptions",
     "ReportRun",
     "StatusChange",
+    "document_name",
+    "record_result",
     "render_report",
     "write_report",
 ]
@@ -166,8 +168,9 @@ def _record(item: HostResult | Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(item)
 
 
-def _result(record: Mapping[str, Any]) -> HostResult:
-    """The :class:`HostResult` a record describes, enough of it for ``--gather``'s groups."""
+def record_result(record: Mapping[str, Any]) -> HostResult:
+    """The :class:`HostResult` a ``host`` record describes, enough of it for ``--gather``'s
+    groups (a failure under ``ignore_errors`` is ``ok``)."""
     status = record.get("status")
     if record.get("ignored"):
         status = "ok"
@@ -195,8 +198,9 @@ def _float(value: object) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
-def _document(record: Mapping[str, Any]) -> str:
-    """Which output a record is: ``output``, or a play's ``step N 'NAME'``."""
+def document_name(record: Mapping[str, Any]) -> str:
+    """Which output a record is: ``output``, or a play's ``step N 'NAME'`` (``play P step N
+    'NAME'`` after the first play): the name the page gives its outputs and changes."""
     step = record.get("step")
     if _int(step) is None:
         return "output"
@@ -217,14 +221,14 @@ def _hosts(
     hosts = {n: _Host(i, printable(n), changed=n in changed) for i, n in enumerate(ordered)}
     for record in records:
         host = hosts[record["host"]]
-        result = _result(record)
+        result = record_result(record)
         host.address = f"{result.address}:{result.port}" if result.address else host.address
         host.duration_s += result.duration_s
         if not host.outputs or _SEVERITY.index(result.status) < _SEVERITY.index(host.status):
             host.status = result.status
             host.exit_code = result.exit_code
             host.error = outcome(result) if result.status != "ok" else ""
-        host.outputs.append((_document(record), -1))
+        host.outputs.append((document_name(record), -1))
     return hosts
 
 
@@ -234,7 +238,7 @@ def _groups(
     """The ``--gather`` groups of each document, and each host's links to its groups."""
     by_document: dict[str, list[HostResult]] = {}
     for record in records:
-        by_document.setdefault(_document(record), []).append(_result(record))
+        by_document.setdefault(document_name(record), []).append(record_result(record))
     groups: list[_Group] = []
     for document, results in by_document.items():
         status = {r.host: r.status for r in results}
@@ -491,16 +495,6 @@ def write_report(
     new one, never half of one. Raises OSError (nothing is left behind); returns the path."""
     page = render_report(run, hosts, **options)
     target = Path(path)
-    tmp = target.with_name(f".{target.name[:200]}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    # Mode 0666 less the umask, as a new file gets; text hosts sent that is not UTF-8 escaped.
+    write_atomic(target, page.encode("utf-8", "backslashreplace"), mode=None)
     return target

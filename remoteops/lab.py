@@ -333,16 +333,9 @@ def host_layout(count: int, port: int) -> list[LabHost]:
 
 
 def _write_atomic(path: Path, text: str | bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = text.encode() if isinstance(text, str) else text
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    from remoteops.fileops import write_atomic
+
+    write_atomic(path, text.encode() if isinstance(text, str) else text, mode=mode)
 
 
 def _ed25519_keypair() -> tuple[bytes, str]:

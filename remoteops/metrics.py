@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import math
 import os
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from remoteops.errors import RemoteOpsError, UsageError
+from remoteops.fileops import flock_within, write_atomic
 from remoteops.results import STATUSES, RunResult
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 _LOCK_WAIT_S: Final = 10.0
-_POLL_S: Final = 0.05
 
 #: (name, help) of each metric, in the order the file lists them.
 _HOSTS: Final = "remoteops_hosts"
@@ -229,15 +228,7 @@ def _dir_lock(directory: Path) -> Iterator[None]:
     """An exclusive flock on the directory, within _LOCK_WAIT_S (then going on without)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        deadline = time.monotonic() + _LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    break  # a stuck writer: writing anyway beats writing nothing
-                time.sleep(_POLL_S)
+        flock_within(fd, _LOCK_WAIT_S)  # a stuck writer: writing anyway beats writing nothing
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -266,25 +257,9 @@ def write_metrics(path: Path, metrics: RunMetrics) -> None:
                     kept,
                 )
             jobs[metrics.job] = metrics
-            data = render_metrics(jobs.values()).encode("utf-8")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                os.fchmod(fd, 0o644)  # whatever the umask: node_exporter runs as another user
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            # 0644 whatever the umask: node_exporter runs as another user.
+            write_atomic(path, render_metrics(jobs.values()).encode("utf-8"), temp=tmp)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         reason = exc.strerror or str(exc)
         hint = "; free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         raise MetricsError(f"--metrics {path}: cannot write the metrics ({reason}){hint}") from None

@@ -7,16 +7,13 @@ The holder writes its PID into the file so that the refusal can name it.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import time
 from pathlib import Path
 
 from remoteops.errors import LockHeldError, UsageError
+from remoteops.fileops import flock_within
 
 __all__ = ["acquire_run_lock"]
-
-_POLL_S = 0.1
 
 
 def _holder(path: Path) -> str:
@@ -40,19 +37,12 @@ def acquire_run_lock(path: Path, *, wait: float = 0.0) -> int:
             f"--lock {path}: cannot open the lock file ({exc.strerror}); "
             "choose a path in a writable directory"
         ) from None
-    deadline = time.monotonic() + max(wait, 0.0)
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise LockHeldError(
-                    f"another run holds the lock {path}{_holder(path)}; nothing was "
-                    "contacted (wait for it with --lock-wait SECONDS)"
-                ) from None
-            time.sleep(min(_POLL_S, max(deadline - time.monotonic(), 0.0)))
+    if not flock_within(fd, wait):
+        os.close(fd)
+        raise LockHeldError(
+            f"another run holds the lock {path}{_holder(path)}; nothing was "
+            "contacted (wait for it with --lock-wait SECONDS)"
+        )
     # Only the holder writes, so the PID is never torn between two runs.
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

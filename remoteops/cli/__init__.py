@@ -10,7 +10,8 @@ Layout (each module imports only those above it, never a cycle):
 - ``runtime``: exit codes, consoles, ``-q``, interrupts, progress, finishing a run;
 - ``options``: the shared options and targeting (hosts, targets, Executor);
 - ``analyze``, ``run``, ``transfer``, ``play``, ``inventory``, ``lab``, ``help``,
-  ``completion``, ``config_cmd``: one command group each;
+  ``completion``, ``config_cmd``, ``history_cmd`` (``history`` and ``report``): one
+  command group each;
 - ``app``: the Typer app assembled from them, the global options, :func:`main`
   and :func:`console_main` (the ``remoteops`` entry point).
 """

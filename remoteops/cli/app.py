@@ -27,6 +27,7 @@ from remoteops.cli.completion import COMPLETE_VAR, command_on_line, completion_c
 from remoteops.cli.completion import prepare as prepare_completion
 from remoteops.cli.config_cmd import config_app
 from remoteops.cli.help import help_cmd
+from remoteops.cli.history_cmd import history_app, report_cmd
 from remoteops.cli.inventory import inventory_app
 from remoteops.cli.lab import lab_app
 from remoteops.cli.options import CONTEXT
@@ -86,6 +87,8 @@ app.command("get")(get_cmd)
 app.command("play")(play_cmd)
 app.command("analyze")(analyze_cmd)
 app.command("completion")(completion_cmd)
+app.add_typer(history_app, name="history")
+app.command("report")(report_cmd)
 app.add_typer(config_app, name="config")
 
 

@@ -33,16 +33,21 @@ __all__ = [
     "FailOnFindingsOpt",
     "ForksOpt",
     "InventoryOpt",
+    "JobOpt",
     "JsonOpt",
     "KeyOpt",
     "KnownHostsOpt",
     "LimitOpt",
+    "MetricsOpt",
+    "NoHistoryOpt",
     "NoSshConfigOpt",
     "PassphraseFileOpt",
     "PatternArg",
     "PolicyOpt",
     "PortOpt",
     "QuietOpt",
+    "ReportOpt",
+    "RerunFailedOpt",
     "RetriesOpt",
     "RetryFileOpt",
     "RulesOpt",
@@ -184,6 +189,53 @@ PassphraseFileOpt = Annotated[
 RetryFileOpt = Annotated[
     Path | None,
     typer.Option("--retry-file", help="Write the hosts that did not succeed (use as -l @FILE)."),
+]
+
+NoHistoryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-history",
+        envvar="REMOTEOPS_NO_HISTORY",
+        help="Record nothing in the run history (docs/history.md).",
+    ),
+]
+
+JobOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--job",
+        metavar="NAME",
+        help="The run's job name in the history and --metrics (default: the command and "
+        "the pattern, 'run web').",
+    ),
+]
+
+MetricsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics",
+        metavar="FILE",
+        help="Write the outcome in Prometheus' text format, atomically, for "
+        "node_exporter's textfile collector (docs/metrics.md).",
+    ),
+]
+
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        metavar="FILE.html",
+        help="Write a self-contained HTML report of the run (docs/reports.md).",
+    ),
+]
+
+RerunFailedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rerun-failed",
+        help="Only the hosts that did not succeed in the last run of this command and "
+        "pattern (from the history); none: say so, exit 0.",
+    ),
 ]
 
 AskPassOpt = Annotated[
@@ -333,11 +385,13 @@ def resolve(
     keepalive_count: int | None = None,
     inventory: Any = None,
     names: Sequence[str] | None = None,
+    only: Sequence[str] | None = None,
 ) -> tuple[list[Any], Any]:
     """Check the targeting options, then :func:`remoteops.fleet.resolve_fleet`.
 
     ``inventory`` (already loaded) and ``names`` (hosts already selected, in
-    inventory order) spare a caller that has both doing it twice.
+    inventory order) spare a caller that has both doing it twice; ``only``
+    keeps just those hosts (``--rerun-failed``).
     """
     from remoteops.fleet import resolve_fleet
 
@@ -368,6 +422,7 @@ def resolve(
         ),
         inventory=inventory,
         names=names,
+        only=only,
         ask_password=(
             functools.partial(_prompt_secret, "SSH password: ", "--ask-pass")
             if opts.ask_pass

@@ -22,15 +22,20 @@ from remoteops.cli.options import (
     ConnectTimeoutOpt,
     ForksOpt,
     InventoryOpt,
+    JobOpt,
     JsonOpt,
     KeyOpt,
     KnownHostsOpt,
     LimitOpt,
+    MetricsOpt,
+    NoHistoryOpt,
     NoSshConfigOpt,
     PassphraseFileOpt,
     PolicyOpt,
     PortOpt,
     QuietOpt,
+    ReportOpt,
+    RerunFailedOpt,
     RetriesOpt,
     RetryFileOpt,
     SshConfigOpt,
@@ -40,6 +45,7 @@ from remoteops.cli.options import (
     resolve,
     targeting,
 )
+from remoteops.cli.record import RunRecord, recording
 from remoteops.cli.runtime import Interrupts, finish, go_quiet
 from remoteops.errors import UsageError
 from remoteops.printable import printable
@@ -106,9 +112,12 @@ def _check_get_destinations(book: Playbook, play_hosts: Mapping[int, Sequence[st
 class _TextReporter:
     """Renders a playbook run as ``run`` renders one command, with headers per step."""
 
-    def __init__(self, *, as_json: bool, gather: bool, quiet: bool, width: int) -> None:
+    def __init__(
+        self, *, as_json: bool, gather: bool, quiet: bool, width: int, record: RunRecord
+    ) -> None:
         from remoteops.report import JsonLinesWriter, LivePrinter, use_color
 
+        self.record = record
         self.as_json = as_json
         self.gather = gather
         self.quiet = quiet
@@ -164,6 +173,7 @@ class _TextReporter:
 
     def host_done(self, outcome: StepOutcome) -> None:
         result = outcome.result
+        self.record.host(result)
         if self.as_json:
             self.json_writer.host(result)
             return
@@ -197,9 +207,11 @@ class _TextReporter:
             self._out(f"  would {what}  on {fold_hosts(list(hosts))}")
 
     def analysis(self, step: Step, text: str, objects: Sequence[Mapping[str, Any]]) -> None:
+        records = [{**obj, "step": step.number, "step_name": step.name} for obj in objects]
+        self.record.analysis(records)
         if self.as_json:
-            for obj in objects:
-                self.json_writer.record({**obj, "step": step.number, "step_name": step.name})
+            for record in records:
+                self.json_writer.record(record)
         elif not self.quiet:
             sys.stdout.write(printable(text, keep_newlines=True))
             sys.stdout.flush()
@@ -244,6 +256,7 @@ class _TextReporter:
 
 
 def play_cmd(
+    ctx: typer.Context,
     playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
@@ -302,6 +315,11 @@ def play_cmd(
             help="File holding the sudo password for become steps (sent on stdin).",
         ),
     ] = None,
+    no_history: NoHistoryOpt = False,
+    job: JobOpt = None,
+    metrics: MetricsOpt = None,
+    report: ReportOpt = None,
+    rerun_failed: RerunFailedOpt = False,
 ) -> None:
     """Run a playbook: ordered steps over one connection per host, with rolling batches.
 
@@ -344,6 +362,10 @@ def play_cmd(
     first = resolve_start_at(book, start_at) if start_at is not None else None
     inv = load_fleet_inventory(opts.inventory)
     play_hosts = select_play_hosts(book, inv, opts.limit)
+    record = recording("play", str(playbook), locals())
+    only = record.rerun_hosts()
+    if only is not None:
+        play_hosts = _only(play_hosts, only, str(playbook))
     check_playbook(
         book,
         play_hosts=play_hosts,
@@ -364,7 +386,9 @@ def play_cmd(
     by_name = {t.name: t for t in targets}
     _check_get_destinations(book, play_hosts)
     width = host_column_width(t.name for t in targets)
-    reporter = _TextReporter(as_json=as_json, gather=gather_output, quiet=quiet, width=width)
+    reporter = _TextReporter(
+        as_json=as_json, gather=gather_output, quiet=quiet, width=width, record=record
+    )
     interrupts = Interrupts(executor.cancel)
     runner = PlaybookRunner(
         book,
@@ -380,6 +404,7 @@ def play_cmd(
         confirm=_Prompt(interrupts) if step else None,
         become_password=become_password,
     )
+    record.start(names)
     with interrupts:
         result = runner.run()
     result.interrupted_by = interrupts.code
@@ -394,7 +419,19 @@ def play_cmd(
         json_writer=reporter.json_writer,
         retry_file=retry_file,
         quiet=quiet,
+        record=record,
     )
+
+
+def _only(
+    play_hosts: Mapping[int, Sequence[str]], only: Sequence[str], playbook: str
+) -> dict[int, list[str]]:
+    """``--rerun-failed``: each play's hosts that are among ``only``."""
+    from remoteops.fleet import keep_only
+
+    every = [h for hosts in play_hosts.values() for h in hosts]
+    keep = set(keep_only(every, only, playbook))  # none left: one error naming them
+    return {index: [h for h in hosts if h in keep] for index, hosts in play_hosts.items()}
 
 
 class _Groups(dict[str, list[str]]):

@@ -19,16 +19,21 @@ from remoteops.cli.options import (
     FailOnFindingsOpt,
     ForksOpt,
     InventoryOpt,
+    JobOpt,
     JsonOpt,
     KeyOpt,
     KnownHostsOpt,
     LimitOpt,
+    MetricsOpt,
+    NoHistoryOpt,
     NoSshConfigOpt,
     PassphraseFileOpt,
     PatternArg,
     PolicyOpt,
     PortOpt,
     QuietOpt,
+    ReportOpt,
+    RerunFailedOpt,
     RetriesOpt,
     RetryFileOpt,
     RulesOpt,
@@ -39,6 +44,7 @@ from remoteops.cli.options import (
     resolve,
     targeting,
 )
+from remoteops.cli.record import recording
 from remoteops.cli.runtime import (
     HostProgress,
     StderrBytes,
@@ -66,6 +72,7 @@ def _parse_env(values: list[str] | None) -> dict[str, str]:
 
 
 def run_cmd(
+    ctx: typer.Context,
     pattern: Annotated[
         str,
         typer.Argument(
@@ -147,6 +154,11 @@ def run_cmd(
     analyze: AnalyzeOpt = None,
     rules: RulesOpt = None,
     fail_on_findings: FailOnFindingsOpt = False,
+    no_history: NoHistoryOpt = False,
+    job: JobOpt = None,
+    metrics: MetricsOpt = None,
+    report: ReportOpt = None,
+    rerun_failed: RerunFailedOpt = False,
 ) -> None:
     """Run COMMAND on every host PATTERN matches, all at once (up to --forks).
 
@@ -203,6 +215,7 @@ def run_cmd(
         raise UsageError("--keepalive-count must be 1 or more")
     from remoteops.cli.analyze import feed, finish_stage, open_stage
 
+    record = recording("run", pattern, locals(), max_output=max_output)
     stage = open_stage(analyze, rules)
     targets, executor = resolve(
         pattern,
@@ -210,6 +223,7 @@ def run_cmd(
         command_timeout=timeout,
         keepalive_interval=keepalive_interval,
         keepalive_count=keepalive_count,
+        only=record.rerun_hosts(),
     )
     if out_dir is not None:
         # DIR/.HOST.exit.part is the longest name written there.
@@ -241,6 +255,7 @@ def run_cmd(
                 sys.stderr.write(failure_line(result))
                 sys.stderr.flush()
 
+    record.start([t.name for t in targets])
     results = executor.run_command(spec, on_line=printer.line if live else None, out_dir=out_dir)
 
     def out_file(result: HostResult) -> dict[str, Path] | None:
@@ -252,7 +267,7 @@ def run_cmd(
         run = drive(
             feed(stage, results, out_file) if stage else results,
             cancel=executor.cancel if stage is None else stage.cancel_with(executor.cancel),
-            on_result=show,
+            on_result=record.shown(show),
             progress=progress,
         )
         if gather_output and not as_json:
@@ -267,10 +282,12 @@ def run_cmd(
             analysis=finish_stage(stage, run) if stage else None,
             fail_on_findings=fail_on_findings,
             quiet=quiet,
+            record=record,
         )
 
 
 def ping_cmd(
+    ctx: typer.Context,
     pattern: PatternArg = "all",
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
@@ -289,6 +306,11 @@ def ping_cmd(
     key_passphrase_file: PassphraseFileOpt = None,
     ask_pass: AskPassOpt = False,
     retry_file: RetryFileOpt = None,
+    no_history: NoHistoryOpt = False,
+    job: JobOpt = None,
+    metrics: MetricsOpt = None,
+    report: ReportOpt = None,
+    rerun_failed: RerunFailedOpt = False,
 ) -> None:
     """Connect and authenticate to every matched host; report round-trip time and server version.
 
@@ -300,7 +322,9 @@ def ping_cmd(
 
     go_quiet(quiet)
     opts = targeting(locals())
-    targets, executor = resolve(pattern, opts)
+    record = recording("ping", pattern, locals())
+    targets, executor = resolve(pattern, opts, only=record.rerun_hosts())
+    record.start([t.name for t in targets])
     width = host_column_width(t.name for t in targets)
     json_writer = JsonLinesWriter(sys.stdout)
 
@@ -320,5 +344,12 @@ def ping_cmd(
             )
             sys.stdout.flush()
 
-    run = drive(executor.ping(), cancel=executor.cancel, on_result=show)
-    finish(run, as_json=as_json, json_writer=json_writer, retry_file=retry_file, quiet=quiet)
+    run = drive(executor.ping(), cancel=executor.cancel, on_result=record.shown(show))
+    finish(
+        run,
+        as_json=as_json,
+        json_writer=json_writer,
+        retry_file=retry_file,
+        quiet=quiet,
+        record=record,
+    )

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from pathlib import Path
 
+    from remoteops.cli.record import RunRecord
     from remoteops.results import HostResult, RunResult
 
 __all__ = [
@@ -349,16 +350,12 @@ def drive(
 
 
 def _write_retry_file(path: Path, hosts: list[str]) -> None:
+    from remoteops.fileops import write_atomic
+
     # A short temporary name of its own: a retry file whose name is near the file
     # system's limit must not fail on a longer temporary one.
-    tmp = path.parent / f".remoteops-retry.{os.getpid()}.tmp"
-    try:
-        tmp.write_text("".join(f"{h}\n" for h in hosts), encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    temp = path.parent / f".remoteops-retry.{os.getpid()}.tmp"
+    write_atomic(path, "".join(f"{h}\n" for h in hosts).encode(), mode=None, temp=temp)
 
 
 def finish(
@@ -370,6 +367,7 @@ def finish(
     analysis: Any = None,
     fail_on_findings: bool = False,
     quiet: bool = False,
+    record: RunRecord | None = None,
 ) -> NoReturn:
     """End a command that talked to hosts: analysis, JSON summary, retry file, the
     summary on stderr, the log's outcome, and the exit code.
@@ -377,6 +375,7 @@ def finish(
     The summary goes to stderr unless the exit code is 0 and ``--json`` or ``-q``
     was given; with ``-q`` nothing at all is printed on success (held warnings
     are dropped; they are in the log), and on failure the warnings come first.
+    ``record`` (history, ``--metrics``, ``--report``) is finished with the exit code.
     """
     from remoteops.report import render_summary
 
@@ -416,6 +415,10 @@ def finish(
             f"{watch().reason}: no host was started after that; {len(run) - skipped} "
             f"finished, {skipped} not started (exit code {code})"
         )
+    if record is not None:
+        if analysis is not None:
+            record.analysis(analysis.to_json())
+        record.finish(run, code)
     # The log keeps what cron's mail may not: the outcome and every failure.
     first, *failures = summary.splitlines()
     logger.info("%s; exit code %d", first, code)

@@ -25,16 +25,21 @@ from remoteops.cli.options import (
     FailOnFindingsOpt,
     ForksOpt,
     InventoryOpt,
+    JobOpt,
     JsonOpt,
     KeyOpt,
     KnownHostsOpt,
     LimitOpt,
+    MetricsOpt,
+    NoHistoryOpt,
     NoSshConfigOpt,
     PassphraseFileOpt,
     PatternArg,
     PolicyOpt,
     PortOpt,
     QuietOpt,
+    ReportOpt,
+    RerunFailedOpt,
     RetriesOpt,
     RetryFileOpt,
     RulesOpt,
@@ -44,6 +49,7 @@ from remoteops.cli.options import (
     resolve,
     targeting,
 )
+from remoteops.cli.record import RunRecord, recording
 from remoteops.cli.runtime import (
     ProgressDisplay,
     drive,
@@ -231,6 +237,7 @@ def _run_transfer(
     executor: Any,
     results: Any,
     progress: _TransferProgress,
+    record: RunRecord,
     *,
     as_json: bool,
     quiet: bool,
@@ -254,7 +261,8 @@ def _run_transfer(
             report_host(result, width=width, quiet=quiet, verb=verb)
 
     cancel = executor.cancel if stage is None else stage.cancel_with(executor.cancel)
-    run = drive(results, cancel=cancel, on_result=show, progress=progress)
+    record.start([t.name for t in targets])
+    run = drive(results, cancel=cancel, on_result=record.shown(show), progress=progress)
 
     finish(
         run,
@@ -264,10 +272,12 @@ def _run_transfer(
         analysis=finish_stage(stage, run) if stage is not None else None,
         fail_on_findings=fail_on_findings,
         quiet=quiet,
+        record=record,
     )
 
 
 def put_cmd(
+    ctx: typer.Context,
     pattern: PatternArg,
     paths: Annotated[list[str], typer.Argument(help="SRC... DEST")],
     inventory: InventoryOpt = None,
@@ -298,6 +308,11 @@ def put_cmd(
     become: _Become = False,
     become_user: BecomeUserOpt = None,
     become_password_file: BecomePasswordFileOpt = None,
+    no_history: NoHistoryOpt = False,
+    job: JobOpt = None,
+    metrics: MetricsOpt = None,
+    report: ReportOpt = None,
+    rerun_failed: RerunFailedOpt = False,
 ) -> None:
     """Upload files, directories and local globs to every matched host (atomic, verified).
 
@@ -331,7 +346,8 @@ def put_cmd(
     file_mode = _parse_mode(mode)
     options = _options(locals())
     opts = targeting(locals())
-    targets, executor = resolve(pattern, opts, command_timeout=timeout)
+    record = recording("put", pattern, locals())
+    targets, executor = resolve(pattern, opts, command_timeout=timeout, only=record.rerun_hosts())
     source_set = SourceSet.scan(sources, mode=file_mode, need_hash=checksum or verify or resume)
     for warning in source_set.warnings:
         logger.warning("%s", warning)
@@ -350,6 +366,7 @@ def put_cmd(
         executor,
         results,
         progress,
+        record,
         as_json=as_json,
         quiet=quiet,
         retry_file=retry_file,
@@ -357,6 +374,7 @@ def put_cmd(
 
 
 def get_cmd(
+    ctx: typer.Context,
     pattern: PatternArg,
     paths: Annotated[list[str], typer.Argument(help="REMOTE... LOCAL_DIR")],
     inventory: InventoryOpt = None,
@@ -387,6 +405,11 @@ def get_cmd(
     analyze: AnalyzeOpt = None,
     rules: RulesOpt = None,
     fail_on_findings: FailOnFindingsOpt = False,
+    no_history: NoHistoryOpt = False,
+    job: JobOpt = None,
+    metrics: MetricsOpt = None,
+    report: ReportOpt = None,
+    rerun_failed: RerunFailedOpt = False,
 ) -> None:
     """Download remote files, directories and globs into LOCAL_DIR/<host>/<remote path>.
 
@@ -422,7 +445,8 @@ def get_cmd(
     options = _options(locals())
     stage = open_stage(analyze, rules)
     opts = targeting(locals())
-    targets, executor = resolve(pattern, opts, command_timeout=timeout)
+    record = recording("get", pattern, locals())
+    targets, executor = resolve(pattern, opts, command_timeout=timeout, only=record.rerun_hosts())
     # Each host's files land in LOCAL_DIR/HOST/.
     file_names_for_hosts((t.name for t in targets), local_dir, "LOCAL_DIR")
     check_output_dir(local_dir, "LOCAL_DIR", create=True)
@@ -444,6 +468,7 @@ def get_cmd(
             executor,
             feed(stage, results, files_of) if stage else results,
             progress,
+            record,
             as_json=as_json,
             quiet=quiet,
             retry_file=retry_file,

@@ -31,7 +31,9 @@ import pytest
 import typer.main
 
 from remoteops.cli import app, main
+from remoteops.history import HistoryStore, default_history_path
 from remoteops.lab import Lab
+from remoteops.results import HostResult
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -49,6 +51,7 @@ PATH_STRINGS: dict[str, Callable[[str], str]] = {
 NOT_PATHS = {
     "pattern", "command", "limit", "user", "host_key_policy", "become_user", "env",
     "analyze", "more", "start_at", "mode", "analyzer", "name", "group", "topic", "shell",
+    "run", "run_a", "run_b", "job", "status", "since", "max_age", "max_size",
     "profile", "words",
 }  # fmt: skip
 
@@ -70,15 +73,20 @@ PATH_RULES: dict[str, dict[str, Expect]] = {
     "sources": {**_INPUT, "empty": V, "directory": V},  # analyze: a run with no host
     "put_sources": {**_INPUT, "directory": V, "empty": V},
     "retry_file": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},
+    "metrics": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},
+    "report": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},
     "lock": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},
     # A log file that cannot be written does not stop a run (README, Logging): one warning.
     "log_file": {**_INPUT, "missing": V, "non-utf8": V, "empty": V, "directory": V, "long-name": V},
     "out_dir": {**_INPUT, "missing": V, "non-utf8": V, "directory": V},
     "get_local_dir": {**_INPUT, "missing": V, "non-utf8": V, "directory": V},
     "lab_dir": {**_INPUT, "missing": V, "directory": V},  # lab up; status and down need a lab
+    "output": {**_INPUT, "missing": V, "non-utf8": V, "empty": V},  # report -o FILE.html
 }
 # Number options for which 0 is a meaningful value.
-ZERO_IS_VALID = {"retries", "max_output", "keepalive_interval", "latency", "lock_wait", "workers"}
+ZERO_IS_VALID = {
+    "retries", "max_output", "keepalive_interval", "latency", "lock_wait", "workers", "number",
+}  # fmt: skip
 
 
 @dataclass
@@ -193,6 +201,8 @@ class Sweep:
             ("inventory", "list"): {"inventory": inv},
             ("inventory", "graph"): {"inventory": inv},
             ("inventory", "host"): {"inventory": inv, "name": [self.host]},
+            ("history", "list"): {},
+            ("report",): {"run": ["last"], "output": [str(self.fresh("report.html"))]},
         }
         return dict(table[command])
 
@@ -458,6 +468,12 @@ def test_every_path_and_number_option_fails_cleanly_or_works(
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "LANG": "C.UTF-8",
     }
+    # A run in the history, for `report last -o FILE`.
+    recorder = HistoryStore(default_history_path(env)).start_run(
+        command="ping", argv=["remoteops", "ping"], pattern="all", inventory=None
+    )
+    recorder.host(HostResult(sweep.host, "127.0.0.1", 22, "ok", 0))
+    recorder.finish(0, 0.1)
     start = time.monotonic()
     try:
         _run_all(cases, tmp_path, env)

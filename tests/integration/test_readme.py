@@ -30,6 +30,21 @@ pytestmark = pytest.mark.integration
 
 LAB_SECTION = "### The lab"
 
+# The history commands' examples need runs in the history: two of `run all` (web02 ok,
+# then failed), recorded before the tour, whose own runs come after them.
+SEED_HISTORY = """
+from remoteops.history import HistoryStore
+from remoteops.results import HostResult
+
+store = HistoryStore()
+for status, code in (("ok", 0), ("failed", 1)):
+    argv = ["remoteops", "run", "all", "--", "uptime"]
+    recorder = store.start_run(command="run", argv=argv, pattern="all", inventory=None)
+    recorder.host(HostResult("web01", "127.66.0.1", 2222, "ok", 0, b"up 1 day\\n"))
+    recorder.host(HostResult("web02", "127.66.0.2", 2222, status, code, b"up 2 days\\n"))
+    recorder.finish(code and 5, 1.0)
+"""
+
 
 def _workspace(tmp_path: Path, port: int) -> Path:
     """A directory like the top of the repository, for a user whose HOME is fresh."""
@@ -126,10 +141,12 @@ def test_readme_and_help_examples_run_as_written_on_a_fresh_lab(tmp_path: Path) 
     }
     lab_dir = home / ".local" / "state" / "remoteops" / "lab"
     tour, lab = _readme_commands(cwd)
+    (cwd.parent / "seed-history.py").write_text(SEED_HISTORY)
     examples = sorted(help_examples().items(), key=_example_order)
     example_commands = [Command(line, 0) for _path, line in examples]
     commands = [
         Command(". .venv/bin/activate", 0),  # in case the README's tour no longer does
+        Command(f"python {cwd.parent / 'seed-history.py'}", 0),
         *tour,
         *example_commands,
         *lab,

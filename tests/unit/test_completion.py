@@ -93,7 +93,7 @@ def test_bash_completes_commands_and_options(tmp_path: Path) -> None:
     assert "--lock" in _bash_complete(tmp_path, "remoteops --")
     assert _bash_complete(tmp_path, "remoteops completion ") == ["bash", "zsh", "fish"]
     # What the line holds so far is parsed, never acted on (--version printed nothing).
-    assert _bash_complete(tmp_path, "remoteops --version r") == ["run"]
+    assert _bash_complete(tmp_path, "remoteops --version ru") == ["run"]
 
 
 def test_bash_completes_hosts_and_groups_of_the_inventory_given_with_i(
@@ -256,7 +256,10 @@ def test_a_global_options_value_is_not_taken_for_the_command(tmp_path: Path) -> 
     """Only the command on the line is built for a Tab: the words before it that are
     global options, or their values, are not that command."""
     assert _bash_complete(tmp_path, "remoteops --lock run p") == ["ping", "put", "play"]
-    assert _bash_complete(tmp_path, "remoteops --lock=x -v --log-file ping r") == ["run"]
+    assert _bash_complete(tmp_path, "remoteops --lock=x -v --log-file ping r") == [
+        "run",
+        "report",
+    ]
     assert _bash_complete(tmp_path, "remoteops -v lab s") == ["status"]
     assert _bash_complete(tmp_path, "remoteops -v lab down --d") == ["--dir"]
     assert _bash_complete(tmp_path, "remoteops config show --j") == ["--json"]

@@ -436,11 +436,12 @@ def real_errors(text: str | bytes, tmp_path: Path) -> str:
         (
             "[history]\nkeep = 3\n",
             "FILE:2: unknown key 'keep' in [history]; the keys of [history] are "
-            "enabled, max-age, max-size",
+            "enabled, max-age, max-size, and the long options of remoteops history --help",
         ),
         (
             "[history]\nmax_age = '1d'\n",
-            "FILE:2: unknown key 'max_age' in [history]; did you mean 'max-age'?",
+            "FILE:2: unknown key 'max_age' in [history]; write it as the option is spelled: "
+            "'max-age'",
         ),
         (
             "[profiles.prod]\nfrks = 1\n",

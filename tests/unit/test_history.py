@@ -129,6 +129,19 @@ def test_a_run_and_its_hosts_read_back_as_json_records(tmp_path: Path) -> None:
     json.dumps(lines)  # every record is plain JSON
 
 
+def test_names_that_are_not_utf8_are_recorded_not_lost(tmp_path: Path) -> None:
+    """A path given as bytes that are not UTF-8 (surrogate escapes in argv) reaches the
+    pattern and a host's error; SQLite cannot store such text, the record shows them."""
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    odd = "/tmp/kh-\udcff"
+    bad = HostResult("web1", "127.0.0.1", 22, "hostkey", error=f"known_hosts {odd}: unreadable")
+    run_id = _record(store, [bad], pattern=f"web:{odd}", exit_code=4)
+    detail = store.show(run_id)
+    assert detail.run.pattern == "web:/tmp/kh-\\udcff"
+    assert detail.hosts[0]["error"] == bad.error  # the JSON record keeps it exactly
+    assert detail.run.exit_code == 4
+
+
 def test_output_is_capped_at_max_output_and_stored_compressed(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite3"
     store = HistoryStore(path)
@@ -681,3 +694,59 @@ def test_a_reused_pid_is_not_taken_for_a_live_run(store: HistoryStore) -> None:
     db.close()
     assert [r.status for r in store.list_runs()] == ["incomplete"]
     recorder.finish(0, 1.0)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _finding(analyzer: str, host: str, message: str) -> dict[str, object]:
+    return {
+        "v": 1,
+        "type": "analysis",
+        "analyzer": analyzer,
+        "args": None,
+        "title": f"{analyzer} of the outputs",
+        "columns": [],
+        "rows": [],
+        "findings": [{"host": host, "document": "stdout", "message": message}],
+        "errors": [],
+    }
+
+
+def test_a_runs_analysis_records_are_kept_shown_and_pruned(store: HistoryStore) -> None:
+    recorder = store.start_run(command="run", argv=[], pattern="web", inventory=None)
+    recorder.host(_ok("w1", b"x\n"))
+    recorder.analysis([_finding("group", "w1", "outlier"), {"v": 1, "type": "summary"}])
+    recorder.finish(5, 1.0, max_age_s=None, max_size=None)
+    recorder.analysis([_finding("grep", "w1", "ERROR seen")])  # after finish: kept too
+    assert recorder.run_id is not None
+    other = _record(store, [_ok("w1")])
+    detail = store.show(recorder.run_id)
+    assert [a["analyzer"] for a in detail.analysis] == ["group", "grep"]
+    lines = detail.to_json_lines()
+    assert [r["type"] for r in lines] == ["run", "host", "analysis", "analysis", "summary"]
+    assert lines[-1]["findings"] == 2
+    assert "findings" not in store.show(other).to_json_lines()[-1]  # as --json without --analyze
+    store.prune(max_age_s=0, max_size=None)
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT count(*) FROM analysis").fetchone() == (0,)
+    db.close()
+
+
+def test_keeping_analysis_records_never_raises(
+    store: HistoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = store.start_run(command="run", argv=[], pattern="web", inventory=None)
+    recorder.finish(0, 1.0, max_age_s=None, max_size=None)
+    store.path.chmod(0o400)
+    try:
+        if os.geteuid() == 0:  # root writes through a mode: take the table away instead
+            with sqlite3.connect(store.path) as db:
+                db.execute("DROP TABLE analysis")
+            db.close()
+        recorder.analysis([_finding("group", "w1", "outlier")])
+    finally:
+        store.path.chmod(0o600)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "cannot record this run" in warnings[0]
