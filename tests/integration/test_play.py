@@ -82,7 +82,7 @@ def test_every_example_playbook_runs_green_on_a_fresh_lab(
 ) -> None:
     """As a newcomer runs them right after `lab up`: from a checkout, by relative path,
     --check first, then for real; nothing seeded by the test. Each does its job: the lab
-    ships the sample app (remoteops.labapp) the examples audit and collect."""
+    ships the sample app (remoteops.lab.app) the examples audit and collect."""
     lab = start_lab(lab_factory, tmp_path, 6)
     names = [h.name for h in lab.hosts]
     web = [n for n in names if n.startswith("web")]

@@ -72,7 +72,7 @@ def second_port(lab: Lab, tmp_path: Path) -> Iterator[int]:
     route = {"listen": [first.address, port], "target": [second.address, second.port]}
     config.write_text(json.dumps({"latency_ms": 0, "routes": [route]}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "remoteops.labproxy", str(config)],
+        [sys.executable, "-m", "remoteops.lab.proxy", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from remoteops.lab import host_layout
-from remoteops.labapp import app_files
+from remoteops.lab.app import app_files
 
 NOW = 1_700_000_000.0
 

@@ -8,14 +8,14 @@ uploaded to one host is not visible on another. Logins use the unprivileged
 user ``rolab``, who may ``sudo`` with the password in ``DIR/become_password``;
 ``root`` may log in with the same client key (``PermitRootLogin
 prohibit-password``, as most real fleets), into a private ``/root``. Each
-host's ``/srv`` starts with the sample app of ``remoteops.labapp``, which the
+host's ``/srv`` starts with the sample app of ``remoteops.lab.app``, which the
 example playbooks audit and collect.
 
 Without root the lab falls back to plain ``sshd`` processes on loopback
 addresses, logging in as the current user: addresses, host keys and ports are
 distinct, the hostname and the file system are not (``lab up`` says so).
 
-``--latency MS`` puts one userspace TCP proxy (``remoteops.labproxy``) in front
+``--latency MS`` puts one userspace TCP proxy (``remoteops.lab.proxy``) in front
 of every host; it delays each direction by half the round trip.
 
 The lab remembers what it started in ``DIR/lab.json``; ``lab down`` stops those
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from remoteops.errors import LabError
-from remoteops.labapp import app_files
+from remoteops.lab.app import app_files
 from remoteops.nodeset import hosts_label
 from remoteops.wording import plural
 
@@ -911,7 +911,7 @@ def _start_hosts(
 
 
 def _write_app_files(lab: Lab, name: str, index: int, uid: int, gid: int) -> None:
-    """Write the sample app (``remoteops.labapp``) into a host's private /srv, owned by
+    """Write the sample app (``remoteops.lab.app``) into a host's private /srv, owned by
     the login user."""
     srv = lab.host_root(name) / "srv"
     for remote, text in app_files(name, index, lab.created).items():
@@ -946,7 +946,7 @@ def _start_proxy(lab: Lab, latency_ms: int) -> int:
     config = lab.dir / "proxy.json"
     _write_atomic(config, json.dumps({"latency_ms": latency_ms, "routes": routes}))
     return _spawn(
-        [sys.executable, "-m", "remoteops.labproxy", str(config)],
+        [sys.executable, "-m", "remoteops.lab.proxy", str(config)],
         env=_lab_env(lab),
         output=lab.dir / "proxy.log",
     )

@@ -5,7 +5,7 @@ is delivered ``latency_ms / 2`` after it was read, in each direction, so a round
 trip over an established connection takes at least ``latency_ms``. Order is
 kept; bandwidth is not limited (``tc tbf`` does that).
 
-Run as ``python -m remoteops.labproxy CONFIG.json`` where CONFIG holds
+Run as ``python -m remoteops.lab.proxy CONFIG.json`` where CONFIG holds
 ``{"latency_ms": N, "routes": [{"listen": [addr, port], "target": [addr, port]}]}``.
 """
 
@@ -116,10 +116,10 @@ async def serve(config: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m remoteops.labproxy CONFIG.json``."""
+    """Entry point: ``python -m remoteops.lab.proxy CONFIG.json``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m remoteops.labproxy CONFIG.json", file=sys.stderr)
+        print("usage: python -m remoteops.lab.proxy CONFIG.json", file=sys.stderr)
         return 2
     config = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     asyncio.run(serve(config))
