@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from remoteops.errors import LabError
-from remoteops.lab import Lab, LabHost, _render_inventory, host_layout
+from remoteops.lab import Lab, LabHost, host_layout
+from remoteops.lab.render import render_inventory
 
 
 def test_layout_splits_roles_and_regions() -> None:
@@ -44,7 +45,7 @@ def test_inventory_is_ansible_yaml_with_connection_vars(tmp_path: Path) -> None:
         LabHost(name=h.name, address=h.address, port=h.port, groups=h.groups)
         for h in host_layout(4, 2300)
     ]
-    data = yaml.safe_load(_render_inventory(lab))
+    data = yaml.safe_load(render_inventory(lab))
     all_vars = data["all"]["vars"]
     assert all_vars["ansible_user"] == "rolab"
     assert all_vars["ansible_ssh_private_key_file"] == str(tmp_path / "client_key")
