@@ -20,6 +20,9 @@ while an AES-GCM key is in use on a plain socket:
 * sending: ``send_all`` frames, encrypts and writes many ``CHANNEL_DATA``
   packets at once (one ``sendmsg`` per batch) within the channel's window.
 
+Whatever the cipher, every packet is written with one system call when the
+kernel takes it whole (``FastPacketizer.write_all``), not after a ``poll``.
+
 Anything else (other ciphers, compression, a ProxyJump channel or
 ProxyCommand as the socket, every other message) takes paramiko's own path.
 """
@@ -27,6 +30,7 @@ ProxyCommand as the socket, every other message) takes paramiko's own path.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import struct
 import threading
@@ -414,6 +418,31 @@ class FastPacketizer(CountingPacketizer):
             self._rstart = self._rend = 0
 
     # ----------------------------------------------------------------- sending
+
+    def write_all(self, out: bytes) -> None:  # type: ignore[override]  # paramiko passes bytes
+        """paramiko's ``write_all``, in one system call when the kernel takes it all.
+
+        Python keeps a socket with a timeout non-blocking underneath and polls
+        it before every ``send``: one more system call, and one more hand-over
+        of the GIL among a run's threads, per packet, useless while the send
+        buffer has room, as it nearly always has for a handshake or a request.
+        So the first attempt writes at once; what it leaves (a full buffer)
+        goes through paramiko's loop, which waits and retries as before. Any
+        other error ends the transport with EOFError, as paramiko's does.
+        """
+        sock = self._fast_socket
+        if sock is not None and out:
+            try:
+                sent = os.write(sock.fileno(), out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                raise EOFError() from None
+            _engine_fields(self)._Packetizer__keepalive_last = time.time()
+            if sent == len(out):
+                return
+            out = out[sent:]
+        super().write_all(out)
 
     def send_channel_data(self, remote_chanid: int, data: memoryview, max_data: int) -> None:
         """Frame, encrypt and write ``data`` as CHANNEL_DATA packets of at most ``max_data``.

@@ -13,11 +13,13 @@ pyproject.toml pins paramiko to the tested range (``>=5.1,<6``). Two kinds:
   the fallback: ``fastio.FastPacketizer`` (bulk data without paramiko's
   per-packet work), ``fastio.send_all``/``read_chunks`` (the byte streams of
   ``put``/``get``: a batch of small files through ``tar``, large files through
-  ``cat``) and the publickey request sent without waiting for the server's
-  service accept. If the installed paramiko lacks any of their names,
-  :func:`enabled` is False: every fast path is off for the process, the debug
-  log says once which names are missing, and the slower public paths do the
-  same work with the same guarantees.
+  ``cat``), the publickey request sent without waiting for the server's
+  service accept, packets written without polling the socket first
+  (``FastPacketizer.write_all``) and a server's debug message left unformatted
+  when nobody logs it (``session._Transport._parse_debug``). If the installed
+  paramiko lacks any of their names, :func:`enabled` is False: every fast path
+  is off for the process, the debug log says once which names are missing, and
+  the slower public paths do the same work with the same guarantees.
 * **needed** (``fast=False``): features paramiko offers no public call for
   (the ``signal``, ``env`` and ``pty-req`` requests, exit signals, pipelined
   SFTP requests, the re-key deadlock fix). If one is missing, importing
@@ -157,6 +159,8 @@ _USES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
         "pipelined publickey authentication",
     ),
     ("Transport", ("initial_kex_done", "auth_handler"), True, "pipelined publickey authentication"),
+    # session._Transport: a server's debug message is not escaped for a logger that drops it.
+    ("Transport", ("_parse_debug",), True, "SSH_MSG_DEBUG unformatted unless logged"),
     # session: requests paramiko sends no other way, and their replies.
     (
         "Transport",

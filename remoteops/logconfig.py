@@ -292,5 +292,11 @@ def setup_logging(
             paramiko_logger.removeHandler(handler)
     for handler in root.handlers:
         paramiko_logger.addHandler(handler)
+    # The logger passes on only what some handler keeps, so a debug line that
+    # every handler would drop is never built (one LogRecord per host and call
+    # site otherwise). A handler added later must lower this level to its own.
+    # A handler at NOTSET (0) keeps everything; a logger at 0 would defer to the root's.
+    lowest = min((h.level for h in root.handlers), default=logging.WARNING)
+    root.setLevel(max(lowest, 1))
     threading.excepthook = _log_thread_exception
     return root

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 from paramiko.buffered_pipe import PipeTimeout
+from paramiko.message import Message
 
 from remoteops import fastio
 from remoteops.errors import TransferError
@@ -137,6 +140,99 @@ def test_the_handshake_timeout_needs_no_thread_and_keeps_paramikos_rules() -> No
         assert packetizer.handshake_timed_out() is False
         packetizer.start_handshake(0)  # a re-key never restarts it
         assert packetizer.handshake_timed_out() is False
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_write_all_writes_everything_in_order_even_past_a_full_send_buffer() -> None:
+    """The first write goes straight to the socket; what the kernel does not take at
+    once (a full buffer) goes through paramiko's wait-and-retry loop."""
+    ours, theirs = socket.socketpair()
+    ours.settimeout(0.1)  # as paramiko's Transport leaves it: non-blocking underneath
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    got = bytearray()
+    data = os.urandom(2 * 1024 * 1024)
+
+    def drain() -> None:
+        theirs.settimeout(10)
+        while len(got) < len(data) + 5:
+            time.sleep(0.001)
+            chunk = theirs.recv(65536)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        packetizer = fastio.FastPacketizer(ours)
+        packetizer.write_all(b"small")
+        packetizer.write_all(data)
+        reader.join(timeout=30)
+        assert bytes(got) == b"small" + data
+    finally:
+        ours.close()
+        theirs.close()
+        reader.join(timeout=10)
+
+
+def test_write_all_to_a_closed_connection_raises_eoferror_as_paramiko_does() -> None:
+    ours, theirs = socket.socketpair()
+    ours.settimeout(0.1)
+    theirs.close()
+    try:
+        packetizer = fastio.FastPacketizer(ours)
+        with pytest.raises(EOFError):
+            packetizer.write_all(b"x" * 1000)
+        ours.close()
+        with pytest.raises(EOFError):  # closed here: no descriptor to write to
+            packetizer.write_all(b"x")
+    finally:
+        ours.close()
+
+
+def _debug_message(text: bytes) -> Message:
+    message = Message()
+    message.add_boolean(False)  # always_display
+    message.add_string(text)
+    message.add_string("")  # language
+    message.rewind()
+    return message
+
+
+@pytest.mark.parametrize("switched_off", [False, True])
+def test_a_server_debug_message_is_escaped_only_when_someone_logs_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, switched_off: bool
+) -> None:
+    """sshd sends SSH_MSG_DEBUG at every publickey login; paramiko escapes it byte by
+    byte before its logger drops it. remoteops skips that unless paramiko logs DEBUG
+    (``--debug``), or the fast paths are off (paramiko's own handler, as before)."""
+    from remoteops import fastpaths, session
+
+    monkeypatch.setenv(fastpaths.ENV_SWITCH, "1" if switched_off else "")
+    escaped: list[bytes] = []
+    real = paramiko.util.safe_string
+
+    def counting(text: bytes) -> bytes:
+        escaped.append(text)
+        return real(text)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(paramiko.util, "safe_string", counting)
+    ours, theirs = socket.socketpair()
+    try:
+        transport = session._Transport(ours)
+        logger = logging.getLogger("paramiko.transport")
+        with caplog.at_level(logging.WARNING, logger="paramiko.transport"):
+            transport._parse_debug(_debug_message(b"key options: pty\x01"))
+        assert escaped == ([b"key options: pty\x01"] if switched_off else [])
+        assert not caplog.records
+        escaped.clear()
+        with caplog.at_level(logging.DEBUG, logger="paramiko.transport"):
+            assert logger.isEnabledFor(logging.DEBUG)
+            transport._parse_debug(_debug_message(b"key options: pty\x01"))
+        assert escaped == [b"key options: pty\x01"]
+        assert [r.getMessage() for r in caplog.records] == ["Debug msg: b'key options: pty%01'"]
     finally:
         ours.close()
         theirs.close()

@@ -129,3 +129,48 @@ def test_an_exception_ending_a_thread_is_one_logged_line(
     finally:
         setup_logging(LogSettings(log_file=None))
         threading.excepthook = previous
+
+
+def test_the_logger_builds_no_record_that_every_handler_would_drop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The remoteops logger's level is its lowest handler's: a debug line nobody keeps is
+    never formatted, and what a handler keeps still reaches it."""
+    stream = io.StringIO()
+    root = logging.getLogger("remoteops")
+    # pytest's own capture handlers (level NOTSET) keep everything: set them aside.
+    foreign = [h for h in root.handlers if not getattr(h, "_remoteops_handler", False)]
+    for handler in foreign:
+        root.removeHandler(handler)
+    try:
+        setup_logging(LogSettings(log_file=None), stderr_handler=logging.StreamHandler(stream))
+        assert not root.isEnabledFor(logging.INFO)
+        logging.getLogger("remoteops.test").warning("kept %s", "here")
+        assert "kept here" in capsys.readouterr().err  # a warning is a notice: stderr
+
+        log_file = tmp_path / "remoteops.log"
+        setup_logging(LogSettings(log_file=log_file), stderr_handler=logging.StreamHandler(stream))
+        assert root.isEnabledFor(logging.INFO)  # the file keeps INFO
+        assert not root.isEnabledFor(logging.DEBUG)
+        logging.getLogger("remoteops.test").info("info line")
+        for handler in root.handlers:
+            handler.flush()
+        assert "info line" in log_file.read_text()
+        assert "info line" not in stream.getvalue()  # stderr shows warnings only
+
+        setup_logging(
+            LogSettings(log_file=None, verbosity=2), stderr_handler=logging.StreamHandler(stream)
+        )
+        assert root.isEnabledFor(logging.DEBUG)
+        logging.getLogger("remoteops.test").debug("debug line")
+        assert "debug line" in stream.getvalue()
+
+        nosy = logging.Handler()  # NOTSET: keeps everything, so the logger passes it all
+        root.addHandler(nosy)
+        setup_logging(LogSettings(log_file=None), stderr_handler=logging.StreamHandler(stream))
+        assert root.isEnabledFor(logging.DEBUG)
+        root.removeHandler(nosy)
+    finally:
+        for handler in foreign:
+            root.addHandler(handler)
+        setup_logging(LogSettings(log_file=None))
