@@ -16,6 +16,7 @@ hosts already started runs to its end, so none is left half-done.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import re
 import resource
@@ -24,7 +25,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,14 +303,23 @@ class Executor:
                     duration=time.monotonic() - start,
                 )
 
+        # Each future puts itself here when done: waiting costs the same for the
+        # last result as for the first (concurrent.futures.wait() sets up and takes
+        # down a waiter on every pending future at each call).
+        finished: queue.SimpleQueue[Future[HostResult]] = queue.SimpleQueue()
         try:
             for target in self.targets:
-                futures[pool.submit(guarded, target)] = target
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
+                future = pool.submit(guarded, target)
+                futures[future] = target
+                future.add_done_callback(finished.put)
+            for _ in range(len(futures)):
+                while True:  # each turn ends with a result or 0.25 s (Ctrl-C stays prompt)
+                    try:
+                        done = finished.get(timeout=0.25)
+                    except queue.Empty:
+                        continue
+                    break
+                yield done.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=False)
             self.close()

@@ -118,7 +118,10 @@ class Watchdog:
             token = next(self._ids)
             heapq.heappush(self._heap, (deadline, token, callback))
             self._ensure_thread()
-            self._cond.notify()
+            if self._heap[0][1] == token:
+                # Sooner than what the thread sleeps until; otherwise it wakes in
+                # time anyway, and a run of many hosts spares it one wake-up each.
+                self._cond.notify()
             return token
 
     def cancel(self, token: int) -> None:

@@ -7,6 +7,7 @@ import json
 import shlex
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -165,3 +166,31 @@ def test_watchdog_runs_due_callbacks_and_skips_cancelled() -> None:
     assert done.wait(5)
     dog.stop()
     assert fired == ["late"]
+
+
+def test_watchdog_keeps_every_deadline_though_only_a_sooner_one_wakes_it() -> None:
+    """schedule() wakes the thread only for a deadline sooner than the one it sleeps
+    until: each callback still runs at its time, in deadline order, whatever order
+    they were scheduled in."""
+    dog = Watchdog()
+    fired: list[tuple[str, float]] = []
+    done = threading.Event()
+    start = time.monotonic()
+
+    def at(name: str) -> Callable[[], None]:
+        return lambda: fired.append((name, time.monotonic() - start))
+
+    dog.schedule(start + 2.0, at("c"))  # the thread starts and sleeps until c
+    dog.schedule(start + 2.1, at("d"))  # later than c: no wake-up needed
+    dog.schedule(start + 0.3, at("b"))  # sooner: wakes it, now sleeping until b
+    dog.schedule(start + 0.1, at("a"))
+    dog.schedule(start + 2.2, done.set)
+    try:
+        assert done.wait(10)
+    finally:
+        dog.stop()
+    assert [name for name, _ in fired] == ["a", "b", "c", "d"]
+    for (name, when), due in zip(fired, (0.1, 0.3, 2.0, 2.1), strict=True):
+        assert when >= due - 0.01, (name, when)
+    # "a" and "b" were not held back until the deadline set first (generous bound).
+    assert fired[1][1] < 1.5
