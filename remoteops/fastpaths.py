@@ -15,8 +15,9 @@ pyproject.toml pins paramiko to the tested range (``>=5.1,<6``). Two kinds:
   ``put``/``get``: a batch of small files through ``tar``, large files through
   ``cat``), the publickey request sent without waiting for the server's
   service accept, packets written without polling the socket first
-  (``FastPacketizer.write_all``) and a server's debug message left unformatted
-  when nobody logs it (``session._Transport._parse_debug``). If the installed
+  (``FastPacketizer.write_all``), a server's debug message left unformatted
+  when nobody logs it (``session._Transport._parse_debug``) and the algorithm
+  lists read as they are when none is disabled (``_filter_algorithm``). If the installed
   paramiko lacks any of their names, :func:`enabled` is False: every fast path
   is off for the process, the debug log says once which names are missing, and
   the slower public paths do the same work with the same guarantees.
@@ -161,6 +162,21 @@ _USES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("Transport", ("initial_kex_done", "auth_handler"), True, "pipelined publickey authentication"),
     # session._Transport: a server's debug message is not escaped for a logger that drops it.
     ("Transport", ("_parse_debug",), True, "SSH_MSG_DEBUG unformatted unless logged"),
+    # session._Transport: the algorithm lists handed out as they are when none is disabled.
+    (
+        "Transport",
+        (
+            "_filter_algorithm",
+            "_preferred_ciphers",
+            "_preferred_macs",
+            "_preferred_keys",
+            "_preferred_pubkeys",
+            "_preferred_kex",
+            "_preferred_compression",
+        ),
+        True,
+        "algorithm lists not filtered again when nothing is disabled",
+    ),
     # session: requests paramiko sends no other way, and their replies.
     (
         "Transport",

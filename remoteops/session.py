@@ -1090,6 +1090,17 @@ def _handle_channel_request(channel: paramiko.Channel, message: Message) -> None
     _private(paramiko.Channel)._handle_request(channel, message)
 
 
+# What paramiko's Transport._filter_algorithm filters, by kind: each a tuple.
+_ALGORITHM_LISTS = {
+    "ciphers": "_preferred_ciphers",
+    "macs": "_preferred_macs",
+    "keys": "_preferred_keys",
+    "pubkeys": "_preferred_pubkeys",
+    "kex": "_preferred_kex",
+    "compression": "_preferred_compression",
+}
+
+
 class _Transport(paramiko.Transport):
     """paramiko's Transport, minus a deadlock during re-keying.
 
@@ -1113,11 +1124,27 @@ class _Transport(paramiko.Transport):
     }
 
     def __init__(self, sock: Any, **kwargs: Any) -> None:
+        fast = fastpaths.enabled()
+        self._lists_as_they_are = fast
         kwargs.setdefault(
-            "packetizer_class",
-            fastio.FastPacketizer if fastpaths.enabled() else fastio.CountingPacketizer,
+            "packetizer_class", fastio.FastPacketizer if fast else fastio.CountingPacketizer
         )
         super().__init__(sock, **kwargs)
+
+    def _filter_algorithm(self, type_: str) -> tuple[str, ...]:
+        """paramiko's algorithm list of a kind (``preferred_ciphers`` and the like) minus
+        ``disabled_algorithms``: the list itself when nothing is disabled.
+
+        paramiko rebuilds it item by item at each of the ~16 reads a connection
+        makes (key exchange and authentication), whether or not anything is
+        disabled. Its lists are tuples, so handing out the same one is safe.
+        """
+        name = _ALGORITHM_LISTS.get(type_)
+        if name is None or self.disabled_algorithms or not self._lists_as_they_are:
+            lists: tuple[str, ...] = _private(paramiko.Transport)._filter_algorithm(self, type_)
+            return lists
+        preferred: tuple[str, ...] = getattr(self, name)
+        return preferred
 
     def _send_user_message(self, data: Message) -> None:
         if threading.current_thread() is self and not self.clear_to_send.is_set():

@@ -236,3 +236,42 @@ def test_a_server_debug_message_is_escaped_only_when_someone_logs_it(
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize("switched_off", [False, True])
+@pytest.mark.parametrize("disabled", [None, {"ciphers": ["aes128-ctr"], "keys": ["ssh-rsa"]}])
+def test_the_algorithm_lists_are_paramikos_whatever_is_disabled_or_reordered(
+    monkeypatch: pytest.MonkeyPatch, switched_off: bool, disabled: dict[str, list[str]] | None
+) -> None:
+    """_Transport hands out paramiko's algorithm lists as they are when nothing is
+    disabled: every list equals what paramiko's own filter gives, also after the
+    lists were reordered through SecurityOptions (nothing stale)."""
+    from remoteops import fastpaths, session
+
+    monkeypatch.setenv(fastpaths.ENV_SWITCH, "1" if switched_off else "")
+    ours, theirs = socket.socketpair()
+    try:
+        transport = session._Transport(ours, disabled_algorithms=disabled)
+        plain = paramiko.Transport(theirs, disabled_algorithms=disabled)
+
+        def lists(t: paramiko.Transport) -> list[tuple[str, ...]]:
+            return [
+                t.preferred_ciphers,
+                t.preferred_macs,
+                t.preferred_keys,
+                t.preferred_pubkeys,
+                t.preferred_kex,
+                t.preferred_compression,
+            ]
+
+        assert lists(transport) == lists(plain)
+        assert ("aes128-ctr" in transport.preferred_ciphers) is (disabled is None)
+        for t in (transport, plain):
+            session._prefer_aead_ciphers(t)
+            session._preferred_key_types(t, ["ecdsa-sha2-nistp256"])
+        assert lists(transport) == lists(plain)
+        assert transport.preferred_ciphers[0] == "aes128-gcm@openssh.com"
+        assert transport.preferred_keys[0] == "ecdsa-sha2-nistp256"
+    finally:
+        ours.close()
+        theirs.close()
