@@ -252,10 +252,19 @@ class FastPacketizer(CountingPacketizer):
         p = _engine_fields(self)
         if (
             self._fast_socket is None
-            or not p._Packetizer__aead_in
             or p._Packetizer__compress_engine_in is not None
             or p._Packetizer__dump_packets
         ):
+            self._spill()
+            ptype, message = super().read_message()
+            return ptype, message
+        if not p._Packetizer__aead_in:
+            if (
+                p._Packetizer__block_engine_in is None
+                and not p._Packetizer__mac_size_in
+                and not p._Packetizer__etm_in
+            ):
+                return self._read_plain_packet()
             self._spill()
             ptype, message = super().read_message()
             return ptype, message
@@ -281,6 +290,37 @@ class FastPacketizer(CountingPacketizer):
             return ptype, message
         raise paramiko.SSHException("packet loop did not end")
 
+    def _read_plain_packet(self) -> tuple[int, Message]:
+        """The next packet before the first key is in use (the key exchange itself).
+
+        paramiko reads each one with two ``recv`` calls of its exact parts;
+        here one read takes what has arrived (the server's key exchange reply
+        and NEWKEYS come together), with paramiko's checks: blocking, padding,
+        sequence number, re-key accounting.
+        """
+        p = _engine_fields(self)
+        if p._Packetizer__remainder:
+            self._take_remainder()
+        block = p._Packetizer__block_size_in
+        if self._rend - self._rstart < block:
+            self._fill(block, check_rekey=True)
+        start = self._rstart
+        size = int.from_bytes(self._rbuf[start : start + 4], "big")
+        if size < 5 or size > _MAX_PACKET:
+            raise paramiko.SSHException(f"Invalid packet length {size}")
+        if (size + 4) % block != 0:
+            raise paramiko.SSHException("Invalid packet blocking")
+        total = 4 + size
+        if self._rend - start < total:
+            self._fill(total, check_rekey=False)
+            start = self._rstart
+        plain = bytes(self._rview[start + 4 : start + total])
+        self._rstart = start + total
+        end, seqno = self._received(plain, size, size + 4)
+        message = Message(plain[2:end])
+        message.seqno = seqno
+        return plain[1], message
+
     def _read_aead_packet(self) -> tuple[bytes, int, int]:
         """Decrypt the next packet: (plaintext, its sequence number, end of its payload)."""
         p = _engine_fields(self)
@@ -302,18 +342,27 @@ class FastPacketizer(CountingPacketizer):
         self._rstart = start + total
         counter = int.from_bytes(iv[4:], "big") + 1
         p._Packetizer__iv_in = iv[:4] + counter.to_bytes(8, "big")
-        padding = plain[0]
-        end = size - padding
+        end, seqno = self._received(plain, size, size + _GCM_TAG + 4)
+        return plain, seqno, end
+
+    def _received(self, plain: bytes, size: int, raw_size: int) -> tuple[int, int]:
+        """One packet read (``plain`` from its padding length on, ``size`` its length
+        field, ``raw_size`` its bytes on the wire): (end of its payload, its sequence number).
+
+        paramiko's checks and accounting: padding, sequence number, re-keying.
+        """
+        p = _engine_fields(self)
+        end = size - plain[0]
         if end < 2:
             raise paramiko.SSHException("Invalid packet padding")
-        seqno = p._Packetizer__sequence_number_in
+        seqno: int = p._Packetizer__sequence_number_in
         next_seq = (seqno + 1) & 0xFFFFFFFF
         if next_seq == 0 and not p._initial_kex_done:
             raise paramiko.SSHException("Sequence number rolled over during initial kex!")
         p._Packetizer__sequence_number_in = next_seq
-        self._count_received(size + _GCM_TAG + 4)
+        self._count_received(raw_size)
         self.received += 1
-        return plain, seqno, end
+        return end, seqno
 
     def _count_received(self, raw_size: int) -> None:
         """paramiko's re-key accounting for one received packet."""

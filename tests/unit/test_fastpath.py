@@ -13,6 +13,7 @@ import paramiko
 import pytest
 from paramiko.buffered_pipe import PipeTimeout
 from paramiko.message import Message
+from paramiko.packet import Packetizer
 
 from remoteops import fastio
 from remoteops.errors import TransferError
@@ -272,6 +273,71 @@ def test_the_algorithm_lists_are_paramikos_whatever_is_disabled_or_reordered(
         assert lists(transport) == lists(plain)
         assert transport.preferred_ciphers[0] == "aes128-gcm@openssh.com"
         assert transport.preferred_keys[0] == "ecdsa-sha2-nistp256"
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def _plain_packet(payload: bytes, block: int = 8) -> bytes:
+    """An SSH packet before any key is in use: length, padding length, payload, padding."""
+    padding = block - (5 + len(payload)) % block
+    if padding < 4:
+        padding += block
+    body = bytes([padding]) + payload + bytes(range(padding))
+    return len(body).to_bytes(4, "big") + body
+
+
+def _read_all_with(
+    cls: type[Packetizer], chunks: list[bytes], banner_rest: bytes, count: int
+) -> list[tuple[int, bytes, int]]:
+    ours, theirs = socket.socketpair()
+    ours.settimeout(0.1)
+    try:
+        packetizer = cls(ours)
+        packetizer._Packetizer__remainder = banner_rest  # type: ignore[attr-defined]
+        for chunk in chunks:
+            theirs.sendall(chunk)
+        got = []
+        for _ in range(count):
+            ptype, message = packetizer.read_message()
+            got.append((ptype, message.asbytes(), message.seqno))
+        return got
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_packets_before_the_first_key_read_as_paramiko_reads_them() -> None:
+    """FastPacketizer reads the key exchange's packets with one recv for all that has
+    arrived; what it returns is what paramiko's Packetizer returns for the same bytes."""
+    packets = [_plain_packet(bytes([20]) + b"k" * 300), _plain_packet(bytes([31]) + b"r" * 77)]
+    packets.append(_plain_packet(bytes([21])))
+    stream = b"".join(packets)
+    # Part of the first packet came with the banner; the rest arrives in odd pieces.
+    banner_rest, rest = stream[:11], stream[11:]
+    chunks = [rest[:3], rest[3:200], rest[200:]]
+    expected = _read_all_with(Packetizer, chunks, banner_rest, 3)
+    assert [p[0] for p in expected] == [20, 31, 21]
+    assert [p[2] for p in expected] == [0, 1, 2]
+    assert _read_all_with(fastio.FastPacketizer, chunks, banner_rest, 3) == expected
+    assert _read_all_with(fastio.FastPacketizer, [stream], b"", 3) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        ((13).to_bytes(4, "big") + bytes(13), "Invalid packet blocking"),
+        ((12).to_bytes(4, "big") + bytes([11]) + bytes(11), "Invalid packet padding"),
+        ((64 * 1024 * 1024).to_bytes(4, "big") + bytes(4), "Invalid packet length"),
+    ],
+)
+def test_a_broken_packet_before_the_first_key_is_refused(raw: bytes, error: str) -> None:
+    ours, theirs = socket.socketpair()
+    ours.settimeout(0.1)
+    try:
+        theirs.sendall(raw)
+        with pytest.raises(paramiko.SSHException, match=error):
+            fastio.FastPacketizer(ours).read_message()
     finally:
         ours.close()
         theirs.close()
