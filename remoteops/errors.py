@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from remoteops.exitcodes import ExitCode
+
 __all__ = [
     "AnalysisError",
     "AuthenticationError",
@@ -48,7 +50,7 @@ __all__ = [
 class RemoteOpsError(Exception):
     """Base class of every error remoteops raises on purpose."""
 
-    exit_code: ClassVar[int] = 1
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
 
     def __init__(self, message: str, *args: Any) -> None:
         super().__init__(message, *args)
@@ -61,13 +63,13 @@ class RemoteOpsError(Exception):
 class UsageError(RemoteOpsError):
     """Bad arguments or configuration; nothing was contacted."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class InventoryError(RemoteOpsError):
     """An inventory, host pattern or ssh_config that cannot be used."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class UnknownHostError(InventoryError, KeyError):
@@ -80,19 +82,19 @@ class UnknownHostError(InventoryError, KeyError):
 class LabError(RemoteOpsError):
     """The local lab cannot be started, found or stopped."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class LockHeldError(RemoteOpsError):
     """Another run holds the lock named by ``--lock``; nothing was contacted."""
 
-    exit_code = 75
+    exit_code = ExitCode.LOCKED
 
 
 class HostError(RemoteOpsError):
     """One host failed; the other hosts of the run carry on."""
 
-    exit_code = 5
+    exit_code = ExitCode.FAILED
     status: ClassVar[str] = "failed"
     attempts: int = 1
     """How many times connecting was tried (``--retries``) before this error."""
@@ -106,55 +108,55 @@ class HostError(RemoteOpsError):
 class ConnectError(HostError):
     """TCP, DNS, proxy or SSH banner failure."""
 
-    exit_code = 4
+    exit_code = ExitCode.UNREACHABLE
     status = "unreachable"
 
 
 class AuthenticationError(HostError):
     """The server refused every credential offered."""
 
-    exit_code = 4
+    exit_code = ExitCode.UNREACHABLE
     status = "unreachable"
 
 
 class HostKeyError(HostError):
     """The host key is unknown (strict policy), changed or revoked."""
 
-    exit_code = 4
+    exit_code = ExitCode.UNREACHABLE
     status = "hostkey"
 
 
 class CommandTimeoutError(HostError):
     """A connect, command or transfer deadline passed."""
 
-    exit_code = 3
+    exit_code = ExitCode.TIMEOUT
     status = "timeout"
 
 
 class InterruptedHostError(HostError):
     """The run was interrupted (Ctrl-C, SIGTERM) while this host was being worked on."""
 
-    exit_code = 5
+    exit_code = ExitCode.FAILED
     status = "interrupted"
 
 
 class TransferError(HostError):
     """A file transfer failed; the message names the path and the side."""
 
-    exit_code = 5
+    exit_code = ExitCode.FAILED
     status = "failed"
 
 
 class AnalysisError(RemoteOpsError):
     """An analyzer failed or was given input it cannot read."""
 
-    exit_code = 5
+    exit_code = ExitCode.FAILED
 
 
 class RunFailedError(RemoteOpsError):
     """Raised by ``RunResult.raise_on_error()`` when some host did not succeed."""
 
-    def __init__(self, message: str, result: Any = None, exit_code: int = 5) -> None:
+    def __init__(self, message: str, result: Any = None, exit_code: int = ExitCode.FAILED) -> None:
         super().__init__(message, result, exit_code)
         self.result = result
         self.run_exit_code = exit_code

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from remoteops.errors import RemoteOpsError, UsageError
+from remoteops.exitcodes import ExitCode
 from remoteops.results import JSON_VERSION, STATUSES, HostResult
 
 __all__ = [
@@ -773,7 +774,7 @@ class HistoryStore:
             if ended is None:
                 state = "running" if _process_alive(machine, pid, process) else "incomplete"
             else:
-                state = "ok" if code == 0 else "failed"
+                state = "ok" if code == ExitCode.OK else "failed"
             if status and state not in status:
                 continue
             runs.append(
@@ -962,7 +963,7 @@ class HistoryStore:
         """When the last run of ``job`` that exited 0 ended (a Unix time), or None."""
         with self._reading() as db:
             row = db.execute(
-                "SELECT max(ended) FROM runs WHERE job = ? AND exit_code = 0", (job,)
+                "SELECT max(ended) FROM runs WHERE job = ? AND exit_code = ?", (job, ExitCode.OK)
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from remoteops.errors import RemoteOpsError, UsageError
+from remoteops.exitcodes import ExitCode
 from remoteops.fileops import flock_within, write_atomic
 from remoteops.results import STATUSES, RunResult
 
@@ -108,7 +109,7 @@ class RunMetrics:
     ) -> RunMetrics:
         """As :meth:`from_result`, from host counts per status (a playbook's recap)."""
         now = time.time() if finished is None else finished
-        if exit_code == 0:
+        if exit_code == ExitCode.OK:
             last_success = now
         return cls(job, dict(counts), duration_s, exit_code, now, last_success)
 

@@ -8,7 +8,7 @@ command half-way. Instead :func:`guard_streams` wraps ``sys.stdout`` and
 descriptor at /dev/null (so buffered bytes and later writes vanish quietly),
 and tells the listeners registered with :meth:`OutputWatch.on_close`. The
 command line uses that to start no more hosts, to end a rollout at a batch
-boundary, and to exit 141 (see docs/exit-codes.md).
+boundary, and to exit 141 (``ExitCode.BROKEN_PIPE``, see docs/exit-codes.md).
 """
 
 from __future__ import annotations
@@ -22,12 +22,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-__all__ = ["EXIT_BROKEN_PIPE", "OutputWatch", "guard_streams", "watch"]
+__all__ = ["OutputWatch", "guard_streams", "watch"]
 
 logger = logging.getLogger(__name__)
-
-EXIT_BROKEN_PIPE = 141
-"""128 + SIGPIPE: what a shell reports for a command killed by a closed pipe."""
 
 
 class OutputWatch:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from remoteops.errors import RunFailedError
+from remoteops.exitcodes import ExitCode
 from remoteops.wording import plural
 
 __all__ = [
@@ -93,12 +94,12 @@ def exit_code_for(statuses: Iterable[str], *, interrupted_by: int | None = None)
         return interrupted_by
     seen = set(statuses)
     if "timeout" in seen:
-        return 3
+        return ExitCode.TIMEOUT
     if seen & {"unreachable", "hostkey"}:
-        return 4
+        return ExitCode.UNREACHABLE
     if seen & {"failed", "interrupted", "skipped"}:
-        return 5
-    return 0
+        return ExitCode.FAILED
+    return ExitCode.OK
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ import typer
 from remoteops.cli.findings import analysis_exit_code, analysis_summary, counted, emit_analysis
 from remoteops.cli.runtime import Interrupts, go_quiet
 from remoteops.errors import UsageError
+from remoteops.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -158,8 +159,10 @@ def analyze_cmd(
                 hosts.add(result.host)
                 stage.submit(result, paths=paths, name=name)
         report = stage.finish()
-    code = interrupts.code or analysis_exit_code(0, report, fail_on_findings=fail_on_findings)
-    release_stderr(show=code != 0)
+    code = interrupts.code or analysis_exit_code(
+        ExitCode.OK, report, fail_on_findings=fail_on_findings
+    )
+    release_stderr(show=code != ExitCode.OK)
     emit_analysis(report, as_json=as_json, tables=not quiet)
     if as_json:
         summary: dict[str, Any] = {
@@ -172,7 +175,7 @@ def analyze_cmd(
             "exit_code": code,
         }
         sys.stdout.write(json.dumps(summary, separators=(", ", ": ")) + "\n")
-    if code != 0:
+    if code != ExitCode.OK:
         suffix, lines = analysis_summary(report, fail_on_findings=fail_on_findings)
         if interrupts.code is not None:
             suffix += "; interrupted"

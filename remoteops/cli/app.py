@@ -33,17 +33,11 @@ from remoteops.cli.lab import lab_app
 from remoteops.cli.options import CONTEXT
 from remoteops.cli.play import play_cmd
 from remoteops.cli.run import ping_cmd, run_cmd
-from remoteops.cli.runtime import (
-    EXIT_BUG,
-    EXIT_OK,
-    EXIT_SIGINT,
-    EXIT_USAGE,
-    state,
-    stderr,
-)
+from remoteops.cli.runtime import state, stderr
 from remoteops.cli.transfer import get_cmd, put_cmd
 from remoteops.configpaths import PROFILE_ENV, nothing_to_read
 from remoteops.errors import RemoteOpsError, UsageError
+from remoteops.exitcodes import ExitCode
 from remoteops.logconfig import (
     LogSettings,
     PrintableFormatter,
@@ -51,7 +45,7 @@ from remoteops.logconfig import (
     release_stderr,
     setup_logging,
 )
-from remoteops.outputs import EXIT_BROKEN_PIPE, guard_streams
+from remoteops.outputs import guard_streams
 
 __all__ = ["ProfileOpt", "app", "console_main", "main"]
 
@@ -132,7 +126,7 @@ def _version_callback(ctx: typer.Context, value: bool) -> None:
         f"cryptography {cryptography.__version__}, "
         f"Python {platform.python_version()})"
     )
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 @app.callback()
@@ -254,14 +248,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
             _main(sys.argv[1:] if argv is None else argv)
         except SystemExit as exc:
             if exc.code is None or isinstance(exc.code, int):
-                code = exc.code or EXIT_OK
+                code = exc.code or ExitCode.OK
             else:
-                _fail(str(exc.code), EXIT_BUG)
-        release_stderr(show=code != EXIT_OK)  # what -q held, if the command ended early
-        if outputs.closed and code in (EXIT_OK, 3, 4, 5):
-            code = EXIT_BROKEN_PIPE
+                _fail(str(exc.code), ExitCode.INTERNAL)
+        release_stderr(show=code != ExitCode.OK)  # what -q held, if the command ended early
+        if outputs.closed and code in (
+            ExitCode.OK,
+            ExitCode.TIMEOUT,
+            ExitCode.UNREACHABLE,
+            ExitCode.FAILED,
+        ):
+            code = ExitCode.BROKEN_PIPE
             outputs.announce(
-                f"{outputs.reason}: the output was cut short (exit code {EXIT_BROKEN_PIPE})"
+                f"{outputs.reason}: the output was cut short (exit code {ExitCode.BROKEN_PIPE})"
             )
     raise SystemExit(code)
 
@@ -320,21 +319,21 @@ def _main(args: list[str]) -> NoReturn:
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":
             exc.show()  # type: ignore[attr-defined]  # the help text, as asked for
-            raise SystemExit(EXIT_USAGE) from None
+            raise SystemExit(ExitCode.USAGE) from None
         message = " ".join(exc.format_message().split()).rstrip(".")
         if ctx is not None and message == "Missing command":
             # `remoteops -v` or `remoteops lab`: no command given, so the help says which.
             sys.stderr.write(ctx.get_help() + "\n")
-            raise SystemExit(EXIT_USAGE) from None
+            raise SystemExit(ExitCode.USAGE) from None
         # Usage errors (a bad value, an unknown option): one line, like every other error.
         hint = f"; see '{ctx.command_path} -h'" if ctx is not None else ""
-        _fail(f"{message}{hint}", EXIT_USAGE)
+        _fail(f"{message}{hint}", ExitCode.USAGE)
     except BrokenPipeError:
         _flush_stdout_quietly()
-        raise SystemExit(EXIT_OK) from None
+        raise SystemExit(ExitCode.OK) from None
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("remoteops: interrupted\n")
-        raise SystemExit(EXIT_SIGINT) from None
+        raise SystemExit(ExitCode.SIGINT) from None
     except UsageError as exc:
         _fail(str(exc), exc.exit_code)
     except RemoteOpsError as exc:
@@ -344,13 +343,13 @@ def _main(args: list[str]) -> NoReturn:
     except Exception as exc:
         if state.debug:
             traceback.print_exc()
-            _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_BUG)
+            _fail(f"internal error: {type(exc).__name__}: {exc}", ExitCode.INTERNAL)
         _fail(
             f"internal error: {type(exc).__name__}: {exc} (run again with --debug for "
             "the traceback, and report it)",
-            EXIT_BUG,
+            ExitCode.INTERNAL,
         )
-    raise SystemExit(result if isinstance(result, int) else EXIT_OK)
+    raise SystemExit(result if isinstance(result, int) else ExitCode.OK)
 
 
 def console_main() -> NoReturn:
@@ -370,7 +369,7 @@ def console_main() -> NoReturn:
         main()
     except SystemExit as exc:
         code = exc.code
-    status = code if isinstance(code, int) else (0 if code is None else EXIT_BUG)
+    status = code if isinstance(code, int) else (ExitCode.OK if code is None else ExitCode.INTERNAL)
     if code is not None and not isinstance(code, int):
         sys.stderr.write(f"{code}\n")
     _flush_stdout_quietly()
@@ -383,7 +382,7 @@ def console_main() -> NoReturn:
         shutdown()  # joins non-daemon threads, as interpreter exit would
         atexit._run_exitfuncs()
     except KeyboardInterrupt:  # Ctrl-C while exiting: leave now, as a second Ctrl-C does
-        os._exit(EXIT_SIGINT)
+        os._exit(ExitCode.SIGINT)
     _flush_stdout_quietly()
     with contextlib.suppress(Exception):
         sys.stderr.flush()

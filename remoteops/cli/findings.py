@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from remoteops.exitcodes import ExitCode
 from remoteops.printable import printable
 from remoteops.report import JsonLinesWriter
 
@@ -18,15 +19,11 @@ if TYPE_CHECKING:
     from remoteops.analysis import AnalysisReport
 
 __all__ = [
-    "EXIT_FINDINGS",
     "analysis_exit_code",
     "analysis_summary",
     "counted",
     "emit_analysis",
 ]
-
-
-EXIT_FINDINGS = 5
 
 
 def emit_analysis(
@@ -62,10 +59,10 @@ def emit_analysis(
 def analysis_exit_code(code: int, report: AnalysisReport | None, *, fail_on_findings: bool) -> int:
     """The run's exit code, made 5 by findings (with ``--fail-on-findings``) or analysis
     errors when nothing else (3, 4, interruption) already applies."""
-    if report is None or code != 0:
+    if report is None or code != ExitCode.OK:
         return code
     if report.errors or (fail_on_findings and report.findings):
-        return EXIT_FINDINGS
+        return ExitCode.FAILED
     return code
 
 

@@ -12,6 +12,7 @@ import typer
 from remoteops.cli.options import CONTEXT
 from remoteops.cli.runtime import stderr, stdout
 from remoteops.errors import UsageError
+from remoteops.exitcodes import ExitCode
 from remoteops.wording import plural
 
 __all__ = ["lab_app", "lab_down_cmd", "lab_status_cmd", "lab_up_cmd"]
@@ -157,7 +158,7 @@ def lab_status_cmd(
     )
     stdout.print(f"inventory {lab.inventory}")
     if answering < len(statuses):
-        raise typer.Exit(4)
+        raise typer.Exit(ExitCode.UNREACHABLE)
 
 
 @lab_app.command("down")

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from remoteops.exitcodes import ExitCode
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
@@ -98,7 +100,7 @@ class RunRecord:
             if not self.quiet:
                 sys.stderr.write(f"remoteops: {message}\n")
                 sys.stderr.flush()
-            raise typer.Exit(0)
+            raise typer.Exit(ExitCode.OK)
         logger.info("--rerun-failed: %d host(s) that did not succeed in run %d", len(hosts), run_id)
         return hosts
 
@@ -170,7 +172,7 @@ class RunRecord:
 
         assert self.metrics is not None
         last_success = None
-        if code != 0 and self.history:
+        if code != ExitCode.OK and self.history:
             last_success = self._last_success()
         metrics = RunMetrics.from_counts(
             self.job,

@@ -1,6 +1,6 @@
-"""The run-time machinery every command shares: exit codes, the consoles (rich, built
-lazily), ``-q``, Ctrl-C/SIGTERM handling, progress displays, consuming a run's results
-and finishing it (analysis, JSON summary, retry file, summary, exit code).
+"""The run-time machinery every command shares: the consoles (rich, built lazily),
+``-q``, Ctrl-C/SIGTERM handling, progress displays, consuming a run's results and
+finishing it (analysis, JSON summary, retry file, summary, exit code).
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from remoteops.cli.findings import (
-    EXIT_FINDINGS,
-    analysis_exit_code,
-    analysis_summary,
-    emit_analysis,
-)
+from remoteops.cli.findings import analysis_exit_code, analysis_summary, emit_analysis
+from remoteops.exitcodes import ExitCode
 from remoteops.logconfig import hold_stderr, release_stderr
-from remoteops.outputs import EXIT_BROKEN_PIPE, watch
+from remoteops.outputs import watch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -34,13 +30,6 @@ if TYPE_CHECKING:
     from remoteops.results import HostResult, RunResult
 
 __all__ = [
-    "EXIT_BROKEN_PIPE",
-    "EXIT_BUG",
-    "EXIT_FINDINGS",
-    "EXIT_OK",
-    "EXIT_SIGINT",
-    "EXIT_SIGTERM",
-    "EXIT_USAGE",
     "HostProgress",
     "Interrupts",
     "ProgressDisplay",
@@ -56,17 +45,6 @@ __all__ = [
 
 # The logger of the command line (log files name it remoteops.cli).
 logger = logging.getLogger("remoteops.cli")
-
-
-EXIT_OK = 0
-
-EXIT_BUG = 1
-
-EXIT_USAGE = 2
-
-EXIT_SIGINT = 130
-
-EXIT_SIGTERM = 143
 
 
 @dataclass(slots=True)
@@ -139,7 +117,7 @@ class Interrupts:
     def __init__(self, cancel: Any, *, stopping: str = "remote commands") -> None:
         self._cancel = cancel
         self._stopping = stopping
-        self.code: int | None = None
+        self.code: ExitCode | None = None
         self._previous: dict[int, Any] = {}
         self._prompting = False
 
@@ -149,8 +127,8 @@ class Interrupts:
         def handler(signum: int, frame: object) -> None:
             if self.code is not None and signum == signal.SIGINT:
                 _restore_terminal()
-                os._exit(EXIT_SIGINT)
-            self.code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+                os._exit(ExitCode.SIGINT)
+            self.code = ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM
             if signum == signal.SIGINT:
                 said = f"interrupted; stopping {self._stopping} (Ctrl-C again to quit now)"
             else:
@@ -380,13 +358,13 @@ def finish(
     from remoteops.report import render_summary
 
     if watch().closed and run.interrupted_by is None:
-        run.interrupted_by = EXIT_BROKEN_PIPE
+        run.interrupted_by = ExitCode.BROKEN_PIPE
     code = run.exit_code
     summary_more: tuple[str, list[str]] = ("", [])
     if analysis is not None:
         code = analysis_exit_code(code, analysis, fail_on_findings=fail_on_findings)
         summary_more = analysis_summary(analysis, fail_on_findings=fail_on_findings)
-    release_stderr(show=code != EXIT_OK)
+    release_stderr(show=code != ExitCode.OK)
     if analysis is not None:
         emit_analysis(analysis, as_json=as_json, json_writer=json_writer, tables=not quiet)
         if as_json:
@@ -405,11 +383,11 @@ def finish(
     first, *problems = render_summary(run).splitlines()
     suffix, more_problems = summary_more
     summary = "\n".join([first + suffix, *problems, *more_problems]) + "\n"
-    if code != EXIT_OK or not (as_json or quiet):
+    if code != ExitCode.OK or not (as_json or quiet):
         sys.stderr.write(summary)
         sys.stderr.flush()
-    if watch().closed and code not in (EXIT_SIGINT, EXIT_SIGTERM):
-        code = EXIT_BROKEN_PIPE  # also when the pipe closed under the lines just written
+    if watch().closed and code not in (ExitCode.SIGINT, ExitCode.SIGTERM):
+        code = ExitCode.BROKEN_PIPE  # also when the pipe closed under the lines just written
         skipped = run.counts()["skipped"]
         watch().announce(
             f"{watch().reason}: no host was started after that; {len(run) - skipped} "

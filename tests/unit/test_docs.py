@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import typer.main
 
-from remoteops import cli, errors, helptopics, manpage, outputs, results
+from remoteops import cli, errors, helptopics, manpage, results
 from remoteops.cli import lab as cli_lab
-from remoteops.cli import runtime
+from remoteops.exitcodes import ExitCode
 from tests.readme import ROOT, blocks
 
 DOCS = ROOT / "docs"
@@ -102,14 +102,13 @@ def test_every_command_and_option_is_in_the_reference() -> None:
 
 
 def _defined_exit_codes() -> set[int]:
-    """Every exit code the code can end with."""
-    codes = {value for name, value in vars(runtime).items() if name.startswith("EXIT_")}
-    codes.add(outputs.EXIT_BROKEN_PIPE)
+    """Every exit code the code can end with: the enum, and what errors and statuses map to
+    (tests/unit/test_exitcodes.py checks that no other number is used)."""
+    codes: set[int] = set(ExitCode)
     for _name, cls in inspect.getmembers(errors, inspect.isclass):
         if issubclass(cls, errors.RemoteOpsError):
             codes.add(cls.exit_code)
     codes |= {results.exit_code_for(s) for s in [*results.STATUSES, "ok"]}
-    codes.add(4)  # `lab status` with a host that does not answer (typer.Exit(4) in cli/lab.py)
     return codes
 
 
@@ -117,7 +116,7 @@ def test_every_exit_code_is_documented_and_only_those() -> None:
     text = (DOCS / "exit-codes.md").read_text()
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", text, flags=re.M)}
     assert documented == _defined_exit_codes()
-    assert "Exit(4)" in inspect.getsource(cli_lab.lab_status_cmd)
+    assert "Exit(ExitCode.UNREACHABLE)" in inspect.getsource(cli_lab.lab_status_cmd)
 
 
 def test_every_environment_variable_is_documented() -> None:
