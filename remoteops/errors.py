@@ -3,6 +3,7 @@
 ```
 RemoteOpsError                 exit 1 unless a subclass says otherwise
   UsageError                   exit 2: bad arguments or configuration
+    PlaybookError              a playbook that cannot run: FILE:LINE: ...
   InventoryError               exit 2: an inventory or pattern that cannot be used
     UnknownHostError           (also a KeyError)
   LabError                     exit 2: the local lab cannot be started or found
@@ -39,6 +40,7 @@ __all__ = [
     "InventoryError",
     "LabError",
     "LockHeldError",
+    "PlaybookError",
     "RemoteOpsError",
     "RunFailedError",
     "TransferError",
@@ -64,6 +66,10 @@ class UsageError(RemoteOpsError):
     """Bad arguments or configuration; nothing was contacted."""
 
     exit_code = ExitCode.USAGE
+
+
+class PlaybookError(UsageError):
+    """A playbook that cannot run; the message starts with ``FILE:LINE:``."""
 
 
 class InventoryError(RemoteOpsError):

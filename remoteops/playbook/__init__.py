@@ -8,7 +8,8 @@ templates read against the inventory; ``PlaybookRunner`` runs it and returns a
 
 from __future__ import annotations
 
-from remoteops.playbook.model import Play, Playbook, PlaybookError, Step, load_playbook
+from remoteops.errors import PlaybookError  # with the other errors; public here too
+from remoteops.playbook.model import Play, Playbook, Step, load_playbook
 from remoteops.playbook.recap import HostCounts, PlaybookResult, fold_hosts, render_recap
 from remoteops.playbook.runner import Answer, PlaybookRunner, Reporter, StepOutcome
 from remoteops.playbook.validate import BUILTINS, check_playbook, resolve_start_at

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from remoteops.errors import InventoryError, UsageError
+from remoteops.errors import InventoryError, PlaybookError, UsageError
 from remoteops.playbook.template import (
     Template,
     TemplateKind,
@@ -28,7 +28,6 @@ __all__ = [
     "RESULT_FIELDS",
     "Play",
     "Playbook",
-    "PlaybookError",
     "Step",
     "load_playbook",
     "parse_playbook",
@@ -108,10 +107,6 @@ BUILTINS: Final = frozenset(
 )
 """Variables every template can read (Ansible's names for the same things)."""
 _RESERVED: Final = BUILTINS | {"result"}
-
-
-class PlaybookError(UsageError):
-    """A playbook that cannot run; the message starts with ``FILE:LINE:``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from remoteops.playbook.model import BUILTINS, RESULT_FIELDS, Play, Playbook, PlaybookError, Step
+from remoteops.errors import PlaybookError
+from remoteops.playbook.model import BUILTINS, RESULT_FIELDS, Play, Playbook, Step
 from remoteops.playbook.template import Template
 
 __all__ = ["BUILTINS", "check_playbook", "resolve_start_at"]

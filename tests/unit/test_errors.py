@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from remoteops import errors
         (errors.InventoryError("inv.yml:3: duplicate key"), 2),
         (errors.UnknownHostError("no host web99"), 2),
         (errors.LabError("no lab"), 2),
+        (errors.PlaybookError("site.yml:3: unknown key 'sudo'; use 'become'"), 2),
         (errors.LockHeldError("held"), 75),
         (errors.ConnectError("web01", "connection refused"), 4),
         (errors.AuthenticationError("web01", "denied"), 4),
@@ -80,6 +82,7 @@ def test_public_names_are_pinned() -> None:
             "InventoryError",
             "LabError",
             "LockHeldError",
+            "PlaybookError",
             "RemoteOpsError",
             "RunFailedError",
             "TransferError",
@@ -90,3 +93,13 @@ def test_public_names_are_pinned() -> None:
     )
     for name in remoteops.__all__:
         assert hasattr(remoteops, name)
+
+
+def test_playbook_error_is_in_the_tree_and_still_public_from_playbook() -> None:
+    from remoteops import playbook
+
+    assert playbook.PlaybookError is errors.PlaybookError is remoteops.PlaybookError
+    assert issubclass(errors.PlaybookError, errors.UsageError)
+    assert "PlaybookError" in (errors.__doc__ or "")
+    with pytest.raises(errors.PlaybookError, match=r"^site\.yml:2: "):
+        playbook.model.parse_playbook("- hosts: all\n  sudo: true\n", path=Path("site.yml"))
