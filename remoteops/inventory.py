@@ -27,8 +27,8 @@ with Ansible's precedence: the ``all`` group, then the host's groups sorted by
 ``group_vars`` files in the same order, then the host's own variables, then
 ``host_vars`` files; the last value wins (a shallow, top-level replace).
 
-YAML is read with a safe loader that refuses duplicate keys, Python tags, Ansible
-``!vault`` values and alias bombs.  Dynamic inventory plugins and vaulted files are
+YAML is read with ``remoteops.yamlsafe``, which refuses duplicate keys, Python tags,
+Ansible ``!vault`` values and alias bombs.  Dynamic inventory plugins and vaulted files are
 not supported (nor TOML inventories): run ``ansible-inventory -i FILE --list > inv.json``
 and pass ``inv.json``.
 """
@@ -49,9 +49,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
-
-import yaml
+from typing import Any
 
 from remoteops.errors import InventoryError, UnknownHostError
 from remoteops.inventory_ini import (
@@ -72,6 +70,7 @@ from remoteops.patterns import (
     select_hosts,
 )
 from remoteops.wording import plural
+from remoteops.yamlsafe import load_yaml
 
 __all__ = [
     "ConnectionVars",
@@ -81,15 +80,12 @@ __all__ = [
     "connection_vars",
     "default_inventory_sources",
     "load_inventory",
-    "load_yaml",
     "to_json_value",
 ]
 
 logger = logging.getLogger(__name__)
 
 ADVICE = "run `ansible-inventory -i FILE --list > inv.json` and pass inv.json with -i"
-MAX_ALIASES = 100
-MAX_NODES = 100_000
 
 _YAML_EXTS = ("", ".yml", ".yaml", ".json")
 # Ansible's INVENTORY_IGNORE_EXTS (REJECT_EXTS + .orig, .cfg, .retry) and IGNORED_ALWAYS.
@@ -118,188 +114,9 @@ _JINJA = re.compile(r"\{\{|\{%")
 # --- YAML -----------------------------------------------------------------------------
 
 
-if TYPE_CHECKING:
-    _LoaderBase = yaml.SafeLoader
-elif yaml.__with_libyaml__:
-    # libyaml's parser and composer (C) with PyYAML's safe constructor: the
-    # same documents and marks as yaml.SafeLoader, ~10x faster on big files.
-    from yaml.constructor import SafeConstructor
-    from yaml.cyaml import CParser
-    from yaml.resolver import Resolver
-
-    class _LoaderBase(CParser, SafeConstructor, Resolver):
-        def __init__(self, stream: str) -> None:
-            CParser.__init__(self, stream)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
-else:
-    _LoaderBase = yaml.SafeLoader
-
-
-class _SafeLoader(_LoaderBase):
-    """Safe loader that refuses duplicate keys, ``!vault`` and alias bombs."""
-
-    source_name = "<string>"
-
-    def __init__(self, stream: str, name: str) -> None:
-        super().__init__(stream)
-        self.source_name = name
-
-    def where(self, node: yaml.Node | None) -> str:
-        line = node.start_mark.line + 1 if node is not None and node.start_mark else 0
-        return f"{self.source_name}:{line}"
-
-    def get_single_node(self) -> yaml.Node | None:
-        node = super().get_single_node()
-        # Without aliases the document is its own size: no expansion to bound.
-        if node is not None and _check_aliases(node, self):
-            _check_node_budget(node, self)
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.get(key)
-                except TypeError:
-                    continue  # unhashable keys fail later with PyYAML's own message
-                if first is not None:
-                    raise InventoryError(
-                        f"{self.where(key_node)}: duplicate key {key!r} (first at line {first}); "
-                        "remove one of them"
-                    )
-                seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-class _LineDict(dict[Any, Any]):
-    """A dict that remembers the line of each key (for error messages)."""
-
-    lines: dict[Any, int]
-
-
-def _construct_map(loader: _SafeLoader, node: yaml.MappingNode) -> Iterator[_LineDict]:
-    data = _LineDict()
-    data.lines = {}
-    yield data
-    data.update(loader.construct_mapping(node))
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node)
-        try:
-            data.lines.setdefault(key, key_node.start_mark.line + 1)
-        except TypeError:
-            continue
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    return []
-
-
-def _check_aliases(root: yaml.Node, loader: _SafeLoader) -> int:
-    """Refuse documents with more than ``MAX_ALIASES`` aliases; return how many there are.
-
-    An alias is the composed graph's second (third, ...) reference to a node,
-    so counting references beyond the first over the distinct nodes finds them
-    without expanding anything.
-    """
-    seen = {id(root)}
-    stack = [root]
-    aliases = 0
-    while stack:
-        for child in _children(stack.pop()):
-            if id(child) in seen:
-                aliases += 1
-                if aliases > MAX_ALIASES:
-                    raise InventoryError(
-                        f"{loader.where(child)}: more than {MAX_ALIASES} YAML aliases; "
-                        "write the values out instead of using anchors"
-                    )
-            else:
-                seen.add(id(child))
-                stack.append(child)
-    return aliases
-
-
-def _check_node_budget(root: yaml.Node, loader: _SafeLoader) -> None:
-    """Refuse documents whose aliases expand past ``MAX_NODES`` (billion laughs)."""
-    sizes: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if id(node) in sizes:
-            continue
-        children = _children(node)
-        if done or not children:
-            sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
-            if sizes[id(node)] > MAX_NODES:
-                raise InventoryError(
-                    f"{loader.where(node)}: YAML aliases expand to more than {MAX_NODES} "
-                    "nodes; write the values out instead of using anchors"
-                )
-            continue
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if id(c) not in sizes)
-
-
-def _construct_vault(loader: _SafeLoader, node: yaml.Node) -> Any:
-    raise InventoryError(
-        f"{loader.where(node)}: Ansible Vault (!vault) values are not supported; "
-        "decrypt them, or " + ADVICE
-    )
-
-
-def _construct_unsafe(loader: _SafeLoader, node: yaml.Node) -> Any:
-    # Ansible's !unsafe only stops templating; remoteops never templates.
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    assert isinstance(node, yaml.MappingNode)
-    return loader.construct_mapping(node, deep=True)
-
-
-def _construct_undefined(loader: _SafeLoader, node: yaml.Node) -> Any:
-    tag = node.tag
-    what = "Python tags are refused" if "python" in tag else "unknown tag"
-    raise InventoryError(f"{loader.where(node)}: {what}: {tag!r}; use plain YAML values")
-
-
-_SafeLoader.add_constructor("!vault", _construct_vault)
-_SafeLoader.add_constructor("!unsafe", _construct_unsafe)
-_SafeLoader.add_constructor(None, _construct_undefined)
-_SafeLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-
-
-def load_yaml(text: str, name: str) -> Any:
-    """Parse one YAML (or JSON) document with the safe loader; errors name ``FILE:LINE``.
-
-    Raises ``InventoryError`` for syntax errors, duplicate keys, ``!!python`` or
-    ``!vault`` tags, and documents with more than ``MAX_ALIASES`` aliases or an
-    expansion past ``MAX_NODES`` nodes.
-    """
-    if text.lstrip().startswith("$ANSIBLE_VAULT;"):
-        raise InventoryError(f"{name}:1: Ansible Vault encrypted files are not supported; {ADVICE}")
-    loader = _SafeLoader(text, name)
-    try:
-        return loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        raise InventoryError(f"{name}:{line}: invalid YAML: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise InventoryError(f"{name}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
+def _load_yaml(text: str, name: str) -> Any:
+    """One YAML (or JSON) document of an inventory, read by ``remoteops.yamlsafe``."""
+    return load_yaml(text, name, error=InventoryError, vault_advice=ADVICE)
 
 
 # --- models ---------------------------------------------------------------------------
@@ -1159,7 +976,7 @@ class _Loader:
         yaml_error: InventoryError | None = None
         if ext in _YAML_EXTS:
             try:
-                data = load_yaml(text, name)
+                data = _load_yaml(text, name)
             except InventoryError as exc:
                 yaml_error = exc  # Ansible's ini plugin gets the file next
             if isinstance(data, dict) and data.get("plugin"):
@@ -1433,7 +1250,7 @@ class _Loader:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise InventoryError(f"{path}: cannot read variables: {exc}") from None
-            loaded = load_yaml(text, str(path))
+            loaded = _load_yaml(text, str(path))
             if not loaded:
                 continue
             if not isinstance(loaded, dict):

@@ -17,7 +17,7 @@ from typing import Any
 
 from remoteops.analysis.builtins import BUILTINS, Analyzer, Partials
 from remoteops.analysis.model import AnalyzerSpec, Document, Finding, Section
-from remoteops.errors import InventoryError, UsageError
+from remoteops.errors import UsageError
 from remoteops.wording import plural
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginAnalyzer", "load_rules", "parse_spec", "resolve"]
@@ -138,10 +138,10 @@ def load_rules(path: str | Path) -> list[AnalyzerSpec]:
     - group: normalize
     ```
 
-    Read with the inventory's safe YAML loader. Raises ``UsageError`` naming
+    Read with the safe YAML loader (``remoteops.yamlsafe``). Raises ``UsageError`` naming
     ``FILE:LINE`` and what to change (exit 2).
     """
-    from remoteops.inventory import load_yaml
+    from remoteops.yamlsafe import load_yaml
 
     path = Path(path)
     try:
@@ -150,10 +150,7 @@ def load_rules(path: str | Path) -> list[AnalyzerSpec]:
         raise UsageError(f"--rules {path}: {exc.strerror}; check the path") from None
     except UnicodeDecodeError:
         raise UsageError(f"--rules {path}: not UTF-8 text") from None
-    try:
-        data = load_yaml(text, str(path))
-    except InventoryError as exc:
-        raise UsageError(exc.message) from None
+    data = load_yaml(text, str(path), error=UsageError)
     if data is None:
         return []
     if not isinstance(data, list):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from remoteops.errors import InventoryError, PlaybookError, UsageError
+from remoteops.errors import PlaybookError, UsageError
 from remoteops.playbook.template import (
     Template,
     TemplateKind,
@@ -214,13 +214,10 @@ def load_playbook(path: Path) -> Playbook:
 
 def parse_playbook(text: str, *, path: Path) -> Playbook:
     """Parse playbook YAML; raises ``PlaybookError`` for the first problem, naming its line."""
-    from remoteops.inventory import load_yaml
+    from remoteops.yamlsafe import load_yaml
 
     shown = str(path)
-    try:
-        data = load_yaml(text, shown)
-    except InventoryError as exc:
-        raise PlaybookError(exc.message) from None
+    data = load_yaml(text, shown, error=PlaybookError)
     return _Parser(path, shown).playbook(data)
 
 

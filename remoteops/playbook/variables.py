@@ -14,7 +14,7 @@ __all__ = ["parse_extra_vars"]
 
 def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
     """``-e`` values: ``k=v`` pairs (strings), ``@file.yml`` or an inline YAML/JSON mapping."""
-    from remoteops.inventory import load_yaml
+    from remoteops.yamlsafe import load_yaml
 
     merged: dict[str, Any] = {}
     for value in values:
@@ -24,9 +24,9 @@ def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
                 raise UsageError(f"--extra-vars {value}: {exc.strerror}; check the path") from None
-            data = _mapping(load_yaml(text, str(path)), f"--extra-vars {value}")
+            data = _mapping(load_yaml(text, str(path), error=UsageError), f"--extra-vars {value}")
         elif value.lstrip().startswith("{"):
-            data = _mapping(load_yaml(value, "--extra-vars"), "--extra-vars")
+            data = _mapping(load_yaml(value, "--extra-vars", error=UsageError), "--extra-vars")
         else:
             data = {}
             for word in shlex.split(value):
