@@ -9,8 +9,9 @@ and not the other. ``ExitCode`` is an ``IntEnum``: its members are the numbers
 from __future__ import annotations
 
 from enum import IntEnum, unique
+from typing import Final
 
-__all__ = ["ExitCode"]
+__all__ = ["HOST_OUTCOMES", "ExitCode"]
 
 
 @unique
@@ -38,3 +39,9 @@ class ExitCode(IntEnum):
     """stdout or stderr was closed by its reader: 128 + SIGPIPE, as a shell reports it."""
     SIGTERM = 143
     """Interrupted by SIGTERM: 128 + 15."""
+
+
+HOST_OUTCOMES: Final = frozenset(
+    {ExitCode.OK, ExitCode.TIMEOUT, ExitCode.UNREACHABLE, ExitCode.FAILED}
+)
+"""The codes that say how the hosts did; a closed output pipe (141) wins over them."""

@@ -37,7 +37,7 @@ from remoteops.cli.runtime import state, stderr
 from remoteops.cli.transfer import get_cmd, put_cmd
 from remoteops.configpaths import PROFILE_ENV, nothing_to_read
 from remoteops.errors import RemoteOpsError, UsageError
-from remoteops.exitcodes import ExitCode
+from remoteops.exitcodes import HOST_OUTCOMES, ExitCode
 from remoteops.logconfig import (
     LogSettings,
     PrintableFormatter,
@@ -252,12 +252,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             else:
                 _fail(str(exc.code), ExitCode.INTERNAL)
         release_stderr(show=code != ExitCode.OK)  # what -q held, if the command ended early
-        if outputs.closed and code in (
-            ExitCode.OK,
-            ExitCode.TIMEOUT,
-            ExitCode.UNREACHABLE,
-            ExitCode.FAILED,
-        ):
+        if outputs.closed and code in HOST_OUTCOMES:
             code = ExitCode.BROKEN_PIPE
             outputs.announce(
                 f"{outputs.reason}: the output was cut short (exit code {ExitCode.BROKEN_PIPE})"
