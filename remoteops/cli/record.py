@@ -270,11 +270,13 @@ def recording(
 
 def _history_settings(ctx: Any) -> tuple[bool, float | None, int | None]:
     """``[history]`` enabled, max-age (s) and max-size (bytes) from the config files."""
-    from remoteops.config import config_from_context
+    from remoteops.configpaths import nothing_to_read
 
-    if ctx is None:  # called outside a command line: the defaults
+    if ctx is None or nothing_to_read():  # no file: the defaults, without the reader's import
         from remoteops.history import DEFAULT_MAX_AGE_S, DEFAULT_MAX_SIZE
 
         return True, DEFAULT_MAX_AGE_S, DEFAULT_MAX_SIZE
+    from remoteops.config import config_from_context
+
     section = config_from_context(ctx).section("history")
     return bool(section["enabled"]), section["max-age"], section["max-size"]
