@@ -77,6 +77,7 @@ __all__ = [
     "config_from_context",
     "effective_settings",
     "load_config",
+    "parse_age",
     "parse_duration",
     "parse_size",
     "profile_callback",
@@ -119,24 +120,32 @@ _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _UNITS_B = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-def parse_duration(value: Any) -> float:
-    """A duration in seconds from a number of seconds or ``"<number><s|m|h|d|w>"``
-    (``"90d"``, ``"12h"``, ``"1.5w"``); ValueError saying what is expected."""
-    expected = 'a duration such as "90d" (units s, m, h, d, w) or a number of seconds'
+def parse_duration(value: Any, *, bare: str = "s") -> float:
+    """A duration in seconds from ``"<number><s|m|h|d|w>"`` (``"90d"``, ``"12h"``,
+    ``"1.5w"``) or a bare number, counted in ``bare`` units (seconds by default; days
+    for a retention age); ValueError saying what is expected."""
+    unit = {"s": "seconds", "d": "days"}[bare]
+    expected = f'a duration such as "90d" (units s, m, h, d, w) or a number of {unit}'
     if isinstance(value, bool):
         raise ValueError(f"expected {expected}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) * _UNITS_S[bare]
     elif isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value.lower())
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value.lower())
         if match is None:
             raise ValueError(f"expected {expected}")
-        seconds = float(match.group(1)) * _UNITS_S[match.group(2)]
+        seconds = float(match.group(1)) * _UNITS_S[match.group(2) or bare]
     else:
         raise ValueError(f"expected {expected}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"expected {expected}, 0 or more")
     return seconds
+
+
+def parse_age(value: Any) -> float:
+    """A retention age in seconds: :func:`parse_duration` with a bare number in days, as
+    ``history prune --max-age`` takes it."""
+    return parse_duration(value, bare="d")
 
 
 def parse_size(value: Any) -> int:
@@ -179,7 +188,7 @@ class SectionKey:
 SECTIONS: dict[str, dict[str, SectionKey]] = {
     "history": {
         "enabled": SectionKey(_parse_bool, True, "record every run in the history"),
-        "max-age": SectionKey(parse_duration, "90d", "prune runs older than this"),
+        "max-age": SectionKey(parse_age, "90d", "prune runs older than this"),
         "max-size": SectionKey(parse_size, "256M", "prune the oldest runs beyond this size"),
     },
 }

@@ -203,24 +203,31 @@ def default_job(command: str, pattern: str | None) -> str:
 
 # --------------------------------------------------------------------------- option values
 
-_AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
 
 def parse_age(text: str, *, option: str = "--max-age") -> float:
-    """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` (a bare number is days) as seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
-    if match is None:
-        raise UsageError(f"{option} {text!r}: give a number and a unit: 90d, 12h, 30m, 2w")
-    return float(match.group(1)) * _AGE_UNITS[match.group(2) or "d"]
+    """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` (a bare number is days) as seconds:
+    the config's ``[history] max-age`` read the same way."""
+    from remoteops.config import parse_age as parse
+
+    try:
+        return parse(text)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: give a number and a unit: 90d, 12h, 30m, 2w"
+        ) from None
 
 
 def parse_size(text: str, *, option: str = "--max-size") -> int:
-    """``256M``, ``1G``, ``500k``, ``1048576`` (bytes; K, M, G are powers of 1024)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*", text.lower())
-    if match is None:
-        raise UsageError(f"{option} {text!r}: give a size: 256M, 1G, 500k or a number of bytes")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    """``256M``, ``1G``, ``500k``, ``1048576`` (bytes; K, M, G, T are powers of 1024): the
+    config's ``[history] max-size`` read the same way."""
+    from remoteops.config import parse_size as parse
+
+    try:
+        return parse(text)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: give a size: 256M, 1G, 500k or a number of bytes"
+        ) from None
 
 
 def parse_since(text: str, *, now: float | None = None) -> float:

@@ -431,7 +431,7 @@ def real_errors(text: str | bytes, tmp_path: Path) -> str:
         (
             "[history]\nmax-age = 'ninety days'\n",
             'FILE:2: max-age = "ninety days": expected a duration such as "90d" '
-            "(units s, m, h, d, w) or a number of seconds",
+            "(units s, m, h, d, w) or a number of days",
         ),
         (
             "[history]\nkeep = 3\n",

@@ -251,6 +251,17 @@ def test_ages_sizes_and_since_as_the_options_take_them() -> None:
         parse_since("yesterday")
 
 
+@pytest.mark.parametrize("text", ["90d", "12h", "30", "2.5", "2w", "45s"])
+def test_the_config_reads_max_age_as_history_prune_does(text: str) -> None:
+    """``[history] max-age = 30`` and ``history prune --max-age 30`` both mean 30 days."""
+    from remoteops import config
+
+    assert config.parse_age(text) == parse_age(text)
+    if text.replace(".", "").isdigit():
+        assert config.parse_age(float(text)) == parse_age(text)  # a TOML number
+    assert config.parse_size("256M") == parse_size("256M")
+
+
 # --------------------------------------------------------------------------- schema
 
 
