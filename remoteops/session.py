@@ -96,6 +96,18 @@ _STOP_HELPER_TIMEOUT = 5.0
 # --------------------------------------------------------------------------- watchdog
 
 
+def send_input(channel: paramiko.Channel, data: bytes) -> None:
+    """Send ``data`` to the remote command's stdin. A command may end, and the server
+    close its channel, before reading all of it (``exit 3`` given a large --stdin):
+    as with ssh, that is the command's business and its exit status still counts, so
+    the write stops there; any other failure (the connection lost) is raised."""
+    try:
+        channel.sendall(data)
+    except OSError:
+        if not channel.closed:
+            raise
+
+
 class Watchdog:
     """One thread that runs callbacks when deadlines pass (no thread per host)."""
 
@@ -446,16 +458,16 @@ class PromptAnswer:
             shown += data[:at]
             data = data[at + len(self._prompt) :]
             if self.state == "waiting":
-                channel.sendall(self._answer)
+                send_input(channel, self._answer)
                 if self._then:
-                    channel.sendall(self._then)
+                    send_input(channel, self._then)
                 self.state = "answered"
                 self._strip_newline = True
                 data = data.removeprefix(b"\r\n").removeprefix(b"\n")
                 self._strip_newline = not data
             else:
                 self.state = "refused"
-                channel.sendall(b"\x03")
+                send_input(channel, b"\x03")
                 return shown + data
         keep = next(
             (n for n in range(min(len(data), len(self._prompt) - 1), 0, -1)
@@ -466,7 +478,7 @@ class PromptAnswer:
             # Output before any prompt: sudo did not ask; the password stays here.
             self.state = "skipped"
             if self._then:
-                channel.sendall(self._then)
+                send_input(channel, self._then)
             return shown + data
         self._held = data[len(data) - keep :] if keep else b""
         return shown + (data[: len(data) - keep] if keep else data)
@@ -776,7 +788,7 @@ class Session:
                 self._request_pty(channel, echo=not stdin)
             self._send_exec(channel, command)
             if stdin is not None:
-                channel.sendall(stdin)
+                send_input(channel, stdin)
             if answer is None:
                 channel.shutdown_write()  # with a pty it ends nothing: the answer comes later
             return self._collect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -52,6 +53,22 @@ def get_playbook(tmp_path: Path, dest: str) -> Path:
         f"- hosts: web\n  steps:\n    - get:\n        dest: {dest}\n        src: /etc/hostname\n"
     )
     return path
+
+
+def test_a_command_that_ends_without_reading_its_stdin_keeps_its_result(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """As with ssh: a command that exits before reading what --stdin sends (the channel is
+    closed under the write) is that command's result, never a connection failure."""
+    data = tmp_path / "big"
+    data.write_bytes(b"x" * (16 << 20))  # far more than the channel's window
+    result = cli("run", "all", "-i", str(lab.inventory), "--json", "--stdin", str(data),
+                 "--", "exit 3")  # fmt: skip
+    assert result.returncode == 5, result.stderr
+    hosts = [r for r in map(json.loads, result.stdout.splitlines()) if r["type"] == "host"]
+    assert len(hosts) == len(lab.hosts)
+    for host in hosts:
+        assert (host["status"], host["exit_code"]) == ("failed", 3), host
 
 
 @pytest.mark.parametrize("command", ["run", "get", "play"])
