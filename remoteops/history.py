@@ -151,6 +151,26 @@ def _version(db: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def _wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode, waiting up to ``timeout`` for other processes.
+
+    Two processes that open a new file at once (cron jobs starting on the same
+    second) both ask for WAL mode; the change needs the file to themselves, and
+    SQLite answers "database is locked" at once, without its busy handler, to one
+    of them. That one asks again until the other is done: once the file is in WAL
+    mode, asking is a read of its header.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.02)
+
+
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
     """Bring the file to SCHEMA_VERSION; each step and its version number commit together.
 
@@ -688,7 +708,7 @@ class HistoryStore:
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _wal(db, self.busy_timeout)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             _migrate(db, self.path)
