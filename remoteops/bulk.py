@@ -19,7 +19,7 @@ agreed); what is left in the stage is reported back and the stage removed.
 
 ``get`` asks ``tar`` for exactly the files the listing named, and reads the
 stream with ``tarfile`` through ``StreamReader``: nothing in a member's header
-decides where or how a file is written (see ``transfer._get_tar``).
+decides where or how a file is written (see ``transfer.streams._get_tar``).
 
 This module holds the pieces that do not touch a session: commands, parsers
 and the archive writer and reader. Where a host lacks GNU ``find`` or

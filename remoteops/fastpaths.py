@@ -196,7 +196,8 @@ _USES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ),
     # session.Session.close: a jump host's channel closed from the far side.
     ("Channel", ("closed",), False, "closing a session behind a jump host"),
-    # transfer: many SFTP requests in flight; listings with undecodable names.
+    # transfer.sftp._Pipe: many SFTP requests in flight; transfer.get._listdir: listings
+    # with undecodable names.
     (
         "SFTPClient",
         ("_async_request", "_read_response", "_request"),

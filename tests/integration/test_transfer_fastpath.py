@@ -23,7 +23,7 @@ from remoteops.hostkeys import HostKeyStore
 from remoteops.lab import Lab, descendants
 from remoteops.session import Credentials, Session, SessionSettings, Watchdog, connect
 from remoteops.target import Target
-from remoteops.transfer import _append_command
+from remoteops.transfer.streams import _append_command
 from tests.helpers import run_cli as cli
 from tests.integration.test_transfer import (
     chown_lab,

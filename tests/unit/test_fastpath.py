@@ -18,7 +18,8 @@ from paramiko.packet import Packetizer
 from remoteops import fastio
 from remoteops.errors import TransferError
 from remoteops.fastio import ChunkPipe
-from remoteops.transfer import SourceFile, _pwrite_all, _source_blocks, _truncate_chunks
+from remoteops.transfer import SourceFile
+from remoteops.transfer.streams import _pwrite_all, _source_blocks, _truncate_chunks
 
 
 def test_chunk_pipe_hands_out_whole_chunks_up_to_the_limit_and_splits_the_last() -> None:

@@ -236,10 +236,10 @@ def test_no_paramiko_internal_is_read_with_a_fallback_value() -> None:
 
 
 def test_paramiko_still_calls_the_sftp_reply_hook_transfer_provides() -> None:
-    """transfer._Pipe receives replies through ``_async_response``, which paramiko calls."""
+    """transfer.sftp._Pipe receives replies through ``_async_response``, which paramiko calls."""
     source = inspect.getsource(paramiko.SFTPClient._read_response)
     assert "._async_response(" in source
-    from remoteops.transfer import _Pipe
+    from remoteops.transfer.sftp import _Pipe
 
     assert callable(_Pipe._async_response)
 
