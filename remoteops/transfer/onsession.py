@@ -3,8 +3,8 @@
 ``put_on_session``/``get_on_session`` run a transfer on a session the
 playbook runner owns and keeps open. ``_OneSession`` stands in for the
 ``Executor`` (its ``fan_out`` runs the one host's work in the caller's thread)
-and ``_Lent`` turns the lent session's ``close()`` into a no-op: the shim
-issue 15 removes once playbook steps run on the one engine.
+and ``_Lent`` turns the lent session's ``close()`` into a no-op: a stand-in
+that goes once playbook steps run on the executor's own session pool.
 """
 
 from __future__ import annotations
