@@ -26,14 +26,6 @@ from remoteops.transfer.model import GetOptions, PutOptions, TransferOptions, _c
 from remoteops.transfer.sftp import _attrs, _Pipe, _remote_sha256, _sftp_sha256, _status_of
 from remoteops.transfer.sources import SourceFile
 
-_FD_CACHE = 64
-
-
-def _copy_times(src: SourceFile, opts: TransferOptions) -> tuple[int, int]:
-    """(atime, mtime) of a copy: always the source's mtime; its atime too with ``preserve``."""
-    return (src.atime if opts.preserve else _now(), src.mtime)
-
-
 # --------------------------------------------------------------------------- put
 
 
@@ -46,6 +38,11 @@ class _PutItem:
     handle: bytes | None = None
     error: str | None = None
     owner: tuple[int, int] | None = None  # (uid, gid) of the file this one replaces
+
+
+def _copy_times(src: SourceFile, opts: TransferOptions) -> tuple[int, int]:
+    """(atime, mtime) of a copy: always the source's mtime; its atime too with ``preserve``."""
+    return (src.atime if opts.preserve else _now(), src.mtime)
 
 
 def _stamp_source_times(
@@ -66,6 +63,8 @@ def _stamp_source_times(
 
 
 # --------------------------------------------------------------------------- get
+
+_FD_CACHE = 64  # directory descriptors a _LocalTree keeps open
 
 
 @dataclass(slots=True)
