@@ -170,6 +170,9 @@ def test_the_logger_builds_no_record_that_every_handler_would_drop(
         setup_logging(LogSettings(log_file=None), stderr_handler=logging.StreamHandler(stream))
         assert root.isEnabledFor(logging.DEBUG)
         root.removeHandler(nosy)
+        # setup_logging gave paramiko's logger the root's handlers, this one too: a
+        # Handler that cannot emit would break paramiko's threads in later tests.
+        logging.getLogger("paramiko").removeHandler(nosy)
     finally:
         for handler in foreign:
             root.addHandler(handler)
