@@ -10,7 +10,14 @@ Cancellation: ``cancel()`` (the CLI calls it on the first Ctrl-C or SIGTERM)
 stops hosts from starting (``skipped``) and stops running commands
 (``interrupted``), which end their remote processes. ``drain()`` (the CLI calls
 it when its output pipe closes) only stops hosts from starting: the work of
-hosts already started runs to its end, so none is left half-done.
+hosts already started runs to its end, so none is left half-done. Both are for
+good: a later operation on the same executor starts no host.
+
+Lifetime: an ``Executor`` runs any number of operations in a row (each with
+its connect deadlines and cancellation) and is closed once, by leaving its
+``with`` block or calling ``close()``; that ends the watchdog, the jump host
+connections and the ssh-agent connection. Closing it while an operation runs
+stops that operation first, as ``cancel()`` does.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import secrets
 import shlex
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -146,8 +154,18 @@ class CommandSpec:
         return become.prefix, become.password_line
 
 
+class _WorkerFlag(threading.local):
+    """Per thread: True in the threads of an operation's pool."""
+
+    active = False
+
+
 class Executor:
-    """Run work on many targets from a bounded thread pool; one session per host."""
+    """Run work on many targets from a bounded thread pool; one session per host.
+
+    A context manager: it runs any number of operations in a row and is closed
+    once, on leaving the ``with`` block or by ``close()``.
+    """
 
     def __init__(
         self,
@@ -174,6 +192,32 @@ class Executor:
         self._jumps: dict[str, Session] = {}
         self._jump_locks: dict[str, threading.Lock] = {}
         self._jumps_lock = threading.Lock()
+        # The thread pools of the operations under way, and whether close() was called.
+        self._operations: list[ThreadPoolExecutor] = []
+        self._state_lock = threading.Lock()
+        self._closed = False
+        self._worker = _WorkerFlag()
+        # Releases the watchdog, jump connections and agent once: at close(), or
+        # when an executor nobody closed is garbage collected.
+        self._release = weakref.finalize(
+            self, _release, self.watchdog, self._jumps, self.credentials
+        )
+        self._release.atexit = False  # at exit the process takes them all anyway
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called: no operation can start any more."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Executor is closed; make a new one to run more work")
 
     @property
     def forks(self) -> int:
@@ -242,6 +286,8 @@ class Executor:
         return previous
 
     def _connect(self, target: Target) -> Session:
+        if not self._release.alive:
+            raise RuntimeError("this Executor is closed; make a new one to run more work")
         attempts = self.limits.retries + 1
         for attempt in range(1, attempts + 1):
             try:
@@ -277,13 +323,22 @@ class Executor:
     # ------------------------------------------------------------------ fan-out
 
     def _fan_out(self, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
-        """Run ``work`` for every target, yielding results as they complete."""
+        """Run ``work`` for every target, yielding results as they complete.
+
+        The executor stays open for the next operation; its watchdog, jump
+        connections and agent go at ``close()``.
+        """
+        self._check_open()
+        return self._fan_out_pool(work)
+
+    def _fan_out_pool(self, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
         if not self.targets:
             return
         pool = ThreadPoolExecutor(max_workers=self.forks, thread_name_prefix="host")
         futures: dict[Future[HostResult], Target] = {}
 
         def guarded(target: Target) -> HostResult:
+            self._worker.active = True
             if self.cancel_event.is_set():
                 return host_result(target, "skipped", error="not started: the run was interrupted")
             if self.drain_event.is_set():
@@ -308,10 +363,15 @@ class Executor:
         # down a waiter on every pending future at each call).
         finished: queue.SimpleQueue[Future[HostResult]] = queue.SimpleQueue()
         try:
-            for target in self.targets:
-                future = pool.submit(guarded, target)
-                futures[future] = target
-                future.add_done_callback(finished.put)
+            # Registered and submitted under the lock: close() sees this operation
+            # whole (and waits for it) or not at all (and it does not start).
+            with self._state_lock:
+                self._check_open()
+                self._operations.append(pool)
+                for target in self.targets:
+                    future = pool.submit(guarded, target)
+                    futures[future] = target
+                    future.add_done_callback(finished.put)
             for _ in range(len(futures)):
                 while True:  # each turn ends with a result or 0.25 s (Ctrl-C stays prompt)
                     try:
@@ -322,7 +382,12 @@ class Executor:
                 yield done.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=False)
-            self.close()
+            with self._state_lock:
+                if pool in self._operations:
+                    self._operations.remove(pool)
+                last = self._closed and not self._operations
+            if last:  # close() was called from one of this operation's hosts
+                self._release()
 
     def fan_out(self, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
         """Run ``work`` for every target from the pool, yielding results as they complete.
@@ -336,12 +401,25 @@ class Executor:
         return self._connect(target)
 
     def close(self) -> None:
-        """Close jump host sessions and the watchdog."""
-        for session in list(self._jumps.values()):
-            session.close()
-        self._jumps.clear()
-        self.watchdog.stop()
-        self.credentials.close()
+        """Close jump host sessions, the ssh-agent connection and the watchdog; once.
+
+        An operation still under way is stopped first, as by ``cancel()``, and
+        its hosts are waited for (called from one of its hosts, the release
+        waits until the operation ends). Later calls do nothing; a later
+        operation raises RuntimeError.
+        """
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+            running = list(self._operations)
+        if running:
+            self.cancel_event.set()
+            if self._worker.active:
+                return  # waiting here for this very thread would never end
+            for pool in running:
+                pool.shutdown(wait=True, cancel_futures=False)
+        self._release()
 
     def run_command(
         self,
@@ -356,6 +434,7 @@ class Executor:
         (:mod:`remoteops.outdir`; ``UsageError`` if it cannot be), before any
         host is contacted.
         """
+        self._check_open()
         if out_dir is not None:
             start_run(out_dir)
 
@@ -487,6 +566,15 @@ class Executor:
             result.add(host_result)
         result.duration_s = time.monotonic() - start
         return result
+
+
+def _release(watchdog: Watchdog, jumps: dict[str, Session], credentials: Credentials) -> None:
+    """What an executor holds until it is closed: jump connections, the agent, the watchdog."""
+    for session in list(jumps.values()):
+        session.close()
+    jumps.clear()
+    watchdog.stop()
+    credentials.close()
 
 
 def _killed(signal: str | None) -> str:

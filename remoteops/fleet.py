@@ -11,8 +11,9 @@ Example::
     from remoteops.fleet import FleetOptions, resolve_fleet
 
     fleet = resolve_fleet("web:&eu", FleetOptions(inventory=("inventories/hosts.yml",)))
-    for result in fleet.executor.ping():
-        print(result.host, result.status)
+    with fleet.executor as executor:
+        for result in executor.ping():
+            print(result.host, result.status)
 """
 
 from __future__ import annotations

@@ -125,8 +125,14 @@ class Watchdog:
             self._thread.start()
 
     def schedule(self, deadline: float, callback: Callable[[], None]) -> int:
-        """Run ``callback`` at ``deadline`` (time.monotonic()) unless cancelled first."""
+        """Run ``callback`` at ``deadline`` (time.monotonic()) unless cancelled first.
+
+        Raises RuntimeError once the watchdog is stopped: a deadline nobody
+        would enforce must not pass for one that will.
+        """
         with self._cond:
+            if self._stopped:
+                raise RuntimeError("the watchdog is stopped (its Executor was closed)")
             token = next(self._ids)
             heapq.heappush(self._heap, (deadline, token, callback))
             self._ensure_thread()
@@ -142,7 +148,7 @@ class Watchdog:
             self._cancelled.add(token)
 
     def stop(self) -> None:
-        """End the watchdog thread."""
+        """End the watchdog thread, for good."""
         with self._cond:
             self._stopped = True
             self._cond.notify()

@@ -263,7 +263,7 @@ def run_cmd(
         path = result.extra.get("_stdout_file")
         return {"stdout": path} if isinstance(path, Path) and path.is_file() else None
 
-    with stage if stage is not None else contextlib.nullcontext():
+    with executor, stage if stage is not None else contextlib.nullcontext():
         run = drive(
             feed(stage, results, out_file) if stage else results,
             cancel=executor.cancel if stage is None else stage.cancel_with(executor.cancel),
@@ -344,7 +344,8 @@ def ping_cmd(
             )
             sys.stdout.flush()
 
-    run = drive(executor.ping(), cancel=executor.cancel, on_result=record.shown(show))
+    with executor:
+        run = drive(executor.ping(), cancel=executor.cancel, on_result=record.shown(show))
     finish(
         run,
         as_json=as_json,

@@ -262,7 +262,8 @@ def _run_transfer(
 
     cancel = executor.cancel if stage is None else stage.cancel_with(executor.cancel)
     record.start([t.name for t in targets])
-    run = drive(results, cancel=cancel, on_result=record.shown(show), progress=progress)
+    with executor:
+        run = drive(results, cancel=cancel, on_result=record.shown(show), progress=progress)
 
     finish(
         run,

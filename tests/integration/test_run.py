@@ -351,8 +351,8 @@ def test_python_api_streams_results(lab: Lab) -> None:
     inventory = remoteops.load_inventory([lab.inventory])
     names = [h.name for h in inventory.select("web")]
     targets = remoteops.resolve_targets(inventory, names)
-    executor = remoteops.Executor(targets, limits=remoteops.Limits(max_workers=2))
-    results = list(executor.run_command(remoteops.CommandSpec(command="hostname")))
+    with remoteops.Executor(targets, limits=remoteops.Limits(max_workers=2)) as executor:
+        results = list(executor.run_command(remoteops.CommandSpec(command="hostname")))
     assert sorted(r.host for r in results) == sorted(names)
     assert all(r.stdout.decode().strip() == r.host for r in results)
     run = remoteops.RunResult()
