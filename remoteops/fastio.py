@@ -8,7 +8,7 @@ locks and an event and makes several copies per 32 KiB packet (OpenSSH's
 largest for a session channel). With AES-GCM the cipher itself costs little
 (about 10 GB/s here), so that overhead is most of a transfer's CPU time.
 
-``FastPacketizer`` (used by ``session._Transport``) keeps paramiko's wire
+``FastPacketizer`` (used by ``session.transport._Transport``) keeps paramiko's wire
 format, sequence numbers, re-key accounting and keepalives, and adds, only
 while an AES-GCM key is in use on a plain socket:
 

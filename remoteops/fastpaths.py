@@ -16,7 +16,7 @@ pyproject.toml pins paramiko to the tested range (``>=5.1,<6``). Two kinds:
   ``cat``), the publickey request sent without waiting for the server's
   service accept, packets written without polling the socket first
   (``FastPacketizer.write_all``), a server's debug message left unformatted
-  when nobody logs it (``session._Transport._parse_debug``) and the algorithm
+  when nobody logs it (``session.transport._Transport._parse_debug``) and the algorithm
   lists read as they are when none is disabled (``_filter_algorithm``). If the installed
   paramiko lacks any of their names, :func:`enabled` is False: every fast path
   is off for the process, the debug log says once which names are missing, and
@@ -154,7 +154,7 @@ _USES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
         True,
         "fastio streams",
     ),
-    # session._PipelinedAuthHandler: the publickey request right behind the
+    # session.transport._PipelinedAuthHandler: the publickey request right behind the
     # service request (one round trip less per host).
     (
         "AuthHandler",
@@ -163,9 +163,9 @@ _USES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
         "pipelined publickey authentication",
     ),
     ("Transport", ("initial_kex_done", "auth_handler"), True, "pipelined publickey authentication"),
-    # session._Transport: a server's debug message is not escaped for a logger that drops it.
+    # session.transport._Transport: a debug message not escaped for a logger that drops it.
     ("Transport", ("_parse_debug",), True, "SSH_MSG_DEBUG unformatted unless logged"),
-    # session._Transport: the algorithm lists handed out as they are when none is disabled.
+    # session.transport._Transport: algorithm lists handed out as they are when none is disabled.
     (
         "Transport",
         (
@@ -180,7 +180,7 @@ _USES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
         True,
         "algorithm lists not filtered again when nothing is disabled",
     ),
-    # session: requests paramiko sends no other way, and their replies.
+    # session.session, session.channel: requests paramiko sends no other way, and their replies.
     (
         "Transport",
         ("_send_user_message", "clear_to_send", "_channel_handler_table"),
@@ -194,7 +194,7 @@ _USES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
         False,
         "channel requests with want-reply, exit signals",
     ),
-    # session.Session.close: a jump host's channel closed from the far side.
+    # session.session.Session.close: a jump host's channel closed from the far side.
     ("Channel", ("closed",), False, "closing a session behind a jump host"),
     # transfer.sftp._Pipe: many SFTP requests in flight; transfer.get._listdir: listings
     # with undecodable names.

@@ -17,7 +17,7 @@ import pytest
 
 from remoteops import fastio, fastpaths
 from remoteops.lab import Lab
-from remoteops.session import _PipelinedAuthHandler
+from remoteops.session.transport import _PipelinedAuthHandler
 from tests.integration.test_transfer_fastpath import _session
 
 pytestmark = pytest.mark.integration

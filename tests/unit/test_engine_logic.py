@@ -14,7 +14,8 @@ import pytest
 from remoteops.execution import CommandSpec, default_forks
 from remoteops.report import JsonLinesWriter, LivePrinter, gather, render_gathered, render_summary
 from remoteops.results import HostResult, RunResult, exit_code_for
-from remoteops.session import CommandOutput, Watchdog, _LineSplitter
+from remoteops.session import CommandOutput, Watchdog
+from remoteops.session.channel import _LineSplitter
 from remoteops.target import Target
 
 

@@ -210,7 +210,8 @@ def test_a_server_debug_message_is_escaped_only_when_someone_logs_it(
     """sshd sends SSH_MSG_DEBUG at every publickey login; paramiko escapes it byte by
     byte before its logger drops it. remoteops skips that unless paramiko logs DEBUG
     (``--debug``), or the fast paths are off (paramiko's own handler, as before)."""
-    from remoteops import fastpaths, session
+    from remoteops import fastpaths
+    from remoteops.session import transport as session
 
     monkeypatch.setenv(fastpaths.ENV_SWITCH, "1" if switched_off else "")
     escaped: list[bytes] = []
@@ -248,7 +249,9 @@ def test_the_algorithm_lists_are_paramikos_whatever_is_disabled_or_reordered(
     """_Transport hands out paramiko's algorithm lists as they are when nothing is
     disabled: every list equals what paramiko's own filter gives, also after the
     lists were reordered through SecurityOptions (nothing stale)."""
-    from remoteops import fastpaths, session
+    from remoteops import fastpaths
+    from remoteops.session import connection
+    from remoteops.session import transport as session
 
     monkeypatch.setenv(fastpaths.ENV_SWITCH, "1" if switched_off else "")
     ours, theirs = socket.socketpair()
@@ -269,8 +272,8 @@ def test_the_algorithm_lists_are_paramikos_whatever_is_disabled_or_reordered(
         assert lists(transport) == lists(plain)
         assert ("aes128-ctr" in transport.preferred_ciphers) is (disabled is None)
         for t in (transport, plain):
-            session._prefer_aead_ciphers(t)
-            session._preferred_key_types(t, ["ecdsa-sha2-nistp256"])
+            connection._prefer_aead_ciphers(t)
+            connection._preferred_key_types(t, ["ecdsa-sha2-nistp256"])
         assert lists(transport) == lists(plain)
         assert transport.preferred_ciphers[0] == "aes128-gcm@openssh.com"
         assert transport.preferred_keys[0] == "ecdsa-sha2-nistp256"
