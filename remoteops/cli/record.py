@@ -112,7 +112,7 @@ class RunRecord:
         if self.history:
             self._recorder = self.store.start_run(
                 command=self.command,
-                argv=["remoteops", *sys.argv[1:]],
+                argv=_command_line(),
                 pattern=self.pattern,
                 inventory=self.inventory,
                 job=self.job,
@@ -151,10 +151,10 @@ class RunRecord:
         counts: dict[str, int] = run.counts()
         duration = float(run.duration_s or 0.0)
         ended = time.time()
-        recorded = self._recorder is not None and self._recorder.active
-        run_id = self._recorder.run_id if recorded and self._recorder is not None else None
-        if self._recorder is not None:
-            self._recorder.finish(
+        recorder = self._recorder
+        run_id = recorder.run_id if recorder is not None and recorder.active else None
+        if recorder is not None:
+            recorder.finish(
                 exit_code,
                 duration,
                 max_age_s=self.history_max_age_s,
@@ -204,7 +204,7 @@ class RunRecord:
         from remoteops.reporting import previous_diff
 
         assert self.report is not None
-        argv = redact_argv(["remoteops", *sys.argv[1:]])
+        argv = redact_argv(_command_line())
         run = ReportRun(
             command=self.command,
             command_line=" ".join(argv),
@@ -227,6 +227,11 @@ class RunRecord:
             )
         except OSError as exc:
             _warn(f"--report {shown(self.report)}: cannot write the report ({exc.strerror or exc})")
+
+
+def _command_line() -> list[str]:
+    """The command line as typed, under the program name people type."""
+    return ["remoteops", *sys.argv[1:]]
 
 
 def _warn(message: str) -> None:
