@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import Row, print_table
+from _common import Row, ensure_bytecode, print_table
 
 from remoteops.analysis import AnalysisStage
 from remoteops.analysis.model import Document
@@ -466,6 +466,7 @@ def main() -> None:
     parser.add_argument("--ssh-hosts", type=int, default=20)
     parser.add_argument("--latency", type=int, default=50)
     args = parser.parse_args()
+    ensure_bytecode()
     root = Path(tempfile.mkdtemp(prefix="analyze-bench-"))
     rows: list[Row] = []
     try:

@@ -38,7 +38,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import print_table
+from benchmarks._common import ensure_bytecode, print_table
 
 TARGET_MS = 100.0
 CONFIG = """\
@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--other", type=Path, help="another checkout to time in the same rounds")
     args = parser.parse_args()
+    ensure_bytecode(*([args.other] if args.other else []))
     with tempfile.TemporaryDirectory(prefix="completion-bench-") as tmp:
         root = Path(tmp)
         inventory = root / "hosts.yml"

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import paramiko
-from _common import Row, print_table
+from _common import Row, ensure_bytecode, print_table
 
 from remoteops.lab import Lab, descendants, is_alive, lab_down, lab_up
 
@@ -57,6 +57,7 @@ def main() -> int:
     parser.add_argument("--latency", type=int, default=100)
     parser.add_argument("--port", type=int, default=2422)
     args = parser.parse_args()
+    ensure_bytecode()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ro-bench-") as tmp:
         lab_dir = Path(tmp) / "lab"

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import Row, print_table
+from _common import Row, ensure_bytecode, print_table
 
 VENV_BIN = Path(sys.executable).parent
 REMOTEOPS = str(VENV_BIN / "remoteops")
@@ -76,6 +76,7 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    ensure_bytecode()
 
     from remoteops.lab import lab_down, lab_up
 

@@ -44,7 +44,6 @@ CPU <= 4 ms per host; < 0.5 MB per host in flight.
 from __future__ import annotations
 
 import argparse
-import compileall
 import contextlib
 import json
 import os
@@ -61,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import Row, print_table
+from _common import Row, ensure_bytecode, print_table
 
 from remoteops.lab import descendants
 
@@ -995,19 +994,11 @@ def main() -> int:
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
     args = parser.parse_args()
+    ensure_bytecode(*([args.other] if args.other else []))
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat must be 1..20")
 
-    import remoteops
     from remoteops.lab import lab_down, lab_up
-
-    # An installed remoteops runs from bytecode (pip compiles wheels on
-    # install); an editable checkout may not have it, and with
-    # PYTHONDONTWRITEBYTECODE every run would compile ~20 modules (~30 ms).
-    # parallel-ssh comes from site-packages, already compiled.
-    compileall.compile_dir(str(Path(remoteops.__file__).parent), quiet=1)
-    if args.other:
-        compileall.compile_dir(str(Path(args.other) / "remoteops"), quiet=1)
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ro-runbench-") as tmp:

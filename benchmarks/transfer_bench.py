@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import Row, print_table
+from _common import Row, ensure_bytecode, print_table
 
 VENV_BIN = Path(sys.executable).parent
 REMOTEOPS = str(VENV_BIN / "remoteops")
@@ -764,6 +764,7 @@ def main() -> int:
         "slow: several minutes with 50 hosts)",
     )
     args = parser.parse_args()
+    ensure_bytecode()
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat must be 1..20")
     cases: list[tuple[str, Callable[[Path, Path], list[Row]]]] = []
