@@ -53,6 +53,7 @@ from typing import Any, get_args, get_origin
 
 from remoteops.argcheck import shown
 from remoteops.configpaths import (
+    BUILT_ONLY,
     CONFIG_ENV,
     PROFILE_ENV,
     SYSTEM_CONFIG,
@@ -453,12 +454,17 @@ def _tree(command: Any) -> _Node:
     return _build(command, ())
 
 
+def _whole(command: Any) -> Any:
+    """``command``, or every command of remoteops when ``command`` was built with only
+    the one on the line (remoteops.cli.app): keys are checked and settings shown for
+    every command, as --help lists them."""
+    return _root_command() if getattr(command, BUILT_ONLY, None) is not None else command
+
+
 def _root_command() -> Any:
-    import typer.main
+    from remoteops.cli.app import every_command
 
-    from remoteops.cli import app
-
-    return typer.main.get_command(app)
+    return every_command()
 
 
 # --------------------------------------------------------------------------- results
@@ -982,7 +988,7 @@ def profile_callback(ctx: Any, param: Any, value: str | None) -> str | None:
         how = ctx.get_parameter_source(param.name)
         source = PROFILE_ENV if getattr(how, "name", "") == "ENVIRONMENT" else "--profile"
     config = load_config(
-        ctx.command,
+        ctx.command if ctx.resilient_parsing else _whole(ctx.command),
         profile=value or None,
         profile_source=source,
         lenient=ctx.resilient_parsing,  # a shell completing: only the command on the line
@@ -997,7 +1003,7 @@ def config_from_context(ctx: Any) -> Config:
     no profile, if no callback did)."""
     config = ctx.meta.get(_META_KEY)
     if config is None:
-        config = load_config(ctx.find_root().command)
+        config = load_config(_whole(ctx.find_root().command))
         ctx.meta[_META_KEY] = config
     return config  # type: ignore[no-any-return]
 
@@ -1092,7 +1098,7 @@ def effective_settings(ctx: Any, words: Sequence[str] = ()) -> list[Setting]:
     """
     config = config_from_context(ctx)
     root = ctx.find_root()
-    tree = _tree(root.command)
+    tree = _tree(_whole(root.command))
     found = [s for _, s in _settings_of(root, tree, config, changed_only=False)]
     node, parent, rest = tree, root, list(words)
     while rest and node.children:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = [
+    "BUILT_ONLY",
     "CONFIG_ENV",
     "PROFILE_ENV",
     "SYSTEM_CONFIG",
@@ -26,6 +27,9 @@ CONFIG_ENV = "REMOTEOPS_CONFIG"
 """Names the user's config file instead of ``$XDG_CONFIG_HOME/remoteops/config.toml``."""
 SYSTEM_CONFIG_ENV = "REMOTEOPS_SYSTEM_CONFIG"
 """Names the system-wide config file instead of :data:`SYSTEM_CONFIG`."""
+BUILT_ONLY = "remoteops_built_only"
+"""The attribute naming the commands of a command line built with only some of them
+(``remoteops.cli.app``): the config files are still checked against every command."""
 PROFILE_ENV = "REMOTEOPS_PROFILE"
 """Chooses a profile when ``--profile`` is not given (the option's ``envvar``)."""
 SYSTEM_CONFIG = Path("/etc/remoteops/config.toml")

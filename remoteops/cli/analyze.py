@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from remoteops.cli.findings import analysis_exit_code, analysis_summary, counted, emit_analysis
-from remoteops.cli.runtime import Interrupts, go_quiet
+from remoteops.cli.runtime import Interrupts, go_quiet, settle_heap
 from remoteops.errors import UsageError
 from remoteops.exitcodes import ExitCode
 
@@ -151,6 +151,7 @@ def analyze_cmd(
     assert stage is not None
     start = time.monotonic()
     hosts: set[str] = set()
+    settle_heap()
     with stage, Interrupts(stage.cancel, stopping="the analysis") as interrupts:
         for source in sources:
             for result, paths, name in iter_source(source):

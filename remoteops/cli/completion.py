@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPLETE_VAR",
     "Shell",
+    "command_in",
     "command_on_line",
     "complete_group",
     "complete_host",
@@ -174,13 +175,23 @@ def command_on_line(root: Any) -> str | None:
         if comp_cls is None:
             return None
         words, _incomplete = comp_cls(root, {}, "remoteops", COMPLETE_VAR).get_completion_args()
+    except Exception:  # another typer: every command is built, as always
+        return None
+    return command_in(words, root)
+
+
+def command_in(words: Sequence[str], root: Any) -> str | None:
+    """The command ``words`` (the arguments after ``remoteops``) name: the first word
+    that is not a global option or an option's value (``run`` in ``--lock f run -i
+    x``); None if there is none or the options of ``root`` cannot be read."""
+    try:
         takes_value = {
             name
             for param in root.params
             if param.param_type_name == "option" and not (param.is_flag or param.count)
             for name in param.opts
         }
-    except Exception:  # another typer: every command is built, as always
+    except Exception:  # another click: every command is built, as always
         return None
     pending = iter(words)
     for word in pending:

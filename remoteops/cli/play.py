@@ -46,7 +46,7 @@ from remoteops.cli.options import (
     targeting,
 )
 from remoteops.cli.record import RunRecord, recording
-from remoteops.cli.runtime import Interrupts, finish, go_quiet
+from remoteops.cli.runtime import Interrupts, finish, go_quiet, settle_heap
 from remoteops.errors import UsageError
 from remoteops.printable import printable
 
@@ -405,6 +405,7 @@ def play_cmd(
         become_password=become_password,
     )
     record.start(names)
+    settle_heap()
     with interrupts:
         result = runner.run()
     result.interrupted_by = interrupts.code
