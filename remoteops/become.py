@@ -171,8 +171,8 @@ class Remote(Protocol):
 class SudoSession:
     """A session's SFTP, commands and streams, all run as ``become.user`` through sudo.
 
-    ``close()`` ends the sudo'd ``sftp-server`` and then closes the wrapped
-    session (a session lent by a playbook keeps its connection).
+    ``close()`` ends the sudo'd ``sftp-server``; the wrapped session stays open
+    (it belongs to the executor's session pool).
     """
 
     def __init__(self, session: Session, become: Become, cancel: threading.Event) -> None:
@@ -304,9 +304,8 @@ class SudoSession:
         return self._session.open_stream(become.command(command), stdin=stdin, first=become.stdin())
 
     def close(self) -> None:
-        """End the sudo'd sftp-server, then close the wrapped session."""
+        """End the sudo'd sftp-server; the wrapped session stays open for its owner."""
         if self._sftp is not None:
             with contextlib.suppress(Exception):
                 self._sftp.close()
             self._sftp = None
-        self._session.close()

@@ -1,10 +1,32 @@
-"""The engine: a bounded thread pool fanning work out to hosts, results streamed back.
+"""The engine: one thread pool, one session pool, one failure guard for every operation.
 
-``Executor.run_command()`` and ``Executor.ping()`` yield each ``HostResult`` as
-soon as its host finishes, so later stages (the report, the analysis process
-pool) work while slow hosts are still answering. A failing host produces a
-failed result; it never stops the run. Talking to hosts is I/O-bound: threads
-spend their time waiting on sockets, and the GIL is released meanwhile.
+An operation is a function of one host's open session that returns that
+host's ``HostResult`` (``remoteops.operations``: run, ping;
+``remoteops.transfer``: put, get; a playbook's steps). The ``Executor`` fans
+it out and yields each result as soon as its host finishes, so later stages
+(the report, the analysis process pool) work while slow hosts are still
+answering. Talking to hosts is I/O-bound: threads spend their time waiting on
+sockets, and the GIL is released meanwhile.
+
+``fan_out(work, targets)`` is the one way in: ``work(lease)`` runs in the
+pool for each of ``targets`` (default: all of the executor's), handed a
+``Lease``: the host's session, when its work began, how long connecting took.
+``run_command``, ``ping``, ``transfer.put``/``get`` and the playbook runner
+(one call per step, on the live hosts of a batch) all go through it.
+
+The session pool: one connection per host, opened on first use with the
+run's retries, connect deadline and cancellation, handed to every later
+operation on that host, and closed at ``close()``. A pooled connection found
+dropped is replaced by a new one; one whose work failed with a ``HostError``
+(or an unexpected error) is closed, not reused. The pool keeps at most
+``forks`` connections (a playbook asks for one per host, ``hold_sessions``):
+beyond that the one idle longest is closed first, so a one-shot run over
+thousands of hosts holds no more connections than it works on at once.
+
+The failure guard: a host that is not started (cancel, drain) ends
+``skipped``; a ``HostError`` becomes that host's result (its status and
+message); anything else an "internal error" result. A failing host never
+stops the run.
 
 Cancellation: ``cancel()`` (the CLI calls it on the first Ctrl-C or SIGTERM)
 stops hosts from starting (``skipped``) and stops running commands
@@ -15,44 +37,42 @@ good: a later operation on the same executor starts no host.
 
 Lifetime: an ``Executor`` runs any number of operations in a row (each with
 its connect deadlines and cancellation) and is closed once, by leaving its
-``with`` block or calling ``close()``; that ends the watchdog, the jump host
-connections and the ssh-agent connection. Closing it while an operation runs
-stops that operation first, as ``cancel()`` does.
+``with`` block or calling ``close()``; that closes the pooled connections and
+ends the watchdog, the jump host connections and the ssh-agent connection.
+Closing it while an operation runs stops that operation first, as
+``cancel()`` does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
-import re
 import resource
-import secrets
-import shlex
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from remoteops.become import Become
 from remoteops.errors import (
     CommandTimeoutError,
     ConnectError,
     HostError,
 )
 from remoteops.hostkeys import HostKeyStore
-from remoteops.outdir import OutDirSink, start_run, write_exit
+from remoteops.operations.command import CommandSpec, run_on, sudo_refusal
+from remoteops.operations.ping import ping_on
+from remoteops.outdir import start_run
 from remoteops.results import HostResult, RunResult
 from remoteops.session import (
-    DEFAULT_MAX_OUTPUT,
     Credentials,
-    ExecResult,
     LineSink,
-    PromptAnswer,
     Session,
     SessionSettings,
     Watchdog,
@@ -63,6 +83,7 @@ from remoteops.target import Target
 __all__ = [
     "CommandSpec",
     "Executor",
+    "Lease",
     "Limits",
     "Timeouts",
     "default_forks",
@@ -106,52 +127,38 @@ class Limits:
     retry_backoff: float = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class CommandSpec:
-    """What to run on each host."""
+@dataclass(slots=True)
+class Lease:
+    """One host's pooled session as the engine hands it to an operation.
 
-    command: str
-    pty: bool = False
-    env: Mapping[str, str] = field(default_factory=dict)
-    stdin: bytes | None = None
-    become: bool = False
-    become_user: str | None = None
-    become_password: str | None = field(default=None, repr=False)
-    max_output: int = DEFAULT_MAX_OUTPUT
+    ``start`` is when the engine began the host's work (``time.monotonic()``,
+    before connecting); ``connect_s`` how long connecting took (0.0: the
+    pool's connection was reused); ``cancel`` the executor's Ctrl-C event, for
+    the operation to stop on. ``discard()`` asks the engine to close the
+    connection after this work instead of keeping it (its state is unknown).
+    """
 
-    def remote_command(self, target: Target) -> tuple[str, bytes | None, PromptAnswer | None]:
-        """The command line sent to the host, the bytes for its stdin, and, on a
-        terminal, what answers sudo's password prompt.
+    session: Session
+    start: float
+    connect_s: float
+    cancel: threading.Event
+    discarded: bool = False
 
-        With become the command runs under sudo and the password goes on stdin,
-        never on a command line. Without a terminal the command reads its stdin
-        only past a marker line that follows the password, so a password sudo
-        did not ask for (NOPASSWD, a root login, cached credentials) never
-        reaches it. On a terminal (``--pty``) input is echoed until sudo turns
-        echo off, so the password waits for sudo's prompt (``PromptAnswer``).
-        """
-        become = Become.choose(self.become, self.become_user, self.become_password, target)
-        if become is None:
-            return self.command, self.stdin, None
-        if not become.password:
-            return become.command(self.command), self.stdin, None
-        if self.pty:
-            prompt = f"[remoteops-sudo-{secrets.token_hex(8)}]"
-            line = f"sudo -S -p {shlex.quote(prompt)} -u {shlex.quote(become.user)} -- sh -c "
-            answer = PromptAnswer(prompt.encode(), become.password_line, self.stdin)
-            return line + shlex.quote(self.command), None, answer
-        return become.command(self.command), become.stdin(self.stdin or b""), None
+    @property
+    def target(self) -> Target:
+        """The host."""
+        return self.session.target
 
-    def run_as(self, target: Target) -> tuple[str, bytes]:
-        """The ``sudo ... --`` prefix (empty without become) and the stdin it reads first.
+    def discard(self) -> None:
+        """Close the connection when this work ends; the next operation connects afresh."""
+        self.discarded = True
 
-        With a password sudo reads it from the first line of stdin (``-S``) and
-        prints no prompt (``-p ''``); without one it must not ask (``-n``).
-        """
-        become = Become.choose(self.become, self.become_user, self.become_password, target)
-        if become is None:
-            return "", b""
-        return become.prefix, become.password_line
+
+Work = Callable[[Lease], HostResult]
+"""One host's part of an operation: runs on its ``Lease``, returns its result."""
+
+Unreachable = Callable[[Target, HostError, float], HostResult]
+"""The result of a host the engine could not connect to: (target, error, start)."""
 
 
 class _WorkerFlag(threading.local):
@@ -161,7 +168,7 @@ class _WorkerFlag(threading.local):
 
 
 class Executor:
-    """Run work on many targets from a bounded thread pool; one session per host.
+    """Run per-host operations on many targets: a bounded thread pool, one session per host.
 
     A context manager: it runs any number of operations in a row and is closed
     once, on leaving the ``with`` block or by ``close()``.
@@ -192,15 +199,21 @@ class Executor:
         self._jumps: dict[str, Session] = {}
         self._jump_locks: dict[str, threading.Lock] = {}
         self._jumps_lock = threading.Lock()
+        # The session pool: idle connections by host name, the one idle longest
+        # first; a leased one is out of it until its work ends.
+        self._idle: OrderedDict[str, Session] = OrderedDict()
+        self._leased = 0
+        self._pool_lock = threading.Lock()
+        self._pool_size = self.forks
         # The thread pools of the operations under way, and whether close() was called.
         self._operations: list[ThreadPoolExecutor] = []
         self._state_lock = threading.Lock()
         self._closed = False
         self._worker = _WorkerFlag()
-        # Releases the watchdog, jump connections and agent once: at close(), or
-        # when an executor nobody closed is garbage collected.
+        # Releases the pooled and jump connections, the watchdog and the agent once:
+        # at close(), or when an executor nobody closed is garbage collected.
         self._release = weakref.finalize(
-            self, _release, self.watchdog, self._jumps, self.credentials
+            self, _release, self.watchdog, self._idle, self._jumps, self.credentials
         )
         self._release.atexit = False  # at exit the process takes them all anyway
 
@@ -285,7 +298,7 @@ class Executor:
             previous = session
         return previous
 
-    def _connect(self, target: Target) -> Session:
+    def _connect(self, target: Target, cancel: threading.Event) -> Session:
         if not self._release.alive:
             raise RuntimeError("this Executor is closed; make a new one to run more work")
         attempts = self.limits.retries + 1
@@ -299,12 +312,12 @@ class Executor:
                     settings=self.settings,
                     watchdog=self.watchdog,
                     jump=jump,
-                    cancel=self.cancel_event,
+                    cancel=cancel,
                 )
             except (ConnectError, CommandTimeoutError) as exc:
                 # Only connection failures are retried: never auth or host keys.
                 exc.attempts = attempt
-                if attempt >= attempts or self.cancel_event.is_set():
+                if attempt >= attempts or cancel.is_set():
                     raise
                 delay = self.limits.retry_backoff * (2 ** (attempt - 1))
                 delay *= 0.5 + random.random()
@@ -316,48 +329,143 @@ class Executor:
                     self.limits.retries,
                     delay,
                 )
-                if self.cancel_event.wait(delay):
+                if cancel.wait(delay):
                     raise
         raise AssertionError("unreachable")
 
+    def open_session(self, target: Target, *, cancel: threading.Event | None = None) -> Session:
+        """A new connection to ``target``, outside the pool: the caller closes it.
+
+        Made with this run's retries, credentials and connect deadline; ``cancel``
+        (default: this executor's) stops it. For work that must not wait for, or
+        disturb, the host's pooled session (removing a failed transfer's files).
+        """
+        return self._connect(target, self.cancel_event if cancel is None else cancel)
+
+    # ------------------------------------------------------------------ session pool
+
+    def hold_sessions(self, count: int) -> None:
+        """Keep up to ``count`` connections open between operations (default: ``forks``).
+
+        A playbook holds one per host of its plays, so that every step of every
+        batch reuses the connection its first step opened.
+        """
+        with self._pool_lock:
+            self._pool_size = max(self._pool_size, count)
+
+    def _lease(self, target: Target) -> tuple[Session, float]:
+        """The host's pooled session, or a new one; and how long connecting took."""
+        with self._pool_lock:
+            session = self._idle.pop(target.name, None)
+            self._leased += 1
+        try:
+            if session is not None:
+                if session.transport.is_active():
+                    return session, 0.0
+                logger.info("Host %r: the pooled connection was dropped; reconnecting", target.name)
+                session.close()
+            self._make_room()
+            start = time.monotonic()
+            return self._connect(target, self.cancel_event), time.monotonic() - start
+        except BaseException:
+            with self._pool_lock:
+                self._leased -= 1
+            raise
+
+    def _make_room(self) -> None:
+        """Close the connections idle longest while the pool is full."""
+        evicted: list[Session] = []
+        with self._pool_lock:
+            while self._idle and len(self._idle) + self._leased > self._pool_size:
+                evicted.append(self._idle.popitem(last=False)[1])
+        for session in evicted:
+            session.close()
+
+    def _give_back(self, lease: Lease) -> None:
+        """The lease's work ended: keep its session for the next operation, or close it."""
+        session = lease.session
+        with self._pool_lock:
+            self._leased -= 1
+            keep = not lease.discarded and self._release.alive and session.transport.is_active()
+            if keep:
+                old = self._idle.pop(session.target.name, None)
+                self._idle[session.target.name] = session
+        if not keep:
+            session.close()
+            return
+        if old is not None and old is not session:
+            old.close()
+        self._make_room()
+
     # ------------------------------------------------------------------ fan-out
 
-    def _fan_out(self, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
-        """Run ``work`` for every target, yielding results as they complete.
+    def fan_out(
+        self,
+        work: Work,
+        targets: Sequence[Target] | None = None,
+        *,
+        unreachable: Unreachable | None = None,
+        despite_drain: bool = False,
+    ) -> Iterator[HostResult]:
+        """Run ``work`` on each of ``targets`` (default: all) from the pool; yield each
+        host's result as it finishes.
 
-        The executor stays open for the next operation; its watchdog, jump
-        connections and agent go at ``close()``.
+        ``work`` gets the host's ``Lease`` (its pooled session) and raises a
+        HostError for a host that fails: it becomes that host's result. A host
+        that cannot be connected to gets ``unreachable(target, error, start)``
+        (default: a result with the error's status and message). With
+        ``despite_drain`` every host starts even after ``drain()`` (a playbook's
+        batch in flight runs to its end); ``cancel()`` still stops them.
         """
         self._check_open()
-        return self._fan_out_pool(work)
+        chosen = self.targets if targets is None else list(targets)
+        return self._fan_out_pool(work, chosen, unreachable or _unreachable, despite_drain)
 
-    def _fan_out_pool(self, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
-        if not self.targets:
-            return
-        pool = ThreadPoolExecutor(max_workers=self.forks, thread_name_prefix="host")
-        futures: dict[Future[HostResult], Target] = {}
-
-        def guarded(target: Target) -> HostResult:
-            self._worker.active = True
-            if self.cancel_event.is_set():
-                return host_result(target, "skipped", error="not started: the run was interrupted")
-            if self.drain_event.is_set():
-                return host_result(target, "skipped", error=f"not started: {self.drain_reason}")
-            start = time.monotonic()
+    def _guarded(
+        self, work: Work, target: Target, unreachable: Unreachable, despite_drain: bool
+    ) -> HostResult:
+        """One host's work under the failure guard, on a session leased from the pool."""
+        self._worker.active = True
+        if self.cancel_event.is_set():
+            return host_result(target, "skipped", error="not started: the run was interrupted")
+        if self.drain_event.is_set() and not despite_drain:
+            return host_result(target, "skipped", error=f"not started: {self.drain_reason}")
+        start = time.monotonic()
+        lease: Lease | None = None
+        try:
             try:
-                return work(target)
+                session, connect_s = self._lease(target)
             except HostError as exc:
-                return error_result(target, exc, duration=time.monotonic() - start)
-            except Exception as exc:
-                logger.debug("Host %r: unexpected error", target.name, exc_info=True)
-                logger.error("Host %r: internal error %r (--debug shows where)", target.name, exc)
-                return host_result(
-                    target,
-                    "failed",
-                    error=f"internal error: {exc!r}",
-                    duration=time.monotonic() - start,
-                )
+                return unreachable(target, exc, start)
+            lease = Lease(session, start, connect_s, self.cancel_event)
+            return work(lease)
+        except HostError as exc:
+            if lease is not None:
+                lease.discard()
+            return error_result(target, exc, duration=time.monotonic() - start)
+        except Exception as exc:
+            if lease is not None:
+                lease.discard()
+            logger.debug("Host %r: unexpected error", target.name, exc_info=True)
+            logger.error("Host %r: internal error %r (--debug shows where)", target.name, exc)
+            return host_result(
+                target,
+                "failed",
+                error=f"internal error: {exc!r}",
+                duration=time.monotonic() - start,
+            )
+        finally:
+            if lease is not None:
+                self._give_back(lease)
 
+    def _fan_out_pool(
+        self, work: Work, targets: list[Target], unreachable: Unreachable, despite_drain: bool
+    ) -> Iterator[HostResult]:
+        if not targets:
+            return
+        workers = min(self.forks, len(targets))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host")
+        futures: dict[Future[HostResult], Target] = {}
         # Each future puts itself here when done: waiting costs the same for the
         # last result as for the first (concurrent.futures.wait() sets up and takes
         # down a waiter on every pending future at each call).
@@ -368,8 +476,8 @@ class Executor:
             with self._state_lock:
                 self._check_open()
                 self._operations.append(pool)
-                for target in self.targets:
-                    future = pool.submit(guarded, target)
+                for target in targets:
+                    future = pool.submit(self._guarded, work, target, unreachable, despite_drain)
                     futures[future] = target
                     future.add_done_callback(finished.put)
             for _ in range(len(futures)):
@@ -389,19 +497,9 @@ class Executor:
             if last:  # close() was called from one of this operation's hosts
                 self._release()
 
-    def fan_out(self, work: Callable[[Target], HostResult]) -> Iterator[HostResult]:
-        """Run ``work`` for every target from the pool, yielding results as they complete.
-
-        ``work`` raises a HostError for a host that fails; it becomes that host's result.
-        """
-        return self._fan_out(work)
-
-    def open_session(self, target: Target) -> Session:
-        """Connect to ``target`` with this run's retries, credentials, deadlines and cancel."""
-        return self._connect(target)
-
     def close(self) -> None:
-        """Close jump host sessions, the ssh-agent connection and the watchdog; once.
+        """Close the pooled and jump host connections, the ssh-agent connection and the
+        watchdog; once.
 
         An operation still under way is stopped first, as by ``cancel()``, and
         its hosts are waited for (called from one of its hosts, the release
@@ -421,6 +519,8 @@ class Executor:
                 pool.shutdown(wait=True, cancel_futures=False)
         self._release()
 
+    # ------------------------------------------------------------------ operations
+
     def run_command(
         self,
         spec: CommandSpec,
@@ -438,125 +538,31 @@ class Executor:
         if out_dir is not None:
             start_run(out_dir)
 
-        def work(target: Target) -> HostResult:
-            start = time.monotonic()
-            session = self._connect(target)
-            try:
-                return self.run_on_session(
-                    session, spec, on_line=on_line, out_dir=out_dir, start=start
-                )
-            finally:
-                session.close()
-
-        return self._fan_out(work)
-
-    def run_on_session(
-        self,
-        session: Session,
-        spec: CommandSpec,
-        *,
-        timeout: float | None = None,
-        on_line: LineSink | None = None,
-        out_dir: Path | None = None,
-        start: float | None = None,
-    ) -> HostResult:
-        """Run ``spec`` over an open ``session`` (left open) and return the host's result.
-
-        ``timeout`` replaces this executor's command deadline; ``start``
-        (``time.monotonic()``) is where the result's duration counts from.
-        Raises HostError if the connection fails under the command.
-        """
-        target = session.target
-        deadline = timeout if timeout is not None else self.timeouts.command
-        start = time.monotonic() if start is None else start
-        command, stdin, answer = spec.remote_command(target)
-        sink = OutDirSink(out_dir, target.name) if out_dir else None
-        try:
-            result = session.exec(
-                command,
-                timeout=deadline,
-                pty=spec.pty,
-                env=spec.env,
-                stdin=stdin,
-                max_output=spec.max_output,
-                on_line=on_line,
-                on_bytes=sink.write if sink else None,
+        def work(lease: Lease) -> HostResult:
+            return run_on(
+                lease.session,
+                spec,
                 cancel=self.cancel_event,
-                run_as=spec.run_as(target),
-                answer=answer,
+                timeout=self.timeouts.command,
+                on_line=on_line,
+                out_dir=out_dir,
+                start=lease.start,
             )
-        finally:
-            if sink:
-                sink.close()
-        duration = time.monotonic() - start
-        if result.timed_out:
-            which = "--timeout" if timeout is None else "the step's timeout"
-            status, error = (
-                "timeout",
-                f"command did not finish within {deadline:g}s ({which}); {_stopped(result, 'it')}",
-            )
-        elif result.interrupted:
-            status, error = "interrupted", _stopped(result, "the command")
-        elif answer is not None and answer.refused:
-            status, error = "failed", _wrong_password(target)
-        elif result.exit_code is None:
-            status, error = "failed", _killed(result.signal)
-        elif result.exit_code != 0:
-            refusal = sudo_refusal(spec, target, result.exit_code, result.stderr)
-            status, error = "failed", refusal or f"exit code {result.exit_code}"
-        else:
-            status, error = "ok", None
-        if out_dir:
-            write_exit(out_dir, target.name, result.exit_code, status)
-        return HostResult(
-            host=target.name,
-            address=target.address,
-            port=target.port,
-            status=status,  # type: ignore[arg-type]
-            exit_code=result.exit_code,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            duration_s=duration,
-            error=error,
-            stdout_truncated=result.stdout_truncated,
-            stderr_truncated=result.stderr_truncated,
-            signal=result.signal,
-            # For the analysis stage: this run's file of the host's whole stdout.
-            extra={"_stdout_file": sink.stdout_path} if sink else {},
-        )
+
+        return self.fan_out(work)
 
     def ping(self) -> Iterator[HostResult]:
         """Connect and authenticate only; report round-trip time and server version."""
 
-        def work(target: Target) -> HostResult:
-            start = time.monotonic()
-            session = self._connect(target)
-            try:
-                connected = time.monotonic() - start
-                # The best of three round trips: the first can wait behind the
-                # server's own post-auth messages (hostkeys-00@openssh.com).
-                rtt = float("inf")
-                for _ in range(3):
-                    rtt_start = time.monotonic()
-                    session.transport.global_request("keepalive@openssh.com", wait=True)
-                    rtt = min(rtt, time.monotonic() - rtt_start)
-                version = session.server_version
-            finally:
-                session.close()
-            return HostResult(
-                host=target.name,
-                address=target.address,
-                port=target.port,
-                status="ok",
-                duration_s=time.monotonic() - start,
-                extra={
-                    "rtt_ms": round(rtt * 1000, 2),
-                    "connect_ms": round(connected * 1000, 1),
-                    "server_version": version,
-                },
+        def work(lease: Lease) -> HostResult:
+            return ping_on(
+                lease.session,
+                watchdog=self.watchdog,
+                connect_s=lease.connect_s,
+                start=lease.start,
             )
 
-        return self._fan_out(work)
+        return self.fan_out(work)
 
     def run(self, spec: CommandSpec) -> RunResult:
         """Run ``spec`` everywhere and return the whole RunResult."""
@@ -568,8 +574,21 @@ class Executor:
         return result
 
 
-def _release(watchdog: Watchdog, jumps: dict[str, Session], credentials: Credentials) -> None:
-    """What an executor holds until it is closed: jump connections, the agent, the watchdog."""
+def _release(
+    watchdog: Watchdog,
+    idle: OrderedDict[str, Session],
+    jumps: dict[str, Session],
+    credentials: Credentials,
+) -> None:
+    """What an executor holds until it is closed: the pooled connections (closed
+    together), then the jump connections under them, the agent, the watchdog."""
+    sessions = list(idle.values())
+    idle.clear()
+    if sessions:
+        with ThreadPoolExecutor(min(len(sessions), 32), thread_name_prefix="close") as pool:
+            for future in [pool.submit(s.close) for s in sessions]:
+                with contextlib.suppress(Exception):
+                    future.result()
     for session in list(jumps.values()):
         session.close()
     jumps.clear()
@@ -577,58 +596,8 @@ def _release(watchdog: Watchdog, jumps: dict[str, Session], credentials: Credent
     credentials.close()
 
 
-def _killed(signal: str | None) -> str:
-    """Why a command ended without an exit code: the signal the server named, if it did."""
-    if signal and signal != "unknown":
-        return f"killed by {signal}"
-    return "the command ended without an exit code (killed by a signal the server did not name)"
-
-
-# sudo's own lines (exit code 1) when it refuses before running the command.
-_SUDO_WRONG_PASSWORD = re.compile(
-    rb"^(?:sudo: \d+ incorrect password attempts?|Sorry, try again\.)\r?$", re.MULTILINE
-)
-_SUDO_NEEDS_PASSWORD = re.compile(
-    rb"^sudo: (?:a password is required|a terminal is required to read the password)", re.MULTILINE
-)
-_SUDO_UNKNOWN_USER = re.compile(rb"^sudo: unknown user:? (\S+)\r?$", re.MULTILINE)
-
-
-def _wrong_password(target: Target) -> str:
-    return (
-        f"sudo: wrong password for {target.user}; check --become-password-file "
-        "(or ansible_become_password)"
-    )
-
-
-def sudo_refusal(spec: CommandSpec, target: Target, exit_code: int, stderr: bytes) -> str | None:
-    """What sudo said when it refused to run a become command, in one line; None otherwise.
-
-    sudo exits 1 after a wrong password, a password it needed and was not
-    given, or an unknown ``--become-user``, and says so on stderr first.
-    """
-    if exit_code != 1 or not spec.run_as(target)[0]:
-        return None
-    if _SUDO_WRONG_PASSWORD.search(stderr):
-        return _wrong_password(target)
-    if _SUDO_NEEDS_PASSWORD.search(stderr):
-        return (
-            f"sudo: {target.user} needs a password to run commands as another user; "
-            "give it with --become-password-file"
-        )
-    unknown = _SUDO_UNKNOWN_USER.search(stderr)
-    if unknown:
-        name = unknown.group(1).decode("utf-8", errors="replace")
-        return f"sudo: no user {name} on the host; check --become-user"
-    return None
-
-
-def _stopped(result: ExecResult, subject: str) -> str:
-    """What became of a stopped command: a claim only when the host confirmed it."""
-    if result.stop is not None and result.stop.confirmed:
-        return f"{subject} was stopped on the host"
-    why = result.stop.detail if result.stop is not None else "no report"
-    return f"stopping {subject} on the host could not be confirmed: {why}"
+def _unreachable(target: Target, exc: HostError, start: float) -> HostResult:
+    return error_result(target, exc, duration=time.monotonic() - start)
 
 
 def host_result(

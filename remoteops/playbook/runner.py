@@ -12,27 +12,27 @@ flight runs to its end, every step on every host, and the rollout stops
 before the next batch or play: no host is left with a step done and the
 steps that complete it (a restart after a config upload) not done.
 
-Sessions are opened by the first step that needs a host, kept for every later
-step, batch and play, and closed at the end.
+Every step's per-host work goes to the executor, the one engine
+(``Executor.fan_out`` on the live hosts of the batch): its thread pool, its
+failure guard, its deadlines and cancellation, and its session pool, where
+each host's connection is opened by the first step that needs it and reused
+by every later step, batch and play (put and get steps included), and closed
+with the executor at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from jinja2 import TemplateError
 
-from remoteops.errors import ConnectError, HostError, RemoteOpsError, UsageError
-from remoteops.execution import error_result, host_result
+from remoteops.errors import RemoteOpsError, UsageError
+from remoteops.execution import host_result
 from remoteops.playbook.model import Play, Playbook, Step
 from remoteops.playbook.recap import HostCounts, PlaybookResult, fold_hosts
 from remoteops.playbook.template import Template
@@ -40,20 +40,17 @@ from remoteops.results import HostResult
 from remoteops.wording import plural, span
 
 if TYPE_CHECKING:
-    from remoteops.execution import Executor
+    from remoteops.execution import Executor, Lease
     from remoteops.session import Session
     from remoteops.target import Target
     from remoteops.transfer import SourceSet, TransferOptions
 
 __all__ = ["Answer", "PlaybookRunner", "Reporter", "StepOutcome"]
 
-logger = logging.getLogger(__name__)
-
 Answer = Literal["yes", "no", "all", "quit"]
 """What ``--step`` asks before a step: run it, skip it, run all the rest, stop."""
 
 _LOCAL_ACTIONS = ("fail", "assert", "analyze")
-_WAIT_S = 0.25  # the main thread wakes this often, so Ctrl-C is handled promptly
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +174,6 @@ class PlaybookRunner:
         for play in playbook.plays:
             for host in play_hosts.get(play.index, ()):
                 self.states.setdefault(host, _HostState(targets[host]))
-        self._sessions: dict[str, Session] = {}
-        self._sessions_lock = threading.Lock()
         self._sources: dict[tuple[Any, ...], SourceSet] = {}
         self._batch: list[str] = []
         self._live: list[str] = []
@@ -189,7 +184,7 @@ class PlaybookRunner:
     def run(self) -> PlaybookResult:
         """Run every play; the result holds each host's outcome and the recap."""
         start = time.monotonic()
-        pool = ThreadPoolExecutor(max_workers=self.executor.forks, thread_name_prefix="host")
+        self.executor.hold_sessions(len(self.states))  # one connection per host, for every step
         try:
             for index, play in enumerate(self.playbook.plays):
                 hosts = [h for h in self.play_hosts.get(play.index, ()) if self._is_live(h)]
@@ -206,19 +201,17 @@ class PlaybookRunner:
                         why=self.executor.drain_reason,
                     )
                     break
-                self._run_play(play, hosts, pool)
+                self._run_play(play, hosts)
                 if self._stopped:
                     break
         finally:
-            self._close_sessions(pool)
-            pool.shutdown(wait=True)
             self.executor.close()
         return self._result(time.monotonic() - start)
 
     def _is_live(self, host: str) -> bool:
         return self.states[host].failure is None
 
-    def _run_play(self, play: Play, hosts: list[str], pool: ThreadPoolExecutor) -> None:
+    def _run_play(self, play: Play, hosts: list[str]) -> None:
         self.reporter.play_started(play, hosts)
         self._live = hosts
         for host in hosts:
@@ -237,7 +230,7 @@ class PlaybookRunner:
                 return
             self._batch = batch
             self.reporter.batch_started(play, number, len(batches), batch)
-            self._run_batch(play, batch, pool, number, batches)
+            self._run_batch(play, batch, number, batches)
             if self._stopped:
                 return
 
@@ -245,7 +238,6 @@ class PlaybookRunner:
         self,
         play: Play,
         batch: list[str],
-        pool: ThreadPoolExecutor,
         number: int,
         batches: list[list[str]],
     ) -> None:
@@ -276,7 +268,7 @@ class PlaybookRunner:
                     continue
                 if answer == "all":
                     self.confirm = None
-            outcomes = self._run_step(play, step, live, pool)
+            outcomes = self._run_step(play, step, live)
             if self.executor.cancel_event.is_set():
                 self._stop(
                     f"interrupted during step {step.number} {step.name!r}"
@@ -341,12 +333,10 @@ class PlaybookRunner:
 
     # ------------------------------------------------------------------ one step
 
-    def _run_step(
-        self, play: Play, step: Step, hosts: list[str], pool: ThreadPoolExecutor
-    ) -> list[StepOutcome]:
+    def _run_step(self, play: Play, step: Step, hosts: list[str]) -> list[StepOutcome]:
         self.reporter.step_started(step, hosts)
         outcomes: list[StepOutcome] = []
-        remote: dict[Future[HostResult], str] = {}
+        remote: dict[str, Callable[[Session], HostResult]] = {}  # by target name
         plans: dict[str, list[str]] = {}
         to_analyze: list[str] = []
         for host in hosts:
@@ -364,56 +354,24 @@ class PlaybookRunner:
             elif work.analyze:
                 to_analyze.append(host)
             elif work.remote is not None:
-                remote[pool.submit(self._on_session, host, work.remote)] = host
+                remote[state.target.name] = work.remote
         if plans:
             self.reporter.step_planned(step, [(what, hs) for what, hs in plans.items()])
         if to_analyze:
             for host, result in self._analyze(step, to_analyze).items():
                 outcomes.append(self._finish(play, step, host, result))
-        pending = set(remote)
-        while pending:
-            done, pending = wait(pending, timeout=_WAIT_S, return_when=FIRST_COMPLETED)
-            for future in done:
-                outcomes.append(self._finish(play, step, remote[future], future.result()))
+        if remote:
+            hosts_of = {self.states[h].target.name: h for h in hosts}
+
+            def on_host(lease: Lease) -> HostResult:
+                return remote[lease.target.name](lease.session)
+
+            # The whole batch runs the step, even once the executor is drained.
+            targets = [self.states[hosts_of[name]].target for name in remote]
+            for result in self.executor.fan_out(on_host, targets, despite_drain=True):
+                outcomes.append(self._finish(play, step, hosts_of[result.host], result))
         self.reporter.step_finished(step, outcomes)
         return outcomes
-
-    def _on_session(self, host: str, work: Callable[[Session], HostResult]) -> HostResult:
-        state = self.states[host]
-        start = time.monotonic()
-        try:
-            if self.executor.cancel_event.is_set():
-                return host_result(state.target, "skipped", error="not started: interrupted")
-            return work(self._session(host))
-        except HostError as exc:
-            return error_result(state.target, exc, duration=time.monotonic() - start)
-        except Exception as exc:
-            logger.debug("Host %r: unexpected error", host, exc_info=True)
-            return host_result(
-                state.target,
-                "failed",
-                error=f"internal error: {exc!r}",
-                duration=time.monotonic() - start,
-            )
-
-    def _session(self, host: str) -> Session:
-        with self._sessions_lock:
-            session = self._sessions.get(host)
-        if session is None:
-            session = self.executor.open_session(self.states[host].target)
-            with self._sessions_lock:
-                self._sessions[host] = session
-        elif not session.transport.is_active():
-            raise ConnectError(host, "the connection was lost after an earlier step")
-        return session
-
-    def _close_sessions(self, pool: ThreadPoolExecutor) -> None:
-        with self._sessions_lock:
-            sessions = list(self._sessions.values())
-            self._sessions.clear()
-        for future in [pool.submit(s.close) for s in sessions]:
-            with contextlib.suppress(Exception):
-                future.result()
 
     def _finish(
         self,
@@ -556,7 +514,7 @@ class PlaybookRunner:
     def _prepare_action(
         self, play: Play, step: Step, host: str, context: Mapping[str, Any]
     ) -> _Work:
-        from remoteops.execution import CommandSpec
+        from remoteops.operations import CommandSpec, ping_on, run_on
 
         target = self.states[host].target
         args = step.args
@@ -572,7 +530,10 @@ class PlaybookRunner:
                 return _Work(plan=f"analyze {args['src']} (depends on --check results)")
             return _Work(analyze=True)
         if step.action == "ping":
-            return _Work(remote=lambda session: _ping(self.executor, session, timeout))
+            watchdog = self.executor.watchdog
+            return _Work(
+                remote=lambda session: ping_on(session, watchdog=watchdog, timeout=timeout)
+            )
         if step.action in ("run", "script"):
             if step.action == "run":
                 command = args["command"].render(context)
@@ -599,8 +560,13 @@ class PlaybookRunner:
                 return _Work(plan=f"run{sudo}: {shown}")
 
             def run(session: Session) -> HostResult:
-                return self.executor.run_on_session(
-                    session, spec, timeout=timeout, on_line=self.reporter.line
+                return run_on(
+                    session,
+                    spec,
+                    cancel=self.executor.cancel_event,
+                    timeout=self.executor.timeouts.command if timeout is None else timeout,
+                    timeout_name="--timeout" if timeout is None else "the step's timeout",
+                    on_line=self.reporter.line,
                 )
 
             return _Work(remote=run)
@@ -641,7 +607,7 @@ class PlaybookRunner:
         timeout: float | None,
         runs: bool,
     ) -> _Work:
-        from remoteops.transfer import SourceSet, put_on_session
+        from remoteops.transfer import Put, SourceSet
 
         args = step.args
         sources = tuple(str(self._local_path(t.render(context))) for t in args["src"])
@@ -661,11 +627,8 @@ class PlaybookRunner:
                 plan=f"put{sudo} {', '.join(sources)} -> {dest} ({plural(files, 'file')}, "
                 f"{plural(source_set.total_bytes, 'byte')})"
             )
-        return _Work(
-            remote=lambda session: put_on_session(
-                self.executor, session, source_set, dest, options=options, timeout=timeout
-            )
-        )
+        put = Put(self.executor, source_set, dest, options=options, timeout=timeout)
+        return _Work(remote=put.on)
 
     def _prepare_get(
         self,
@@ -676,7 +639,7 @@ class PlaybookRunner:
         timeout: float | None,
         runs: bool,
     ) -> _Work:
-        from remoteops.transfer import get_on_session
+        from remoteops.transfer import Get
 
         args = step.args
         remotes = [t.render(context) for t in args["src"]]
@@ -696,10 +659,10 @@ class PlaybookRunner:
             sudo = " (with sudo)" if options.run_as(target) else ""
             return _Work(plan=f"get{sudo} {', '.join(remotes)} -> {local_dir}/<host>/")
 
+        fetch = Get(self.executor, remotes, local_dir, options=options, timeout=timeout)
+
         def get(session: Session) -> HostResult:
-            result = get_on_session(
-                self.executor, session, remotes, local_dir, options=options, timeout=timeout
-            )
+            result = fetch.on(session)
             dest = str(local_dir / session.target.name)
             return dataclasses.replace(result, extra={**result.extra, "dest": dest})
 
@@ -897,24 +860,3 @@ def _script_command(script: bytes, args: str) -> str:
     if is_shell:
         return f"{interpreter} -s --{tail}"
     return f"{interpreter} /dev/stdin{tail}"
-
-
-def _ping(executor: Executor, session: Session, timeout: float | None) -> HostResult:
-    start = time.monotonic()
-    target = session.target
-
-    def on_deadline() -> None:
-        with contextlib.suppress(Exception):
-            session.transport.close()
-
-    with executor.watchdog.deadline(timeout or target.connect_timeout, on_deadline):
-        session.transport.global_request("keepalive@openssh.com", wait=True)
-    if not session.transport.is_active():
-        raise ConnectError(target.name, "no answer to a keepalive; the connection was closed")
-    rtt = time.monotonic() - start
-    return host_result(
-        target,
-        "ok",
-        duration=rtt,
-        extra={"rtt_ms": round(rtt * 1000, 2), "server_version": session.server_version},
-    )

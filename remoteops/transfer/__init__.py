@@ -2,8 +2,10 @@
 
 ``put`` uploads a ``SourceSet`` (local files scanned and read once in the main
 thread, shared read-only by every host) and ``get`` downloads into
-``LOCAL_DIR/<host>/<remote path>``. Both run on the ``Executor``'s thread pool,
-one session per host, and yield a ``HostResult`` per host with the extra JSON
+``LOCAL_DIR/<host>/<remote path>``. Both are per-host operations (``Put``,
+``Get``: ``on(session)`` works on one host's open session, which stays open)
+that the ``Executor`` fans out over its session pool, one connection per
+host; ``put``/``get`` yield a ``HostResult`` per host with the extra JSON
 fields ``files`` (sent), ``unchanged``, ``failed_files``, ``bytes``, ``changed``
 and ``skipped`` (symlinks and special files left alone).
 
@@ -52,16 +54,16 @@ The package, by concern (lower modules never import higher ones):
 * ``model``: options, the progress callback, limits, name checks, file times;
 * ``sources``: ``SourceSet``, the local files ``put`` sends;
 * ``sftp``: the ``_Pipe`` and what it asks of remote files;
-* ``hostwork``: one host's counters, result, deadline and cleanup;
+* ``hostwork``: ``HostTransfer``, one host's transfer: counters, result,
+  deadline and cleanup;
 * ``files``: the files in flight, and get's ``O_NOFOLLOW`` local tree;
 * ``streams``: the fast paths (listings, tar and cat streams, with ``bulk``);
-* ``put``, ``get``: the two operations, choosing a path per host;
-* ``onsession``: both on a playbook's open session.
+* ``put``, ``get``: the two operations, choosing a path per host.
 """
 
 from __future__ import annotations
 
-from remoteops.transfer.get import get
+from remoteops.transfer.get import Get, get
 from remoteops.transfer.model import (
     GetOptions,
     ProgressSink,
@@ -69,21 +71,20 @@ from remoteops.transfer.model import (
     TransferOptions,
     safe_local_path,
 )
-from remoteops.transfer.onsession import get_on_session, put_on_session
-from remoteops.transfer.put import put
+from remoteops.transfer.put import Put, put
 from remoteops.transfer.sources import DEFAULT_MEMORY_BUDGET, SourceFile, SourceSet
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "Get",
     "GetOptions",
     "ProgressSink",
+    "Put",
     "PutOptions",
     "SourceFile",
     "SourceSet",
     "TransferOptions",
     "get",
-    "get_on_session",
     "put",
-    "put_on_session",
     "safe_local_path",
 ]

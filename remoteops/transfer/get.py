@@ -1,4 +1,5 @@
-"""``get``: download from every host into ``LOCAL_DIR/<host>/<remote path>``.
+"""``get``: download into ``LOCAL_DIR/<host>/<remote path>``; ``Get.on`` is the per-host
+operation, ``get`` fans it out.
 
 Per host: the remote paths expanded (globs with listdir and fnmatch,
 directories walked, symlinks never followed inside a tree: ``_expand_remote``,
@@ -46,7 +47,7 @@ from remoteops.become import Remote
 from remoteops.errors import InterruptedHostError, TransferError
 from remoteops.results import HostResult
 from remoteops.transfer.files import _GetItem, _LocalTree, _RemoteFile, _verify_received
-from remoteops.transfer.hostwork import _host_work, _Stats
+from remoteops.transfer.hostwork import HostTransfer, _Stats
 from remoteops.transfer.model import (
     _BATCH,
     _CHUNK,
@@ -85,6 +86,35 @@ if TYPE_CHECKING:
     from remoteops.execution import Executor
 
 
+class Get(HostTransfer):
+    """get as a per-host operation: ``on(session)`` downloads from one host's open session.
+
+    ``timeout`` replaces the executor's transfer deadline.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        remotes: Sequence[str],
+        local_dir: Path,
+        *,
+        options: GetOptions | None = None,
+        progress: ProgressSink | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        opts = options or GetOptions()
+        super().__init__(executor, opts, progress, timeout)
+        self.get_opts = opts
+        self.remotes = remotes
+        self.local_dir = local_dir
+
+    def body(self, session: Remote, stats: _Stats, temps: set[str]) -> None:
+        """Download from one host (its local temporary files are removed by ``_get_host``)."""
+        del temps
+        cancel = self.executor.cancel_event
+        _get_host(session, self.remotes, self.local_dir, self.get_opts, stats, cancel)
+
+
 def get(
     executor: Executor,
     remotes: Sequence[str],
@@ -101,17 +131,7 @@ def get(
     is left alone (``checksum`` or ``verify``: its sha256). Yields each host's
     result as it finishes.
     """
-    opts = options or GetOptions()
-    cancel = executor.cancel_event
-
-    def body(session: Remote, stats: _Stats, temps: set[str]) -> None:
-        del temps  # local temporary files are removed by _get_host itself
-        _get_host(session, remotes, local_dir, opts, stats, cancel)
-
-    def cleanup(session: Remote, temps: set[str]) -> None:
-        del session, temps
-
-    return executor.fan_out(_host_work(executor, progress, opts, body, cleanup))
+    return Get(executor, remotes, local_dir, options=options, progress=progress).fan_out()
 
 
 def _get_host(

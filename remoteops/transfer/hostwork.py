@@ -1,8 +1,9 @@
-"""One host's transfer as the executor runs it: its counters and its result.
+"""One host's transfer as a per-host operation of the engine: its counters and its result.
 
-``_host_work`` wraps a per-host body: open the session (through sudo with
-``become``), the transfer deadline, the error mapping, and the removal of
-temporary files on failure, over a fresh connection if the old one is gone.
+``HostTransfer`` (``put.Put``, ``get.Get``) runs a per-host body on the
+host's open session (through sudo with ``become``) under the transfer
+deadline and the error mapping, and removes temporary files on failure, over
+a fresh connection if the old one is gone.
 ``_Stats`` counts files, bytes, failures and warnings and feeds the progress
 callback; ``_result`` turns it into the host's ``HostResult`` with the extra
 JSON fields ``files``, ``unchanged``, ``failed_files``, ``bytes``, ``changed``
@@ -15,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -105,24 +106,59 @@ def _result(
     )
 
 
-def _host_work(
-    executor: Executor,
-    stats_progress: ProgressSink | None,
-    opts: TransferOptions,
-    body: Callable[[Remote, _Stats, set[str]], None],
-    cleanup: Callable[[Remote, set[str]], None],
-) -> Callable[[Target], HostResult]:
-    """Wrap a per-host transfer: connect, deadline, error mapping, cleanup of temporary files."""
+class HostTransfer:
+    """A transfer as a per-host operation: ``on(session)`` runs it on one host's open session.
 
-    def work(target: Target) -> HostResult:
-        start = time.monotonic()
-        stats = _Stats(target.name, stats_progress)
+    Made once per run (what every host shares is planned in the subclass's
+    ``__init__``); ``body`` does one host's transfer, ``cleanup`` removes its
+    temporary files after a failure. ``on`` wraps ``body``: sudo with
+    ``become``, the transfer deadline (``timeout``, default the executor's
+    ``--timeout``), the error mapping, and the cleanup, over a fresh connection
+    if the old one is gone. The session stays open for the next operation,
+    unless the transfer failed under it: then its connection is closed (its
+    SFTP channel may hold requests nobody reads), and the pool reconnects.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        opts: TransferOptions,
+        progress: ProgressSink | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.executor = executor
+        self.opts = opts
+        self.progress = progress
+        self.timeout = executor.timeouts.command if timeout is None else timeout
+
+    def body(self, session: Remote, stats: _Stats, temps: set[str]) -> None:
+        """One host's transfer (raises HostError when the host fails)."""
+        raise NotImplementedError
+
+    def cleanup(self, session: Remote, temps: set[str]) -> None:
+        """Remove the temporary files ``temps`` a failed transfer left on the host."""
+        del session, temps
+
+    def fan_out(self) -> Iterator[HostResult]:
+        """This transfer on every target of the executor; each host's result as it finishes."""
+        return self.executor.fan_out(
+            lambda lease: self.on(lease.session, start=lease.start),
+            unreachable=self.unreachable,
+        )
+
+    def unreachable(self, target: Target, error: HostError, start: float) -> HostResult:
+        """A host that could not be connected to: its result, with the transfer's fields."""
+        return _result(target, start, _Stats(target.name, self.progress), error)
+
+    def on(self, session: Session, *, start: float | None = None) -> HostResult:
+        """Run the transfer over ``session`` (left open); the host's result."""
+        executor = self.executor
+        target = session.target
+        start = time.monotonic() if start is None else start
+        stats = _Stats(target.name, self.progress)
         temps: set[str] = set()  # remote (put) temporary files to remove on failure
-        become = opts.run_as(target)
-        try:
-            session = _as_user(executor.open_session(target), become, executor.cancel_event)
-        except HostError as exc:
-            return _result(target, start, stats, exc)
+        become = self.opts.run_as(target)
+        remote = _as_user(session, become, executor.cancel_event)
         expired = threading.Event()
 
         def on_deadline() -> None:
@@ -133,28 +169,29 @@ def _host_work(
         error: HostError | None = None
         try:
             with (
-                executor.watchdog.deadline(executor.timeouts.command, on_deadline),
+                executor.watchdog.deadline(self.timeout, on_deadline),
                 map_errors(target, phase="transfer", deadline_passed=expired.is_set),
             ):
-                body(session, stats, temps)
+                self.body(remote, stats, temps)
         except HostError as exc:
             error = exc
             where = f"remote {stats.current}: " if stats.current else ""
             if expired.is_set():
                 error = CommandTimeoutError(
                     target.name,
-                    f"{where}transfer did not finish within {executor.timeouts.command:g}s "
-                    "(--timeout)",
+                    f"{where}transfer did not finish within {self.timeout:g}s (--timeout)",
                 )
             elif not isinstance(exc, TransferError | InterruptedHostError):
                 error = TransferError(target.name, f"{where}connection lost mid-transfer ({exc})")
         finally:
             if temps:
-                _cleanup(executor, target, session, temps, cleanup, become)
-            session.close()
+                _cleanup(executor, target, remote, temps, self.cleanup, become)
+            if remote is not session:
+                remote.close()  # the sudo'd sftp-server; the connection stays
+        if error is not None:
+            with contextlib.suppress(Exception):
+                session.transport.close()
         return _result(target, start, stats, error)
-
-    return work
 
 
 def _as_user(session: Session, become: Become | None, cancel: threading.Event) -> Remote:
@@ -177,11 +214,15 @@ def _cleanup(
             return
     except Exception:
         logger.debug("Host %r: cleanup on the old connection failed", target.name, exc_info=True)
-    fresh: Remote | None = None
+    fresh: Session | None = None
     try:
         # Its own never-set cancel: after Ctrl-C the cleanup still has to run.
-        fresh = _as_user(executor.open_session(target), become, threading.Event())
-        cleanup(fresh, temps)
+        never = threading.Event()
+        fresh = executor.open_session(target, cancel=never)
+        as_user = _as_user(fresh, become, never)
+        cleanup(as_user, temps)
+        if as_user is not fresh:
+            as_user.close()
     except Exception as exc:
         logger.warning(
             "Host %r: could not remove temporary files %s (%s)",

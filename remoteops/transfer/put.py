@@ -1,4 +1,4 @@
-"""``put``: upload a ``SourceSet`` to every host, one host's work at a time.
+"""``put``: upload a ``SourceSet``; ``Put.on`` is the per-host operation, ``put`` fans it out.
 
 Chooses the path per host: the bulk stream where it is planned (``_put_bulk``:
 one listing and one archive, built in ``streams``), else SFTP, a batch of
@@ -46,7 +46,7 @@ from remoteops.become import Remote
 from remoteops.errors import TransferError
 from remoteops.results import HostResult
 from remoteops.transfer.files import _copy_times, _PutItem, _stamp_source_times
-from remoteops.transfer.hostwork import _host_work, _remove_remote, _Stats
+from remoteops.transfer.hostwork import HostTransfer, _remove_remote, _Stats
 from remoteops.transfer.model import (
     _BATCH,
     _CHUNK,
@@ -95,6 +95,49 @@ def _temp_name(path: str, *, resume: bool) -> str:
     return posixpath.join(directory, f".{name}{suffix}")
 
 
+class Put(HostTransfer):
+    """put as a per-host operation: ``on(session)`` uploads to one host's open session.
+
+    Planned once for every host it runs on: one staging directory name (the
+    archives are then byte for byte the same, and their headers built once).
+    ``timeout`` replaces the executor's transfer deadline.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        sources: SourceSet,
+        dest: str,
+        *,
+        options: PutOptions | None = None,
+        progress: ProgressSink | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        opts = options or PutOptions()
+        super().__init__(executor, opts, progress, timeout)
+        self.put_opts = opts
+        self.sources = sources
+        self.dest = dest
+        self.stage = f"{bulk.STAGE_PREFIX}{secrets.token_hex(6)}{bulk.STAGE_SUFFIX}"
+        self.run = _PutRun.plan(sources, dest, opts)
+
+    def body(self, session: Remote, stats: _Stats, temps: set[str]) -> None:
+        """Upload to one host: the bulk stream where planned, else SFTP."""
+        cancel = self.executor.cancel_event
+        opts, sources = self.put_opts, self.sources
+        pipe = _Pipe(session, cancel)
+        if self.run is None or not _put_bulk(
+            session, pipe, self.run, sources, opts, stats, temps, cancel, self.stage
+        ):
+            _put_host(session, pipe, sources, self.dest, opts, stats, temps, cancel)
+
+    def cleanup(self, session: Remote, temps: set[str]) -> None:
+        """Remove staging directories, and temporary files unless ``resume`` keeps them."""
+        _remove_stages(session, temps)
+        if not self.put_opts.resume:
+            _remove_remote(session, temps)
+
+
 def put(
     executor: Executor,
     sources: SourceSet,
@@ -111,26 +154,7 @@ def put(
     exactly its size and mtime is left alone (``checksum`` or ``verify``: its
     sha256); see the module's notes on what is unchanged.
     """
-    opts = options or PutOptions()
-    cancel = executor.cancel_event
-    # One staging directory name for every host of this run: the archives are
-    # then byte for byte the same, and their headers are built once.
-    stage = f"{bulk.STAGE_PREFIX}{secrets.token_hex(6)}{bulk.STAGE_SUFFIX}"
-    run = _PutRun.plan(sources, dest, opts)
-
-    def body(session: Remote, stats: _Stats, temps: set[str]) -> None:
-        pipe = _Pipe(session, cancel)
-        if run is None or not _put_bulk(
-            session, pipe, run, sources, opts, stats, temps, cancel, stage
-        ):
-            _put_host(session, pipe, sources, dest, opts, stats, temps, cancel)
-
-    def cleanup(session: Remote, temps: set[str]) -> None:
-        _remove_stages(session, temps)
-        if not opts.resume:
-            _remove_remote(session, temps)
-
-    return executor.fan_out(_host_work(executor, progress, opts, body, cleanup))
+    return Put(executor, sources, dest, options=options, progress=progress).fan_out()
 
 
 def _put_host(
