@@ -1,7 +1,24 @@
 """remoteops: run commands and move files across a fleet over SSH.
 
 The command line (``remoteops``) is a thin layer over this package; scripts can
-import the same pieces.
+import the same pieces. The layout, from the bottom up:
+
+- hosts: ``inventory`` (with ``inventory_ini``, ``yamlsafe``), ``patterns``,
+  ``sshconfig``, ``target`` (a host resolved into everything needed to connect),
+  ``hostkeys``;
+- connections: ``session`` (one paramiko transport per host: connect, credentials,
+  the exec channel, the watchdog of deadlines), ``become``, ``fastio``;
+- the engine: ``execution`` (the ``Executor``: one thread pool, one session pool,
+  one failure guard, deadlines and cancellation for every operation), ``fleet``
+  (from options to a ready ``Executor``);
+- the operations, each a function of one host's session returning its result:
+  ``operations`` (run, ping), ``transfer`` (put, get; ``bulk`` for tar streams),
+  ``playbook`` (steps submitted to the engine, batch by batch);
+- what comes back: ``results``, ``analysis`` (CPU-bound analyzers in a process
+  pool, fed while hosts answer), ``report``, ``outdir``, ``history``, ``metrics``,
+  ``htmlreport``;
+- ``cli``: the ``remoteops`` command on top; ``lab``: real sshd servers for the
+  demo, the tests and the benchmarks.
 """
 
 from __future__ import annotations
