@@ -80,6 +80,7 @@ __all__ = [
     "connection_vars",
     "default_inventory_sources",
     "load_inventory",
+    "split_host_key",
     "to_json_value",
 ]
 
@@ -703,7 +704,7 @@ def expand_host_range(pattern: str) -> list[str]:
     return out
 
 
-def _split_host_key(key: str) -> tuple[list[str], int | None]:
+def split_host_key(key: str) -> tuple[list[str], int | None]:
     """Host names and port of a YAML host key or INI host word, as Ansible's plugins
     split them (``_expand_hostpattern``); raises ``ValueError`` for a malformed range."""
     try:
@@ -718,7 +719,7 @@ def _host_key(key: object, where: str) -> tuple[list[str], int | None]:
     if not isinstance(key, str):
         raise InventoryError(f"{where}: host {key!r} must be a string; enclose numbers in quotes")
     try:
-        return _split_host_key(key)
+        return split_host_key(key)
     except ValueError as exc:
         raise InventoryError(f"{where}: {exc}; fix the range in {key!r}") from None
 
@@ -1058,7 +1059,7 @@ class _Loader:
             ops = parse_ini(
                 text,
                 known_groups=self.builder.groups,
-                host_pattern=_split_host_key,
+                host_pattern=split_host_key,
                 strict_names=strict,
             )
         except IniParseError as exc:

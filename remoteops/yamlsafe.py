@@ -27,7 +27,7 @@ import yaml
 if TYPE_CHECKING:
     from remoteops.errors import RemoteOpsError
 
-__all__ = ["MAX_ALIASES", "MAX_NODES", "LineDict", "load_yaml"]
+__all__ = ["MAX_ALIASES", "MAX_NODES", "LineDict", "event_parser", "load_yaml"]
 
 MAX_ALIASES = 100
 MAX_NODES = 100_000
@@ -199,6 +199,17 @@ _SafeLoader.add_constructor("!vault", _construct_vault)
 _SafeLoader.add_constructor("!unsafe", _construct_unsafe)
 _SafeLoader.add_constructor(None, _construct_undefined)
 _SafeLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+def event_parser(text: str) -> yaml.SafeLoader:
+    """The parser :func:`load_yaml` reads ``text`` with (libyaml's when PyYAML has it),
+    for its events alone: ``get_event()`` until ``StreamEndEvent``, then ``dispose()``.
+
+    Nothing is composed or constructed, so none of :func:`load_yaml`'s refusals
+    apply: a reader of the events must refuse aliases, tags and duplicate keys
+    itself, or leave the document to :func:`load_yaml` (remoteops.inventory_names).
+    """
+    return _LoaderBase(text)
 
 
 def load_yaml(

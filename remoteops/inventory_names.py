@@ -1,0 +1,337 @@
+"""The group and host names of YAML inventories, read from the parser's events alone.
+
+Shell completion needs the names of the inventory in effect, also on the first Tab
+after the file changed. :func:`remoteops.inventory.load_inventory` builds and checks
+every host and variable for that: ~225 ms for 10,000 hosts. :func:`read_names` walks
+the event stream of the parser :mod:`remoteops.yamlsafe` loads with instead
+(libyaml's when PyYAML has it; no object is constructed but a few plain scalars, to
+check them) and collects the names in ``load_inventory``'s order: ``all``,
+``ungrouped``, then every group as it is first met; every host as it is first met,
+ranges (``web[01:10]``) expanded by the inventory module's own function.
+
+It answers only where it is certain to agree with ``load_inventory``: every source a
+``.yml``/``.yaml`` file in Ansible's YAML inventory layout, with no anchors, aliases,
+tags or merge keys (so no alias expansion for ``yamlsafe``'s limits to bound), only
+string keys, no duplicate key, and nothing ``load_inventory`` refuses (a malformed
+range, a cycle in children, a host name it rejects, a scalar PyYAML cannot
+construct). Anything else (INI, JSON, host lists, inline lists, directories, an
+error) gives None: the caller then loads the inventory, which says what is wrong.
+``group_vars``/``host_vars`` beside a file hold no names and are not read (the names
+cache does not watch them either).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
+
+from remoteops.namecache import InventoryNames
+from remoteops.yamlsafe import event_parser
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+__all__ = ["read_names"]
+
+_STR = Resolver.DEFAULT_SCALAR_TAG
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_MAP = Resolver.DEFAULT_MAPPING_TAG
+_SEQ = Resolver.DEFAULT_SEQUENCE_TAG
+#: Scalars whose construction can fail (``0x_``, ``2024-13-45``): constructed to check.
+_CONSTRUCTED = frozenset({_INT, "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"})
+_EXTENSIONS = (".yml", ".yaml")
+#: Deeper nesting is left to load_inventory (PyYAML's composer recurses on it).
+_MAX_DEPTH = 50
+#: Longer chains of child groups are left to load_inventory (it recurses on them).
+_MAX_CHAIN = 100
+
+
+class _Unsure(Exception):
+    """Something the reader does not handle with certainty: load_inventory decides."""
+
+
+class _Names:
+    """Groups (and their links, for the checks) and hosts in the order the inventory
+    builder of remoteops.inventory adds them, with its refusals."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, list[str]] = {}
+        self.parents: dict[str, list[str]] = {}
+        self.hosts: dict[str, None] = {}
+        self.add_group("all")
+        self.add_group("ungrouped")
+        self.add_child("all", "ungrouped")
+
+    def add_group(self, name: str) -> str:
+        if name not in self.children:
+            self.children[name] = []
+            self.parents[name] = []
+        return name
+
+    def _ancestors(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(self.parents[name])
+        while todo:
+            parent = todo.pop()
+            if parent not in seen:
+                seen.add(parent)
+                todo.extend(self.parents[parent])
+        return seen
+
+    def add_child(self, parent: str, child: str) -> None:
+        if parent == child:
+            raise _Unsure  # a group that lists itself
+        if child in self.children[parent]:
+            return
+        if child in self._ancestors(parent):
+            raise _Unsure  # a cycle in children
+        self.children[parent].append(child)
+        if parent not in self.parents[child]:
+            self.parents[child].append(parent)
+
+    def _longest_chain(self) -> int:
+        """Groups on the longest path down the children links (they form no cycle)."""
+        length: dict[str, int] = {}
+        for top in self.children:
+            stack = [(top, False)]
+            while stack:
+                name, done = stack.pop()
+                if name in length:
+                    continue
+                if done:
+                    length[name] = 1 + max((length[c] for c in self.children[name]), default=0)
+                else:
+                    stack.append((name, True))
+                    stack.extend((c, False) for c in self.children[name] if c not in length)
+        return max(length.values(), default=0)
+
+    def result(self) -> InventoryNames:
+        """The names, once every source is read; _Unsure where load_inventory would
+        still refuse the inventory."""
+        if self.parents["all"]:
+            raise _Unsure  # 'all' as a child: a cycle once every top group joins 'all'
+        if self._longest_chain() > _MAX_CHAIN:
+            raise _Unsure
+        for name in self.hosts:
+            # A superset of the names load_inventory refuses: those it decides.
+            if (
+                name in ("", ".", "..")
+                or name.startswith("-")
+                or "/" in name
+                or not name.isprintable()
+            ):
+                raise _Unsure
+        return InventoryNames(groups=tuple(self.children), hosts=tuple(self.hosts))
+
+
+#: Plain scalars starting with any other character resolve to strings.
+_RESOLVER = Resolver()
+_MAYBE_NOT_STR = frozenset(k for k in Resolver.yaml_implicit_resolvers if k)
+_ALWAYS_RESOLVE = None in Resolver.yaml_implicit_resolvers
+_CONSTRUCTOR = SafeConstructor()
+_constructs: dict[tuple[str, str], bool] = {}
+
+
+def _constructs_safely(tag: str, value: str) -> bool:
+    """Whether PyYAML's safe constructor accepts this plain scalar (remembered)."""
+    known = _constructs.get((tag, value))
+    if known is None:
+        try:
+            _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, value), deep=True)
+            known = True
+        except (ArithmeticError, ValueError, TypeError, yaml.YAMLError):
+            known = False
+        _constructs[(tag, value)] = known
+    return known
+
+
+def _scalar_tag(event: yaml.ScalarEvent) -> str:
+    """The tag a safe load resolves ``event`` to, once checked that it constructs."""
+    if event.anchor is not None or event.tag is not None:
+        raise _Unsure
+    value = event.value
+    if not event.implicit[0]:
+        return _STR  # quoted or a block scalar
+    if value and not _ALWAYS_RESOLVE and value[0] not in _MAYBE_NOT_STR:
+        return _STR
+    tag: str = _RESOLVER.resolve(  # type: ignore[no-untyped-call]
+        yaml.ScalarNode, value, event.implicit
+    )
+    if tag in (_STR, _NULL, _BOOL):
+        return tag
+    if tag in _CONSTRUCTED and _constructs_safely(tag, value):
+        return tag
+    raise _Unsure  # merge keys, '=' and what does not construct
+
+
+def _host_names(key: str) -> list[str]:
+    """The hosts a host key names: itself, or its range expanded (``web[01:10]``)
+    and port (``db:2222``) split off as load_inventory does."""
+    if ":" not in key and "[" not in key and "]" not in key:
+        return [key]
+    from remoteops.inventory import split_host_key
+
+    try:
+        return split_host_key(key)[0]
+    except ValueError:
+        raise _Unsure from None
+
+
+class _Walk:
+    """One file's events, read as remoteops.inventory reads the loaded document."""
+
+    def __init__(self, text: str, names: _Names) -> None:
+        self.names = names
+        self.loader = event_parser(text)
+        self.next: Callable[[], yaml.Event] = self.loader.get_event
+
+    def read(self) -> None:
+        try:
+            self._document()
+        finally:
+            self.loader.dispose()
+
+    def _document(self) -> None:
+        if not isinstance(self.next(), yaml.StreamStartEvent):
+            raise _Unsure
+        if not isinstance(self.next(), yaml.DocumentStartEvent):
+            raise _Unsure  # empty: load_inventory refuses it
+        root = self.next()
+        if not isinstance(root, yaml.MappingStartEvent):
+            raise _Unsure  # empty, or not a mapping of groups: INI is tried next
+        self._check_collection(root, 0)
+        for group in self._keys():
+            if group in ("plugin", "_meta"):
+                raise _Unsure  # a dynamic inventory plugin, ansible-inventory's JSON
+            self._group(group, self.next(), 1)
+        if not isinstance(self.next(), yaml.DocumentEndEvent):
+            raise _Unsure
+        if not isinstance(self.next(), yaml.StreamEndEvent):
+            raise _Unsure  # several documents: yamlsafe refuses them
+
+    @staticmethod
+    def _check_collection(event: yaml.Event, depth: int) -> None:
+        if (
+            not isinstance(event, yaml.CollectionStartEvent)
+            or event.anchor is not None
+            or event.tag is not None
+            or depth > _MAX_DEPTH
+        ):
+            raise _Unsure
+
+    def _keys(self) -> Iterator[str]:
+        """The keys of the mapping just started, each checked (a string, not seen
+        before in it); the caller reads each key's value before the next key."""
+        seen: set[str] = set()
+        while True:
+            event = self.next()
+            if isinstance(event, yaml.MappingEndEvent):
+                return
+            if not isinstance(event, yaml.ScalarEvent) or _scalar_tag(event) != _STR:
+                raise _Unsure
+            key = event.value
+            if key in seen:
+                raise _Unsure  # a duplicate key: yamlsafe refuses it
+            seen.add(key)
+            yield key
+
+    def _value(self, event: yaml.Event, depth: int) -> str:
+        """Check a value that holds no names as a safe load would construct it; its tag."""
+        if isinstance(event, yaml.ScalarEvent):
+            return _scalar_tag(event)
+        self._check_collection(event, depth)
+        if isinstance(event, yaml.SequenceStartEvent):
+            # Bounded by the document: the parser ends every sequence it starts.
+            while not isinstance(item := self.next(), yaml.SequenceEndEvent):
+                self._value(item, depth + 1)
+            return _SEQ
+        for _key in self._keys():
+            self._value(self.next(), depth + 1)
+        return _MAP
+
+    def _entries(self, event: yaml.Event, depth: int) -> Iterator[tuple[str, yaml.Event | None]]:
+        """The entries of a group's ``hosts``, ``children`` or ``vars``: a mapping's
+        keys with their value's first event; a string is one key without a value."""
+        if isinstance(event, yaml.ScalarEvent):
+            tag = _scalar_tag(event)
+            if tag == _STR:
+                yield event.value, None
+            elif tag != _NULL:
+                raise _Unsure  # not a mapping: load_inventory refuses it
+            return
+        self._check_collection(event, depth)
+        if not isinstance(event, yaml.MappingStartEvent):
+            raise _Unsure
+        for key in self._keys():
+            yield key, self.next()
+
+    def _group(self, name: str, event: yaml.Event | None, depth: int) -> str | None:
+        """Read group ``name`` defined by ``event``; its name, or None when
+        load_inventory skips the definition (neither a mapping nor empty)."""
+        if not name:
+            raise _Unsure  # an empty group name
+        if event is None or not isinstance(event, yaml.MappingStartEvent):
+            if event is None or self._value(event, depth) == _NULL:
+                return self.names.add_group(name)
+            return None
+        self._check_collection(event, depth)
+        self.names.add_group(name)
+        for section in self._keys():
+            value = self.next()
+            if section == "hosts":
+                for key, host_vars in self._entries(value, depth + 1):
+                    hosts = _host_names(key)
+                    if host_vars is not None and (
+                        self._value(host_vars, depth + 2) not in (_MAP, _NULL)
+                    ):
+                        raise _Unsure  # host variables that are not a mapping
+                    for host in hosts:
+                        self.names.hosts.setdefault(host)
+            elif section == "children":
+                for key, child_def in self._entries(value, depth + 1):
+                    child = self._group(key, child_def, depth + 2)
+                    if child is not None:
+                        self.names.add_child(name, child)
+            elif section == "vars":
+                for key, var in self._entries(value, depth + 1):
+                    tag = None if var is None else self._value(var, depth + 2)
+                    if key == "ansible_group_priority" and tag != _INT:
+                        raise _Unsure  # load_inventory decides whether it is a number
+            else:
+                self._value(value, depth + 1)  # skipped by load_inventory, with a warning
+        return name
+
+
+def _yaml_text(source: str) -> str | None:
+    """The text of ``source`` if it is a YAML inventory file, read as load_inventory
+    reads it; None for any other kind of source."""
+    path = Path(source).expanduser()
+    if path.suffix.lower() not in _EXTENSIONS or not path.is_file():
+        return None  # is_file: never opens a FIFO
+    text = path.read_text(encoding="utf-8")
+    if text.startswith("#!") or text.lstrip().startswith("$ANSIBLE_VAULT;"):
+        return None
+    return text
+
+
+def read_names(sources: Sequence[str]) -> InventoryNames | None:
+    """The group and host names ``load_inventory(sources)`` would give, read from
+    the YAML parser's events; None wherever that is not certain (see the module)."""
+    names = _Names()
+    try:
+        for source in sources:
+            text = _yaml_text(source)
+            if text is None:
+                return None
+            _Walk(text, names).read()
+        return names.result()
+    except TimeoutError:
+        raise  # the completion's deadline
+    except (_Unsure, yaml.YAMLError, OSError, ValueError, RecursionError):
+        return None
