@@ -192,6 +192,33 @@ def test_a_10000_host_inventory_is_answered_from_the_cache(tmp_path: Path) -> No
     assert not {"remoteops.inventory", "yaml", "pydantic"} & imported
 
 
+def test_the_tab_after_the_inventory_changed_sees_it(tmp_path: Path, inventory: Path) -> None:
+    """The first Tab after a change reads the YAML file's names without loading the
+    inventory (remoteops.inventory_names); the next one answers from the cache."""
+    line = f"remoteops run -i {inventory} web"
+    assert _bash_complete(tmp_path, line) == ["web", "web01", "web02"]
+    inventory.write_text(INVENTORY.replace("web02:", "web02:\n        web03:"))
+    assert _bash_complete(tmp_path, line) == ["web", "web01", "web02", "web03"]
+    inventory.write_text(INVENTORY.replace("web01", "webXY"))  # the same size
+    words = line.split(" ")
+    done = _request(
+        tmp_path,
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "remoteops",
+        _REMOTEOPS_COMPLETE="complete_bash",
+        COMP_WORDS="\n".join(words),
+        COMP_CWORD=str(len(words) - 1),
+    )
+    assert done.stdout.split() == ["web", "webXY", "web02"]  # no stale answer
+    imported = {row.split("|")[-1].strip() for row in done.stderr.splitlines()}
+    assert "remoteops.inventory_names" in imported
+    assert "remoteops.inventory" not in imported
+    assert _bash_complete(tmp_path, line) == ["web", "webXY", "web02"]  # from the cache
+
+
 def _config(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
     """The user's config file at its default place (HOME is tmp_path)."""
     path = tmp_path / ".config" / "remoteops" / "config.toml"
