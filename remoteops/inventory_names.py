@@ -33,7 +33,7 @@ from remoteops.namecache import InventoryNames
 from remoteops.yamlsafe import event_parser
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
 __all__ = ["read_names"]
 
@@ -134,6 +134,7 @@ class _Names:
 _RESOLVER = Resolver()
 _MAYBE_NOT_STR = frozenset(k for k in Resolver.yaml_implicit_resolvers if k)
 _ALWAYS_RESOLVE = None in Resolver.yaml_implicit_resolvers
+_EMPTY: str = _RESOLVER.resolve(yaml.ScalarNode, "", (True, False))  # type: ignore[no-untyped-call]
 _CONSTRUCTOR = SafeConstructor()
 _constructs: dict[tuple[str, str], bool] = {}
 
@@ -151,6 +152,11 @@ def _constructs_safely(tag: str, value: str) -> bool:
     return known
 
 
+def _plain_string(value: str) -> bool:
+    """Whether a plain scalar ``value`` resolves to a string whatever it holds next."""
+    return bool(value) and value[0] not in _MAYBE_NOT_STR and not _ALWAYS_RESOLVE
+
+
 def _scalar_tag(event: yaml.ScalarEvent) -> str:
     """The tag a safe load resolves ``event`` to, once checked that it constructs."""
     if event.anchor is not None or event.tag is not None:
@@ -158,7 +164,9 @@ def _scalar_tag(event: yaml.ScalarEvent) -> str:
     value = event.value
     if not event.implicit[0]:
         return _STR  # quoted or a block scalar
-    if value and not _ALWAYS_RESOLVE and value[0] not in _MAYBE_NOT_STR:
+    if not value:
+        return _EMPTY  # a key without a value (null)
+    if _plain_string(value):
         return _STR
     tag: str = _RESOLVER.resolve(  # type: ignore[no-untyped-call]
         yaml.ScalarNode, value, event.implicit
@@ -171,10 +179,9 @@ def _scalar_tag(event: yaml.ScalarEvent) -> str:
 
 
 def _host_names(key: str) -> list[str]:
-    """The hosts a host key names: itself, or its range expanded (``web[01:10]``)
-    and port (``db:2222``) split off as load_inventory does."""
-    if ":" not in key and "[" not in key and "]" not in key:
-        return [key]
+    """The hosts a host key with ``:``, ``[`` or ``]`` names (a key without is one
+    host): its range expanded (``web[01:10]``) and port (``db:2222``) split off as
+    load_inventory does."""
     from remoteops.inventory import split_host_key
 
     try:
@@ -206,10 +213,10 @@ class _Walk:
         if not isinstance(root, yaml.MappingStartEvent):
             raise _Unsure  # empty, or not a mapping of groups: INI is tried next
         self._check_collection(root, 0)
-        for group in self._keys():
+        for group, definition in self._pairs():
             if group in ("plugin", "_meta"):
                 raise _Unsure  # a dynamic inventory plugin, ansible-inventory's JSON
-            self._group(group, self.next(), 1)
+            self._group(group, definition, 1)
         if not isinstance(self.next(), yaml.DocumentEndEvent):
             raise _Unsure
         if not isinstance(self.next(), yaml.StreamEndEvent):
@@ -225,21 +232,27 @@ class _Walk:
         ):
             raise _Unsure
 
-    def _keys(self) -> Iterator[str]:
+    def _pairs(self) -> Iterator[tuple[str, yaml.Event]]:
         """The keys of the mapping just started, each checked (a string, not seen
-        before in it); the caller reads each key's value before the next key."""
+        before in it), with the first event of its value; the caller reads the rest
+        of each value before it asks for the next pair."""
         seen: set[str] = set()
+        next_event = self.next
         while True:
-            event = self.next()
-            if isinstance(event, yaml.MappingEndEvent):
-                return
-            if not isinstance(event, yaml.ScalarEvent) or _scalar_tag(event) != _STR:
-                raise _Unsure
+            event = next_event()
+            if type(event) is not yaml.ScalarEvent:
+                if type(event) is yaml.MappingEndEvent:
+                    return
+                raise _Unsure  # a key that is a mapping or a sequence, an alias
             key = event.value
+            if not (_plain_string(key) and event.implicit[0]) and _scalar_tag(event) != _STR:
+                raise _Unsure  # a key that is not a string, or anchored, or tagged
+            if event.anchor is not None or event.tag is not None:
+                raise _Unsure
             if key in seen:
                 raise _Unsure  # a duplicate key: yamlsafe refuses it
             seen.add(key)
-            yield key
+            yield key, next_event()
 
     def _value(self, event: yaml.Event, depth: int) -> str:
         """Check a value that holds no names as a safe load would construct it; its tag."""
@@ -251,25 +264,24 @@ class _Walk:
             while not isinstance(item := self.next(), yaml.SequenceEndEvent):
                 self._value(item, depth + 1)
             return _SEQ
-        for _key in self._keys():
-            self._value(self.next(), depth + 1)
+        for _key, value in self._pairs():
+            self._value(value, depth + 1)
         return _MAP
 
-    def _entries(self, event: yaml.Event, depth: int) -> Iterator[tuple[str, yaml.Event | None]]:
+    def _entries(self, event: yaml.Event, depth: int) -> Iterable[tuple[str, yaml.Event | None]]:
         """The entries of a group's ``hosts``, ``children`` or ``vars``: a mapping's
         keys with their value's first event; a string is one key without a value."""
         if isinstance(event, yaml.ScalarEvent):
             tag = _scalar_tag(event)
             if tag == _STR:
-                yield event.value, None
-            elif tag != _NULL:
+                return [(event.value, None)]
+            if tag != _NULL:
                 raise _Unsure  # not a mapping: load_inventory refuses it
-            return
+            return []
         self._check_collection(event, depth)
         if not isinstance(event, yaml.MappingStartEvent):
             raise _Unsure
-        for key in self._keys():
-            yield key, self.next()
+        return self._pairs()
 
     def _group(self, name: str, event: yaml.Event | None, depth: int) -> str | None:
         """Read group ``name`` defined by ``event``; its name, or None when
@@ -282,17 +294,19 @@ class _Walk:
             return None
         self._check_collection(event, depth)
         self.names.add_group(name)
-        for section in self._keys():
-            value = self.next()
+        hosts = self.names.hosts
+        for section, value in self._pairs():
             if section == "hosts":
                 for key, host_vars in self._entries(value, depth + 1):
-                    hosts = _host_names(key)
                     if host_vars is not None and (
                         self._value(host_vars, depth + 2) not in (_MAP, _NULL)
                     ):
                         raise _Unsure  # host variables that are not a mapping
-                    for host in hosts:
-                        self.names.hosts.setdefault(host)
+                    if ":" in key or "[" in key or "]" in key:
+                        for host in _host_names(key):
+                            hosts.setdefault(host)
+                    else:
+                        hosts.setdefault(key)
             elif section == "children":
                 for key, child_def in self._entries(value, depth + 1):
                     child = self._group(key, child_def, depth + 2)
