@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,8 +118,6 @@ def _read_cache(path: Path, fingerprint: list[Any]) -> InventoryNames | None:
 def _write_cache(path: Path, fingerprint: list[Any], names: InventoryNames) -> None:
     """Replace ``path`` atomically (a reader sees the old file or the new one, whole);
     the file is the user's alone (0600) in a directory that is too (0700)."""
-    import tempfile
-
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = {
         "format": _FORMAT,
@@ -126,10 +125,13 @@ def _write_cache(path: Path, fingerprint: list[Any], names: InventoryNames) -> N
         "groups": list(names.groups),
         "hosts": list(names.hosts),
     }
-    fd, tmp = tempfile.mkstemp(prefix=".names-", suffix=".tmp", dir=path.parent)  # 0600
+    # A name of this process alone, created exclusively (0600): tempfile's random names
+    # would import ``random``, milliseconds a first Tab waits for.
+    tmp = str(path.parent / f".names-{os.getpid()}-{time.monotonic_ns()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
+            handle.write(json.dumps(data, separators=(",", ":")))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
