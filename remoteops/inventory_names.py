@@ -165,12 +165,11 @@ def _scalar_tag(event: yaml.ScalarEvent) -> str:
     if not event.implicit[0]:
         return _STR  # quoted or a block scalar
     if not value:
-        return _EMPTY  # a key without a value (null)
-    if _plain_string(value):
+        tag = _EMPTY  # a key without a value: null
+    elif _plain_string(value):
         return _STR
-    tag: str = _RESOLVER.resolve(  # type: ignore[no-untyped-call]
-        yaml.ScalarNode, value, event.implicit
-    )
+    else:
+        tag = _RESOLVER.resolve(yaml.ScalarNode, value, event.implicit)  # type: ignore[no-untyped-call]
     if tag in (_STR, _NULL, _BOOL):
         return tag
     if tag in _CONSTRUCTED and _constructs_safely(tag, value):
@@ -245,10 +244,11 @@ class _Walk:
                     return
                 raise _Unsure  # a key that is a mapping or a sequence, an alias
             key = event.value
-            if not (_plain_string(key) and event.implicit[0]) and _scalar_tag(event) != _STR:
-                raise _Unsure  # a key that is not a string, or anchored, or tagged
             if event.anchor is not None or event.tag is not None:
                 raise _Unsure
+            # The common key (plain, cannot resolve to another type) decided inline.
+            if not (event.implicit[0] and _plain_string(key)) and _scalar_tag(event) != _STR:
+                raise _Unsure  # a key that is not a string
             if key in seen:
                 raise _Unsure  # a duplicate key: yamlsafe refuses it
             seen.add(key)
