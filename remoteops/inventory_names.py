@@ -116,6 +116,8 @@ class _Names:
         still refuse the inventory."""
         if self.parents["all"]:
             raise _Unsure  # 'all' as a child: a cycle once every top group joins 'all'
+        if self.children["ungrouped"]:
+            raise _Unsure  # load_inventory fails on the hosts of its children (ValueError)
         if self._longest_chain() > _MAX_CHAIN:
             raise _Unsure
         for name in self.hosts:

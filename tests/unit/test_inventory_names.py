@@ -140,6 +140,9 @@ plain_string: text
         pytest.param("a:\n  children:\n    b:\n      children:\n        a:\n", id="cycle"),
         pytest.param("a:\n  children:\n    a:\n", id="own child"),
         pytest.param("a:\n  children:\n    all:\n", id="all as a child"),
+        pytest.param(
+            "ungrouped:\n  children:\n    web:\n      hosts: web01\n", id="ungrouped's children"
+        ),
         pytest.param("all:\n  hosts:\n    -bad:\n", id="host name refused"),
         pytest.param("all:\n  vars:\n    ansible_group_priority: high\n", id="bad priority"),
         pytest.param("all:\n  vars:\n    ansible_group_priority: '2'\n", id="priority text"),
@@ -263,6 +266,70 @@ def test_generated_inventories_give_the_loaders_names_or_none(
     if names is not None:
         assert names == expected
     elif expected is not None:
-        # Unsure only of what it is documented to leave to the loader.
+        # Unsure only of what it is documented to leave to the loader: a priority
+        # that is not a plain number, children of 'ungrouped'.
         text = "".join(Path(s).read_text() for s in sources)
-        assert "ansible_group_priority" in text or "-bad" in text
+        ungrouped = load_inventory(sources).groups["ungrouped"]
+        assert "ansible_group_priority" in text or ungrouped.children
+
+
+# Raw YAML text, tokens unquoted: keys and values that resolve to other types (yes,
+# 1, ~, dates, merge keys), anchors, aliases, tags and flow collections.
+_TOKEN = st.sampled_from(
+    [
+        "web",
+        "db",
+        "h1",
+        "yes",
+        "1",
+        "~",
+        "null",
+        "''",
+        '"q"',
+        "2024-01-01",
+        "2024-13-45",
+        "0x_",
+        "<<",
+        "-bad",
+        "web[1:2]",
+        "h:22",
+        "a b",
+        "&a x",
+        "*a",
+        "!t x",
+        "[a, b]",
+        "{a: 1}",
+        "",
+    ]
+)
+_KEY = st.sampled_from(["hosts", "children", "vars", "other", "web", "db", "all", "ungrouped"])
+
+
+def _raw_tree(depth: int) -> st.SearchStrategy[list[tuple[str, Any]]]:
+    value: st.SearchStrategy[Any] = (
+        _TOKEN if depth == 0 else st.one_of(_TOKEN, st.deferred(lambda: _raw_tree(depth - 1)))
+    )
+    return st.lists(st.tuples(st.one_of(_KEY, _TOKEN), value), min_size=1, max_size=3)
+
+
+def _render(tree: list[tuple[str, Any]], indent: int = 0) -> list[str]:
+    lines = []
+    for key, value in tree:
+        if isinstance(value, list):
+            lines.append(" " * indent + f"{key}:")
+            lines += _render(value, indent + 2)
+        else:
+            lines.append(" " * indent + f"{key}: {value}".rstrip())
+    return lines
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=_raw_tree(4))
+def test_raw_yaml_gives_the_loaders_names_or_none(
+    tmp_path_factory: pytest.TempPathFactory, tree: list[tuple[str, Any]]
+) -> None:
+    path = tmp_path_factory.mktemp("raw") / "hosts.yml"
+    path.write_text("\n".join(_render(tree)) + "\n")
+    names = read_names([str(path)])
+    if names is not None:
+        assert names == _loaded([str(path)])
