@@ -28,13 +28,22 @@ from pathlib import Path
 
 from remoteops.errors import UsageError
 
-__all__ = ["MANIFEST", "OutDirSink", "last_run_hosts", "start_run", "write_exit"]
+__all__ = [
+    "MANIFEST",
+    "OutDirSink",
+    "continue_run",
+    "last_run_hosts",
+    "start_run",
+    "write_exit",
+]
 
 MANIFEST = ".remoteops-last-run"
 _HEADER = "# remoteops: files the last run wrote here; the next run here removes them\n"
 _SUFFIXES = (".out", ".err", ".exit")
 _MANIFEST_MAX = 256 * 1024 * 1024
 _lock = threading.Lock()
+# The directories whose run another process started (``--procs``: the parent).
+_continued: set[str] = set()
 
 
 def _ours(name: str) -> bool:
@@ -85,8 +94,11 @@ def start_run(out_dir: Path) -> None:
     """Remove what the previous run wrote into ``out_dir`` and start a new list.
 
     ``UsageError`` when a file of the previous run cannot be removed: this
-    run's results would be mixed with it.
+    run's results would be mixed with it. In a process that continues a run
+    another started (:func:`continue_run`) it does nothing.
     """
+    if os.path.abspath(out_dir) in _continued:
+        return
     names = _listed(out_dir) or []
     dir_fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -110,6 +122,14 @@ def start_run(out_dir: Path) -> None:
             fh.write(_HEADER)
     finally:
         os.close(dir_fd)
+
+
+def continue_run(out_dir: Path) -> None:
+    """This process writes into the run of ``out_dir`` its parent started (a shard of
+    ``--procs``): ``start_run`` here must not remove what the other shards write.
+    Each name is appended to the list on its own line (``O_APPEND``), so the
+    shards' lines never mix."""
+    _continued.add(os.path.abspath(out_dir))
 
 
 def _record(out_dir: Path, name: str) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "PatternArg",
     "PolicyOpt",
     "PortOpt",
+    "ProcsOpt",
     "QuietOpt",
     "ReportOpt",
     "RerunFailedOpt",
@@ -102,6 +103,20 @@ ForksOpt = Annotated[
         help=(
             "Most hosts worked on at once. Default: all hosts, at most 256 and a quarter of "
             "the open-file limit."
+        ),
+    ),
+]
+
+ProcsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--procs",
+        metavar="N|auto",
+        envvar="REMOTEOPS_PROCS",
+        help=(
+            "Worker processes to spread the hosts over, each running --forks/N of them "
+            "(CPU-bound connections use every core). Default auto: one process below 100 "
+            "hosts, then one per core."
         ),
     ),
 ]
@@ -291,6 +306,7 @@ class Targeting:
     key_passphrase_file: Path | None
     ask_pass: bool
     retry_file: Path | None = None
+    procs: str | None = "1"
 
     def fleet_options(self, **more: Any) -> FleetOptions:
         """The library's options for these (``more``: the command's timeouts)."""
@@ -401,6 +417,9 @@ def resolve(
         raise UsageError("--forks must be 1 or more")
     if opts.retries < 0:
         raise UsageError("--retries must be 0 or more")
+    from remoteops.shards import parse_procs, shard
+
+    procs = parse_procs(opts.procs)
     check_connection_options(
         inventory=opts.inventory,
         key=opts.key,
@@ -430,7 +449,7 @@ def resolve(
         ),
         passphrase_prompt=_passphrase_prompt if sys.stdin.isatty() else None,
     )
-    targets, executor = fleet.targets, fleet.executor
+    targets, executor = fleet.targets, shard(fleet.executor, procs)
     # A closed output pipe (`| head`): start no more hosts; those started finish.
     watch().on_close(lambda _name: executor.drain(watch().reason or "output closed"))
     return targets, executor

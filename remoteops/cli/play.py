@@ -255,12 +255,41 @@ class _TextReporter:
             watch().announce(message if reason in message else f"{message}; {reason}")
 
 
+def _one_process(ctx: typer.Context, procs: str | None) -> str:
+    """A playbook runs in one process: each step waits for every host (serial batches,
+    run_once, handlers, max_fail_percentage), which shards would have to agree on.
+    ``--procs`` above 1 on the command line is refused; from the environment or a
+    config file (meant for run, ping, put and get) it is passed over."""
+    from remoteops.shards import parse_procs
+
+    count = parse_procs(procs)
+    if (
+        count is not None
+        and count > 1
+        and getattr(ctx.get_parameter_source("procs"), "name", "") == "COMMANDLINE"
+    ):
+        raise UsageError(
+            f"--procs {procs}: play runs in one process (each step waits for every host); "
+            "drop --procs"
+        )
+    return "1"
+
+
 def play_cmd(
     ctx: typer.Context,
     playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     forks: ForksOpt = None,
+    procs: Annotated[
+        str | None,
+        typer.Option(
+            "--procs",
+            metavar="N|auto",
+            envvar="REMOTEOPS_PROCS",
+            help="play runs in one process (each step waits for every host): only 1 or auto.",
+        ),
+    ] = None,
     user: UserOpt = None,
     key: KeyOpt = None,
     port: PortOpt = None,
@@ -349,6 +378,7 @@ def play_cmd(
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")
     opts = targeting(locals())
+    opts.procs = _one_process(ctx, procs)
     check_connection_options(
         inventory=inventory,
         key=key,

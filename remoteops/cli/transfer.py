@@ -37,6 +37,7 @@ from remoteops.cli.options import (
     PatternArg,
     PolicyOpt,
     PortOpt,
+    ProcsOpt,
     QuietOpt,
     ReportOpt,
     RerunFailedOpt,
@@ -284,6 +285,7 @@ def put_cmd(
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     forks: ForksOpt = None,
+    procs: ProcsOpt = None,
     user: UserOpt = None,
     key: KeyOpt = None,
     port: PortOpt = None,
@@ -334,6 +336,7 @@ def put_cmd(
 
     Example: remoteops put web ./site /srv/www -p --verify
     """
+    from remoteops.shards import operate
     from remoteops.transfer import SourceSet, put
 
     go_quiet(quiet)
@@ -355,11 +358,9 @@ def put_cmd(
     progress = _TransferProgress(
         len(targets), source_set.total_bytes * len(targets), enabled=not quiet
     )
-    results = put(
+    results = operate(
         executor,
-        source_set,
-        dest,
-        options=options,
+        lambda one, _lines, moved: put(one, source_set, dest, options=options, progress=moved),
         progress=progress.moved,
     )
     _run_transfer(
@@ -381,6 +382,7 @@ def get_cmd(
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     forks: ForksOpt = None,
+    procs: ProcsOpt = None,
     user: UserOpt = None,
     key: KeyOpt = None,
     port: PortOpt = None,
@@ -431,6 +433,7 @@ def get_cmd(
     from remoteops.analysis.sources import downloaded_files
     from remoteops.argcheck import check_output_dir, file_names_for_hosts
     from remoteops.cli.analyze import feed, open_stage
+    from remoteops.shards import operate
     from remoteops.transfer import get
 
     go_quiet(quiet)
@@ -452,11 +455,9 @@ def get_cmd(
     file_names_for_hosts((t.name for t in targets), local_dir, "LOCAL_DIR")
     check_output_dir(local_dir, "LOCAL_DIR", create=True)
     progress = _TransferProgress(len(targets), None, enabled=not quiet)
-    results = get(
+    results = operate(
         executor,
-        remotes,
-        local_dir,
-        options=options,
+        lambda one, _lines, moved: get(one, remotes, local_dir, options=options, progress=moved),
         progress=progress.moved,
     )
 
