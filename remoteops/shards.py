@@ -418,5 +418,5 @@ def shard(executor: Executor, requested: int | None) -> Executor | ShardedExecut
     count = choose_procs(requested, len(executor.targets), executor.forks)
     if count <= 1:
         return executor
-    logger.debug("--procs: %d hosts over %d processes", len(executor.targets), count)
+    logger.info("--procs: %d hosts over %d processes", len(executor.targets), count)
     return ShardedExecutor(executor, count)
