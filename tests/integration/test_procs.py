@@ -1,4 +1,6 @@
-"""Process shards (``--procs``): the same run as one process, stopped as one process.
+"""Process shards (``--procs``): the same run as one process.
+
+(Ctrl-C and SIGTERM with ``--procs 2``: tests/integration/test_stop.py.)
 
 A 200-host lab from the session lab's six sshds: inventory hosts are names
 with the address and port of a lab host (one sshd serves many of them), and
@@ -15,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,7 @@ import yaml
 
 from remoteops.lab import Lab, descendants
 from tests.helpers import run_cli
-from tests.integration.test_stop import (
-    STOP_SLACK_S,
-    _assert_stopped,
-    _cleanup,
-    _host_lines,
-    _running,
-    _token,
-    _wait_for,
-)
+from tests.integration.test_stop import _cleanup, _host_lines, _running, _token, _wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -164,44 +157,6 @@ def _start(argv: list[str], mark: str | None = None) -> subprocess.Popen[str]:
         start_new_session=True,
         env=env,
     )
-
-
-@pytest.mark.parametrize(
-    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
-)
-def test_a_stop_ends_every_shard_and_remote_command(
-    lab: Lab, sig: signal.Signals, code: int
-) -> None:
-    """Ctrl-C reaches the whole process group (as on a terminal); SIGTERM the parent only."""
-    token = _token()
-    argv = ["run", "all", "-i", str(lab.inventory), "--json", "--procs", "2"]
-    with _cleanup([token]):
-        proc = _start([*argv, "--", f"sleep 600.{token}"])
-        try:
-            started = _wait_for(lambda: len(_running(token)) >= len(lab.hosts), 20)
-            assert started, _running(token)
-            workers = descendants([proc.pid])
-            assert len(workers) == 2, workers
-            if sig == signal.SIGINT:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-            sent = time.monotonic()
-            out, err = proc.communicate(timeout=30)
-            elapsed = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        assert proc.returncode == code, out + err
-        hosts = _host_lines(out)
-        assert set(hosts) == {h.name for h in lab.hosts}
-        for obj in hosts.values():
-            _assert_stopped(obj, status="interrupted")
-        assert elapsed < 2 + STOP_SLACK_S, elapsed
-        assert not _running(token)
-        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
-        assert "Traceback" not in err
 
 
 def test_a_worker_that_dies_reports_its_hosts_and_nothing_runs_twice(

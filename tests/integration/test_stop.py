@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from remoteops.lab import Lab, is_alive
+from remoteops.lab import Lab, descendants, is_alive
 
 pytestmark = pytest.mark.integration
 
@@ -134,8 +134,10 @@ def test_timeout_stops_every_process_for_every_login(lab: Lab) -> None:
     [
         (signal.SIGINT, 130, ("-u", "root")),
         (signal.SIGTERM, 143, ("--become", "--pty")),
+        (signal.SIGINT, 130, ("-u", "root", "--procs", "2")),
+        (signal.SIGTERM, 143, ("--become", "--procs", "2")),
     ],
-    ids=["sigint-root", "sigterm-become-pty"],
+    ids=["sigint-root", "sigterm-become-pty", "sigint-procs", "sigterm-procs"],
 )
 def test_interrupt_stops_every_process(
     lab: Lab, sig: signal.Signals, code: int, args: tuple[str, ...]
@@ -147,14 +149,23 @@ def test_interrupt_stops_every_process(
         *(become if "--become" in args else []), "--", _stubborn(token),
     ]  # fmt: skip
     with _cleanup([token]):
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # A session of its own, as a terminal's foreground job: Ctrl-C reaches the
+        # whole process group (--procs workers too), SIGTERM the command alone.
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         try:
             # Every host runs the shell, its `sh -c` child and two sleeps.
             started = _wait_for(
                 lambda: len(_running(token, exclude=(proc.pid,))) >= 4 * len(lab.hosts), 20
             )
             assert started, _running(token, exclude=(proc.pid,))
-            proc.send_signal(sig)
+            workers = descendants([proc.pid])
+            assert len(workers) == (2 if "--procs" in args else 0), workers
+            if sig == signal.SIGINT:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
             sent = time.monotonic()
             out, err = proc.communicate(timeout=30)
             elapsed = time.monotonic() - sent
@@ -169,6 +180,7 @@ def test_interrupt_stops_every_process(
             _assert_stopped(obj, status="interrupted")
         assert elapsed < 2 + STOP_SLACK_S, elapsed
         assert _wait_for(lambda: not _running(token), timeout=1.0), _running(token)
+        assert not [pid for pid in workers if is_alive(pid)]
         assert "Traceback" not in err
 
 
