@@ -24,7 +24,8 @@ worker, which cancels its executor (running commands are stopped on their
 hosts and report ``interrupted``, hosts not started ``skipped``). Workers
 ignore SIGINT: a Ctrl-C at the terminal reaches the whole process group, and
 the parent alone decides. A worker whose parent is gone (its pipe closes)
-cancels too. A worker that dies (``kill -9``) is noticed when its pipe
+cancels too. Workers' log records are written by the parent's handlers. A
+worker that dies (``kill -9``) is noticed when its pipe
 closes: its hosts already reported keep their results, the others are
 reported ``failed``, "interrupted: worker process died", and never run again.
 """
@@ -33,9 +34,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import os
+import resource
 import signal
 import threading
 import time
@@ -69,11 +72,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # The host count from which two processes beat one (``--procs auto``), measured by
-# benchmarks/procs_bench.py on the 2-core test machine (lab sshds on the same
-# cores): `run -- true` on 1,000 hosts took 0.63x the wall time with --procs 2;
-# the fixed cost of a shard (a fork, its first connection) is ~5 ms while a host
-# costs ~4 ms of client CPU, so below ~100 hosts the gain is within the noise.
-BREAK_EVEN_HOSTS = 100
+# benchmarks/procs_bench.py (`run -f 50 -- true`, interleaved rounds) on the 2-core
+# test machine, whose lab sshds share the client's cores (~8.5 ms of server CPU
+# per connection against ~3.6 ms of client CPU): two processes took 1.06x the
+# wall time of one on 50 hosts, 1.04x on 100 and 200, 1.02x on 400 and 0.97x on
+# 1,000 (rounds 0.97-1.08x), with the same client CPU per host (-0.6%). A shard
+# itself costs little (a fork: 2.1 ms); on this machine the servers take the cores.
+BREAK_EVEN_HOSTS = 1000
 
 ProgressSink = Callable[[str, int, int], None]
 """A transfer's progress callback: (host, bytes moved, files done)."""
@@ -267,6 +272,15 @@ class ShardedExecutor:
             return iter(op(self.executor, on_line, progress))
         shards = split(self.targets, self.procs)
         forks = max(1, math.ceil(self.forks / self.procs))
+        # Keys are parsed here, once for all the workers; an encrypted key's
+        # passphrase is asked for once, not by each worker at the same time.
+        for path in dict.fromkeys(p for t in self.targets for p in t.identity_files):
+            self.executor.credentials.key(path)
+        # What start-up made lives on in every worker: frozen, the workers' cyclic
+        # collector never walks it, so its pages stay shared with this process
+        # instead of being copied on the first collection (cli.runtime.drive
+        # freezes it too, for this process).
+        gc.freeze()
         for index, share in enumerate(shards):
             self._workers.append(self._start(index, share, forks, op, on_line, progress))
         return self._collect(on_line, progress)
@@ -327,6 +341,9 @@ class ShardedExecutor:
                         on_line(*message[1:])
                     elif kind == "progress" and progress is not None:
                         progress(*message[1:])
+                    elif kind == "log":
+                        record: logging.LogRecord = message[1]
+                        logging.getLogger(record.name).handle(record)
                     elif kind in ("done", "lost"):
                         pending.remove(worker)
                         worker.end(_STOP_WAIT_S)
@@ -381,6 +398,7 @@ def _worker_main(
                 executor.cancel()  # the parent is gone: stop
 
         threading.Thread(target=listen, name=f"{name} control", daemon=True).start()
+        _forward_logs(send)
         line_sink = (lambda host, stream, data: send("line", host, stream, data)) if lines else None
         progress_sink = (
             (lambda host, nbytes, files: send("progress", host, nbytes, files))
@@ -392,12 +410,47 @@ def _worker_main(
             for result in op(executor, line_sink, progress_sink):
                 send("result", result)
         send("done")
-        logger.debug("%s: %d hosts in %.2fs", name, len(share), time.monotonic() - start)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        logger.debug(
+            "%s: %d hosts in %.2fs, %.2fs of CPU",
+            name,
+            len(share),
+            time.monotonic() - start,
+            usage.ru_utime + usage.ru_stime,
+        )
         code = 0
     except BaseException:
         logger.debug("%s failed", name, exc_info=True)
     finally:
         os._exit(code)
+
+
+class _Forward(logging.Handler):
+    """In a worker: each log record goes to the parent, whose handlers write it (the
+    log file, stderr above a progress display, held back under ``-q``)."""
+
+    def __init__(self, send: Callable[..., None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if record.exc_info:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.msg, record.args, record.exc_info = record.getMessage(), None, None
+            self._send("log", record)
+        except Exception:
+            self.handleError(record)
+
+
+def _forward_logs(send: Callable[..., None]) -> None:
+    """Put :class:`_Forward` in place of the handlers this process was forked with."""
+    forward = _Forward(send)
+    for name in ("remoteops", "paramiko"):
+        logger_ = logging.getLogger(name)
+        for handler in list(logger_.handlers):
+            logger_.removeHandler(handler)
+        logger_.addHandler(forward)
 
 
 def operate(

@@ -115,8 +115,8 @@ ProcsOpt = Annotated[
         envvar="REMOTEOPS_PROCS",
         help=(
             "Worker processes to spread the hosts over, each running --forks/N of them "
-            "(CPU-bound connections use every core). Default auto: one process below 100 "
-            "hosts, then one per core."
+            "(CPU-bound connections use every core). Default auto: one process below "
+            "1,000 hosts, then one per core."
         ),
     ),
 ]

@@ -48,6 +48,8 @@ PATH_STRINGS: dict[str, Callable[[str], str]] = {
     "extra_vars": lambda path: f"@{path}",
     "paths": lambda path: path,  # put's SRC, get's LOCAL_DIR (see _place)
 }
+# str parameters that take a number (or a word such as auto): swept as numbers.
+NUMBER_STRINGS = {"procs"}
 NOT_PATHS = {
     "pattern", "command", "limit", "user", "host_key_policy", "become_user", "env",
     "analyze", "more", "start_at", "mode", "analyzer", "name", "group", "topic", "shell",
@@ -128,6 +130,8 @@ def _kind(param: Any) -> str:
         return "number"
     if param.name in PATH_STRINGS:
         return "path"
+    if param.name in NUMBER_STRINGS:
+        return "number"
     assert param.name in NOT_PATHS, (
         f"new str parameter {param.name!r}: add it to PATH_STRINGS or NOT_PATHS in this test"
     )
@@ -460,6 +464,7 @@ def test_every_path_and_number_option_fails_cleanly_or_works(
         "run --forks", "run --port", "run --connect-timeout", "run --timeout", "run --retries",
         "run --max-output", "run --keepalive-interval", "run --keepalive-count", "lab up --hosts",
         "lab up --latency", "lab up --port", "analyze --workers", "(root) --lock-wait",
+        "run --procs", "play --procs",
     }  # fmt: skip
     _warm_up()
     env = {

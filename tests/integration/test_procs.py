@@ -137,13 +137,16 @@ def test_procs_2_gives_the_records_of_procs_1_on_200_hosts(lab: Lab, tmp_path: P
 def test_accept_new_keys_from_every_shard_are_kept(lab: Lab, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     proc = run_cli(
-        "ping", "all", "-i", str(lab.inventory), "--procs", "2", "--json",
+        "-v", "ping", "all", "-i", str(lab.inventory), "--procs", "2", "--json",
         "--host-key-policy", "accept-new", "--known-hosts", str(known),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     expected = set(lab.known_hosts.read_text().splitlines())
     assert set(known.read_text().splitlines()) == expected
     assert len(expected) == len(lab.hosts)
+    # What the workers log reaches the parent's stderr, once per host.
+    for host in lab.hosts:
+        assert proc.stderr.count(f"Host {host.address!r}: added ssh-ed25519 key") == 1, proc.stderr
 
 
 def _start(argv: list[str], mark: str | None = None) -> subprocess.Popen[str]:
