@@ -112,6 +112,9 @@ LIBRARY_ENV: dict[str, tuple[str, tuple[str, ...]]] = {
 
 # Options whose value names files although typed ``str`` (``-i`` also takes 'a,b,c').
 _PATH_LIKE = frozenset({"inventory"})
+# String options whose value is a whole number or one of some words:
+# ``procs = 4`` or ``procs = "auto"``.
+_NUMBER_OR_WORD: dict[str, tuple[str, ...]] = {"procs": ("auto",)}
 
 
 # --------------------------------------------------------------------------- values
@@ -822,6 +825,14 @@ class _File:
         annotation = getattr(descriptor, "annotation", None)
         choices = getattr(descriptor, "choices", None)
         checked: Any
+        words = _NUMBER_OR_WORD.get(key)
+        if words is not None:
+            number = isinstance(value, int) and not isinstance(value, bool)
+            text = str(value) if number or isinstance(value, str) else ""
+            if text not in words and not (text.isdigit() and int(text) >= 1):
+                expected = f"expected a whole number from 1, or {' or '.join(map(repr, words))}"
+                raise self.fail(where, f"{_key(key)} = {_toml(value)}: {expected}")
+            return text
         if param.multiple:
             items = value if isinstance(value, list) else [value]
             element = get_args(annotation)[0] if get_origin(annotation) is list else annotation

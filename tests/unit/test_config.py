@@ -354,7 +354,7 @@ def test_the_real_commands_take_the_values_of_their_keys(files: tuple[Path, Path
     _, user = files
     write(
         user,
-        "verbose = 2\nlock-wait = 1.5\nforks = 20\nssh-config = '/etc/fleet_ssh'\n"
+        "verbose = 2\nlock-wait = 1.5\nforks = 20\nprocs = 4\nssh-config = '/etc/fleet_ssh'\n"
         "key = ['/k/a', '/k/b']\n[run]\njson = true\ngather = true\nmax-output = 4096\n"
         "env = ['A=1']\n[lab.up]\nport = 2300\n",
     )
@@ -364,6 +364,7 @@ def test_the_real_commands_take_the_values_of_their_keys(files: tuple[Path, Path
     assert (context.params["verbose"], context.params["lock_wait"]) == (2, 1.5)
     run = root.commands["run"].make_context("run", ["all", "--", "uptime"], parent=context)
     assert run.params["forks"] == 20
+    assert run.params["procs"] == "4"  # a number or "auto"
     assert run.params["ssh_config"] == Path("/etc/fleet_ssh")
     assert run.params["key"] == [Path("/k/a"), Path("/k/b")]
     assert (run.params["as_json"], run.params["gather_output"]) == (True, True)
@@ -461,6 +462,8 @@ def real_errors(text: str | bytes, tmp_path: Path) -> str:
         ("forks = 1\njson = tru\n", "FILE:2: not valid TOML: Invalid value (column 8)"),
         ("forks = 1\nforks = 2\n", "FILE:2: not valid TOML: Cannot overwrite a value (column 10)"),
         (b"forks = 1\n# caf\xe9\n", "FILE:2: not UTF-8 text"),
+        ("procs = 0\n", "FILE:1: procs = 0: expected a whole number from 1, or 'auto'"),
+        ("procs = 'many'\n", "FILE:1: procs = \"many\": expected a whole number from 1, or 'auto'"),
     ],
 )
 def test_a_bad_file_is_one_line_naming_file_and_line(
@@ -748,6 +751,7 @@ def test_the_example_of_the_docs_is_a_valid_file(files: tuple[Path, Path]) -> No
     write(user, example)
     found = config.load_config(typer.main.get_command(real_app), profile="nightly")
     assert found.default_map["run"]["timeout"] == 1800
+    assert found.default_map["run"]["procs"] == "4"
     assert found.default_map["lab"]["up"]["hosts"] == 20
     assert found.default_map["ping"]["forks"] == 50
     assert str(found.origin(("run",), "inventory")) == f"profile nightly in {user}:21"
