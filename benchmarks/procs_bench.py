@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import json
 import os
 import statistics
 import subprocess
@@ -115,6 +116,12 @@ class Run:
     def ok(self) -> int:
         return self.m.stdout.count(b'"status": "ok"')
 
+    @property
+    def host_seconds(self) -> float:
+        """The median time a host took, connect to result."""
+        lines = (json.loads(line) for line in self.m.stdout.splitlines())
+        return med([obj["duration_s"] for obj in lines if obj.get("type") == "host"] or [0.0])
+
 
 FORKS = 50  # set by --forks
 
@@ -185,6 +192,7 @@ def main_rows(
     parent = {p: med([r.sampler.parent_cpu_s for r in by[p]]) for p in by}
     peak = {p: med([r.sampler.peak_kb for r in by[p]]) for p in by}
     pss = {p: med([r.sampler.peak_pss_kb for r in by[p]]) for p in by}
+    took = {p: med([r.host_seconds for r in by[p]]) for p in by}
     ratios = [b.m.wall_s / a.m.wall_s for a, b in zip(by[1], by[2], strict=False)]
     growth = net[2] / net[1] - 1
     rows: list[Row] = [
@@ -193,6 +201,11 @@ def main_rows(
             f"{wall[1]:.2f} / {wall[2]:.2f} s ({wall[2] / wall[1]:.2f}x; rounds "
             + ", ".join(f"{r:.2f}x" for r in ratios)
             + ")",
+            "-",
+        ),
+        (
+            "  a host's time, connect to result (median), 1 / 2",
+            f"{took[1] * 1000:.0f} / {took[2] * 1000:.0f} ms",
             "-",
         ),
         (
