@@ -299,11 +299,9 @@ class ShardedExecutor:
         try:
             pid = os.fork()
             if pid == 0:  # the worker: never returns
-                parent_end.close()
-                for worker in self._workers:
-                    worker.conn.close()
                 _worker_main(
                     child_end,
+                    [parent_end, *(worker.conn for worker in self._workers)],
                     share,
                     self.executor,
                     forks,
@@ -357,6 +355,7 @@ class ShardedExecutor:
 
 def _worker_main(
     conn: Connection,
+    inherited: list[Connection],
     share: list[Target],
     parent: Executor,
     forks: int,
@@ -367,9 +366,16 @@ def _worker_main(
     sigmask: set[int | signal.Signals],
     name: str,
 ) -> NoReturn:
-    """A shard: run ``op`` on ``share`` with the parent's settings, report over ``conn``."""
+    """A shard: run ``op`` on ``share`` with the parent's settings, report over ``conn``.
+
+    ``inherited``: the parent's ends of the pipes, closed here: a copy held by a
+    worker would keep another worker from seeing its pipe close when the parent
+    is gone.
+    """
     code = 1
     try:
+        for other in inherited:
+            other.close()
         from remoteops.execution import Executor
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides on a Ctrl-C
