@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from remoteops.lab import Lab, descendants
+from remoteops.lab import Lab, descendants, is_alive
 from tests.helpers import run_cli
 from tests.integration.test_stop import _cleanup, _host_lines, _running, _token, _wait_for
 
@@ -229,3 +229,23 @@ def test_out_dir_and_gather_are_those_of_one_process(lab: Lab, tmp_path: Path) -
     assert seen["2"] == seen["1"]
     assert seen["1"][0] == 5
     assert len(seen["1"][2]) == 3 * len(lab.hosts)
+
+
+def test_workers_whose_parent_is_killed_stop_their_remote_commands(lab: Lab) -> None:
+    token = _token()
+    argv = ["run", "all", "-i", str(lab.inventory), "--procs", "2", "--", f"sleep 600.{token}"]
+    with _cleanup([token]):
+        proc = _start(argv)
+        try:
+            assert _wait_for(lambda: len(_running(token)) >= len(lab.hosts), 20), _running(token)
+            workers = descendants([proc.pid])
+            assert len(workers) == 2, workers
+            proc.kill()  # SIGKILL: the parent can tell nobody
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        # The workers see their pipe close, stop every remote command and exit.
+        assert _wait_for(lambda: not _running(token), timeout=10), _running(token)
+        assert _wait_for(lambda: not [p for p in workers if is_alive(p)], timeout=10), workers
