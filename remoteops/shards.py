@@ -374,6 +374,10 @@ def _worker_main(
     """
     code = 1
     try:
+        # The command line keeps the cyclic collector off while it starts
+        # (cli.app.main); a worker may be forked before the parent turns it back
+        # on, and its run of many hosts makes the cycles paramiko leaves.
+        gc.enable()
         for other in inherited:
             other.close()
         from remoteops.execution import Executor
