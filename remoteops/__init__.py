@@ -9,8 +9,9 @@ import the same pieces. The layout, from the bottom up:
 - connections: ``session`` (one paramiko transport per host: connect, credentials,
   the exec channel, the watchdog of deadlines), ``become``, ``fastio``;
 - the engine: ``execution`` (the ``Executor``: one thread pool, one session pool,
-  one failure guard, deadlines and cancellation for every operation), ``fleet``
-  (from options to a ready ``Executor``);
+  one failure guard, deadlines and cancellation for every operation), ``shards``
+  (``--procs``: the hosts split over forked processes, each running the engine on
+  its share), ``fleet`` (from options to a ready ``Executor``);
 - the operations, each a function of one host's session returning its result:
   ``operations`` (run, ping), ``transfer`` (put, get; ``bulk`` for tar streams),
   ``playbook`` (steps submitted to the engine, batch by batch);
