@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from remoteops.exitcodes import ExitCode
 from remoteops.printable import printable
-from remoteops.report import JsonLinesWriter
 
 if TYPE_CHECKING:
     from remoteops.analysis import AnalysisReport
+    from remoteops.report import JsonLinesWriter
 
 __all__ = [
     "analysis_exit_code",
@@ -37,7 +37,12 @@ def emit_analysis(
     tables, on stdout; inputs an analyzer failed on, one line each on stderr."""
     try:
         if as_json:
-            writer = json_writer or JsonLinesWriter(sys.stdout)
+            if json_writer is None:
+                # Imported here: every start (a shell's Tab too) imports this module.
+                from remoteops.report import JsonLinesWriter
+
+                json_writer = JsonLinesWriter(sys.stdout)
+            writer = json_writer
             for obj in report.to_json():
                 writer.record(obj)
         elif tables:
