@@ -2,7 +2,9 @@
 
 Shell completion needs the names of the inventory in effect, also on the first Tab
 after the file changed. :func:`remoteops.inventory.load_inventory` builds and checks
-every host and variable for that: ~225 ms for 10,000 hosts. :func:`read_names` walks
+every host and variable for that: ~225 ms for 10,000 hosts. Where the lines of a
+block-style file do not settle them (:mod:`remoteops.inventory_lines`, tried
+first), :func:`read_names` walks
 the event stream of the parser :mod:`remoteops.yamlsafe` loads with instead
 (libyaml's when PyYAML has it; no object is constructed but a few plain scalars, to
 check them) and collects the names in ``load_inventory``'s order: ``all``,
@@ -22,18 +24,19 @@ cache does not watch them either).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
-from remoteops.namecache import InventoryNames
+from remoteops.inventory_lines import Names, Unsure, read_sources
 from remoteops.yamlsafe import event_parser
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from remoteops.namecache import InventoryNames
 
 __all__ = ["read_names"]
 
@@ -45,91 +48,8 @@ _MAP = Resolver.DEFAULT_MAPPING_TAG
 _SEQ = Resolver.DEFAULT_SEQUENCE_TAG
 #: Scalars whose construction can fail (``0x_``, ``2024-13-45``): constructed to check.
 _CONSTRUCTED = frozenset({_INT, "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"})
-_EXTENSIONS = (".yml", ".yaml")
 #: Deeper nesting is left to load_inventory (PyYAML's composer recurses on it).
 _MAX_DEPTH = 50
-#: Longer chains of child groups are left to load_inventory (it recurses on them).
-_MAX_CHAIN = 100
-
-
-class _Unsure(Exception):
-    """Something the reader does not handle with certainty: load_inventory decides."""
-
-
-class _Names:
-    """Groups (and their links, for the checks) and hosts in the order the inventory
-    builder of remoteops.inventory adds them, with its refusals."""
-
-    def __init__(self) -> None:
-        self.children: dict[str, list[str]] = {}
-        self.parents: dict[str, list[str]] = {}
-        self.hosts: dict[str, None] = {}
-        self.add_group("all")
-        self.add_group("ungrouped")
-        self.add_child("all", "ungrouped")
-
-    def add_group(self, name: str) -> str:
-        if name not in self.children:
-            self.children[name] = []
-            self.parents[name] = []
-        return name
-
-    def _ancestors(self, name: str) -> set[str]:
-        seen: set[str] = set()
-        todo = list(self.parents[name])
-        while todo:
-            parent = todo.pop()
-            if parent not in seen:
-                seen.add(parent)
-                todo.extend(self.parents[parent])
-        return seen
-
-    def add_child(self, parent: str, child: str) -> None:
-        if parent == child:
-            raise _Unsure  # a group that lists itself
-        if child in self.children[parent]:
-            return
-        if child in self._ancestors(parent):
-            raise _Unsure  # a cycle in children
-        self.children[parent].append(child)
-        if parent not in self.parents[child]:
-            self.parents[child].append(parent)
-
-    def _longest_chain(self) -> int:
-        """Groups on the longest path down the children links (they form no cycle)."""
-        length: dict[str, int] = {}
-        for top in self.children:
-            stack = [(top, False)]
-            while stack:
-                name, done = stack.pop()
-                if name in length:
-                    continue
-                if done:
-                    length[name] = 1 + max((length[c] for c in self.children[name]), default=0)
-                else:
-                    stack.append((name, True))
-                    stack.extend((c, False) for c in self.children[name] if c not in length)
-        return max(length.values(), default=0)
-
-    def result(self) -> InventoryNames:
-        """The names, once every source is read; _Unsure where load_inventory would
-        still refuse the inventory."""
-        if self.parents["all"]:
-            raise _Unsure  # 'all' as a child: a cycle once every top group joins 'all'
-        if self.children["ungrouped"]:
-            raise _Unsure  # load_inventory fails on the hosts of its children (ValueError)
-        if self._longest_chain() > _MAX_CHAIN:
-            raise _Unsure
-        for name in self.hosts:
-            # A superset of the names load_inventory refuses: those it decides.
-            if (
-                name in ("", ".", "..")
-                or name.startswith("-")
-                or "/" in name
-                or not name.isprintable()
-            ):
-                raise _Unsure
-        return InventoryNames(groups=tuple(self.children), hosts=tuple(self.hosts))
 
 
 #: Plain scalars starting with any other character resolve to strings.
@@ -162,7 +82,7 @@ def _plain_string(value: str) -> bool:
 def _scalar_tag(event: yaml.ScalarEvent) -> str:
     """The tag a safe load resolves ``event`` to, once checked that it constructs."""
     if event.anchor is not None or event.tag is not None:
-        raise _Unsure
+        raise Unsure
     value = event.value
     if not event.implicit[0]:
         return _STR  # quoted or a block scalar
@@ -176,7 +96,7 @@ def _scalar_tag(event: yaml.ScalarEvent) -> str:
         return tag
     if tag in _CONSTRUCTED and _constructs_safely(tag, value):
         return tag
-    raise _Unsure  # merge keys, '=' and what does not construct
+    raise Unsure  # merge keys, '=' and what does not construct
 
 
 def _host_names(key: str) -> list[str]:
@@ -188,13 +108,13 @@ def _host_names(key: str) -> list[str]:
     try:
         return split_host_key(key)[0]
     except ValueError:
-        raise _Unsure from None
+        raise Unsure from None
 
 
 class _Walk:
     """One file's events, read as remoteops.inventory reads the loaded document."""
 
-    def __init__(self, text: str, names: _Names) -> None:
+    def __init__(self, text: str, names: Names) -> None:
         self.names = names
         self.loader = event_parser(text)
         self.next: Callable[[], yaml.Event] = self.loader.get_event
@@ -207,21 +127,21 @@ class _Walk:
 
     def _document(self) -> None:
         if not isinstance(self.next(), yaml.StreamStartEvent):
-            raise _Unsure
+            raise Unsure
         if not isinstance(self.next(), yaml.DocumentStartEvent):
-            raise _Unsure  # empty: load_inventory refuses it
+            raise Unsure  # empty: load_inventory refuses it
         root = self.next()
         if not isinstance(root, yaml.MappingStartEvent):
-            raise _Unsure  # empty, or not a mapping of groups: INI is tried next
+            raise Unsure  # empty, or not a mapping of groups: INI is tried next
         self._check_collection(root, 0)
         for group, definition in self._pairs():
             if group in ("plugin", "_meta"):
-                raise _Unsure  # a dynamic inventory plugin, ansible-inventory's JSON
+                raise Unsure  # a dynamic inventory plugin, ansible-inventory's JSON
             self._group(group, definition, 1)
         if not isinstance(self.next(), yaml.DocumentEndEvent):
-            raise _Unsure
+            raise Unsure
         if not isinstance(self.next(), yaml.StreamEndEvent):
-            raise _Unsure  # several documents: yamlsafe refuses them
+            raise Unsure  # several documents: yamlsafe refuses them
 
     @staticmethod
     def _check_collection(event: yaml.Event, depth: int) -> None:
@@ -231,7 +151,7 @@ class _Walk:
             or event.tag is not None
             or depth > _MAX_DEPTH
         ):
-            raise _Unsure
+            raise Unsure
 
     def _pairs(self) -> Iterator[tuple[str, yaml.Event]]:
         """The keys of the mapping just started, each checked (a string, not seen
@@ -244,15 +164,15 @@ class _Walk:
             if type(event) is not yaml.ScalarEvent:
                 if type(event) is yaml.MappingEndEvent:
                     return
-                raise _Unsure  # a key that is a mapping or a sequence, an alias
+                raise Unsure  # a key that is a mapping or a sequence, an alias
             key = event.value
             if event.anchor is not None or event.tag is not None:
-                raise _Unsure
+                raise Unsure
             # The common key (plain, cannot resolve to another type) decided inline.
             if not (event.implicit[0] and _plain_string(key)) and _scalar_tag(event) != _STR:
-                raise _Unsure  # a key that is not a string
+                raise Unsure  # a key that is not a string
             if key in seen:
-                raise _Unsure  # a duplicate key: yamlsafe refuses it
+                raise Unsure  # a duplicate key: yamlsafe refuses it
             seen.add(key)
             yield key, next_event()
 
@@ -278,18 +198,18 @@ class _Walk:
             if tag == _STR:
                 return [(event.value, None)]
             if tag != _NULL:
-                raise _Unsure  # not a mapping: load_inventory refuses it
+                raise Unsure  # not a mapping: load_inventory refuses it
             return []
         self._check_collection(event, depth)
         if not isinstance(event, yaml.MappingStartEvent):
-            raise _Unsure
+            raise Unsure
         return self._pairs()
 
     def _group(self, name: str, event: yaml.Event | None, depth: int) -> str | None:
         """Read group ``name`` defined by ``event``; its name, or None when
         load_inventory skips the definition (neither a mapping nor empty)."""
         if not name:
-            raise _Unsure  # an empty group name
+            raise Unsure  # an empty group name
         if event is None or not isinstance(event, yaml.MappingStartEvent):
             if event is None or self._value(event, depth) == _NULL:
                 return self.names.add_group(name)
@@ -303,7 +223,7 @@ class _Walk:
                     if host_vars is not None and (
                         self._value(host_vars, depth + 2) not in (_MAP, _NULL)
                     ):
-                        raise _Unsure  # host variables that are not a mapping
+                        raise Unsure  # host variables that are not a mapping
                     if ":" in key or "[" in key or "]" in key:
                         for host in _host_names(key):
                             hosts.setdefault(host)
@@ -318,36 +238,20 @@ class _Walk:
                 for key, var in self._entries(value, depth + 1):
                     tag = None if var is None else self._value(var, depth + 2)
                     if key == "ansible_group_priority" and tag != _INT:
-                        raise _Unsure  # load_inventory decides whether it is a number
+                        raise Unsure  # load_inventory decides whether it is a number
             else:
                 self._value(value, depth + 1)  # skipped by load_inventory, with a warning
         return name
 
 
-def _yaml_text(source: str) -> str | None:
-    """The text of ``source`` if it is a YAML inventory file, read as load_inventory
-    reads it; None for any other kind of source."""
-    path = Path(source).expanduser()
-    if path.suffix.lower() not in _EXTENSIONS or not path.is_file():
-        return None  # is_file: never opens a FIFO
-    text = path.read_text(encoding="utf-8")
-    if text.startswith("#!") or text.lstrip().startswith("$ANSIBLE_VAULT;"):
-        return None
-    return text
+def _walk(text: str, names: Names) -> None:
+    try:
+        _Walk(text, names).read()
+    except yaml.YAMLError:
+        raise Unsure from None
 
 
 def read_names(sources: Sequence[str]) -> InventoryNames | None:
     """The group and host names ``load_inventory(sources)`` would give, read from
     the YAML parser's events; None wherever that is not certain (see the module)."""
-    names = _Names()
-    try:
-        for source in sources:
-            text = _yaml_text(source)
-            if text is None:
-                return None
-            _Walk(text, names).read()
-        return names.result()
-    except TimeoutError:
-        raise  # the completion's deadline
-    except (_Unsure, yaml.YAMLError, OSError, ValueError, RecursionError):
-        return None
+    return read_sources(sources, _walk)

@@ -1,9 +1,11 @@
-"""remoteops.inventory_names: the names of a YAML inventory from the parser's events,
-always those load_inventory gives, or None (then the caller loads the inventory)."""
+"""remoteops.inventory_lines and remoteops.inventory_names: the names of a YAML
+inventory from its lines, or from the parser's events, always those load_inventory
+gives, or None (then the next reader, at last the loader, decides)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 import remoteops.inventory
 from remoteops.errors import InventoryError
 from remoteops.inventory import load_inventory
+from remoteops.inventory_lines import scan_names
 from remoteops.inventory_names import read_names
 from remoteops.namecache import InventoryNames, inventory_names
 
@@ -56,6 +59,8 @@ def test_every_yaml_inventory_here_gives_the_loaders_names(path: Path) -> None:
     else:
         assert names is not None
         assert names == _loaded([str(path)])
+    lines = scan_names([str(path)])
+    assert lines is None or lines == names
 
 
 def test_several_sources_merge_as_the_loader_merges_them() -> None:
@@ -155,22 +160,27 @@ plain_string: text
     ],
 )
 def test_what_it_is_not_sure_of_is_left_to_the_loader(tmp_path: Path, text: str) -> None:
-    assert read_names([str(_write(tmp_path, text))]) is None
+    path = str(_write(tmp_path, text))
+    assert read_names([path]) is None
+    assert scan_names([path]) is None
 
 
-def test_other_kinds_of_sources_are_left_to_the_loader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", [read_names, scan_names], ids=["events", "lines"])
+def test_other_kinds_of_sources_are_left_to_the_loader(
+    tmp_path: Path, reader: Callable[[list[str]], InventoryNames | None]
+) -> None:
     good = "all:\n  hosts:\n    a:\n"
-    assert read_names([str(_write(tmp_path, good))]) is not None
-    assert read_names([str(_write(tmp_path, good, "hosts.json"))]) is None
-    assert read_names([str(_write(tmp_path, good, "hosts"))]) is None
-    assert read_names([str(_write(tmp_path, "a\nb\n", "hosts.list"))]) is None
-    assert read_names(["a,b"]) is None
-    assert read_names([str(tmp_path)]) is None  # a directory
-    assert read_names([str(tmp_path / "missing.yml")]) is None
+    assert reader([str(_write(tmp_path, good))]) is not None
+    assert reader([str(_write(tmp_path, good, "hosts.json"))]) is None
+    assert reader([str(_write(tmp_path, good, "hosts"))]) is None
+    assert reader([str(_write(tmp_path, "a\nb\n", "hosts.list"))]) is None
+    assert reader(["a,b"]) is None
+    assert reader([str(tmp_path)]) is None  # a directory
+    assert reader([str(tmp_path / "missing.yml")]) is None
     (tmp_path / "latin1.yml").write_bytes(b"all:\n  hosts:\n    caf\xe9:\n")
-    assert read_names([str(tmp_path / "latin1.yml")]) is None
+    assert reader([str(tmp_path / "latin1.yml")]) is None
     # One source it is unsure of: the whole list goes to the loader.
-    assert read_names([str(tmp_path / "hosts.yml"), "a,b"]) is None
+    assert reader([str(tmp_path / "hosts.yml"), "a,b"]) is None
 
 
 def test_a_cache_miss_reads_the_names_without_the_loader(
@@ -263,6 +273,8 @@ def test_generated_inventories_give_the_loaders_names_or_none(
         sources.append(str(path))
     names = read_names(sources)
     expected = _loaded(sources)
+    lines = scan_names(sources)
+    assert lines is None or lines == expected
     if names is not None:
         assert names == expected
     elif expected is not None:
@@ -331,5 +343,235 @@ def test_raw_yaml_gives_the_loaders_names_or_none(
     path = tmp_path_factory.mktemp("raw") / "hosts.yml"
     path.write_text("\n".join(_render(tree)) + "\n")
     names = read_names([str(path)])
-    if names is not None:
-        assert names == _loaded([str(path)])
+    lines = scan_names([str(path)])
+    if names is not None or lines is not None:
+        expected = _loaded([str(path)])
+        assert names is None or names == expected
+        assert lines is None or lines == expected
+
+
+# --- the lines of block-style files (remoteops.inventory_lines) ------------------------
+
+BLOCK_STYLE = """\
+---
+# the fleet
+all:
+  vars:
+    ansible_user: deploy   # everyone
+    ntp: [ntp1.example.com, '10.0.0.9']
+    motd: "no # comment here"
+    nested:
+      level: 2
+      ratio: 1.5
+  children:
+    web:
+      hosts:
+        web01: {ansible_host: 10.0.0.1, ansible_port: 2222}
+        web-02.example.com:
+          ansible_host: 10.0.0.2
+          enabled: true
+
+        10.0.0.3: ~
+      vars: {http_port: 80}
+    db:
+      children:
+        db_eu:
+          hosts:
+            db01: null
+        empty:
+      hosts:
+        web01:
+    _private:
+  hosts:
+    solo:
+other_top:
+  note: skipped by the loader
+"""
+
+
+def test_a_block_style_inventory_is_read_from_its_lines(tmp_path: Path) -> None:
+    path = str(_write(tmp_path, BLOCK_STYLE))
+    names = scan_names([path])
+    assert names is not None
+    assert names == _loaded([path])
+    assert names.groups == (
+        "all",
+        "ungrouped",
+        "web",
+        "db",
+        "db_eu",
+        "empty",
+        "_private",
+        "other_top",
+    )
+    assert names.hosts == ("web01", "web-02.example.com", "10.0.0.3", "db01", "solo")
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param("    web:\n", "    'web':\n", id="quoted key"),
+        pytest.param("        db01: null", "        db[01:02]:", id="range"),
+        pytest.param("        db01: null", "        db01:2222:", id="port"),
+        pytest.param("        db01: null", "        yes:", id="bool key"),
+        pytest.param("        db01: null", "        1:", id="int key"),
+        pytest.param("        db01: null", "        1.5:", id="float key"),
+        pytest.param("        db01: null", "        ~:", id="null key"),
+        pytest.param("        db01: null", "        2024-01-01:", id="date key"),
+        pytest.param("        db01: null", "        db01: text", id="host vars a string"),
+        pytest.param("        db01: null", "        db01: [1]", id="host vars a list"),
+        pytest.param("        db01: null", "        db01: {a: 1, a: 2}", id="duplicate in flow"),
+        pytest.param("        db01: null", "        db01: &x {a: 1}", id="anchor"),
+        pytest.param("      level: 2", "      level: *x", id="alias"),
+        pytest.param("      level: 2", "      level: !!str 2", id="tag"),
+        pytest.param("      level: 2", "      <<: {a: 1}", id="merge key"),
+        pytest.param("      level: 2", "      level: |\n        2", id="block scalar"),
+        pytest.param("      level: 2", "      level:\n        - 2", id="block sequence"),
+        pytest.param("      level: 2", "      level: 2\n      level: 3", id="duplicate key"),
+        pytest.param("      level: 2", "      level: 2024-13-45", id="bad date"),
+        pytest.param("      level: 2", "      level: 0x_", id="bad number"),
+        pytest.param("      level: 2", "      level: -1", id="sign"),
+        pytest.param("      level: 2", "      level: two\n        words", id="continued"),
+        pytest.param("      level: 2", "      level: {a: 1,\n        b: 2}", id="flow on lines"),
+        pytest.param("      level: 2", "      level: {a: {b: 1}}", id="nested flow"),
+        pytest.param("      level: 2", '      level: "\\t"', id="escape"),
+        pytest.param("      level: 2", "      level: 'a\n        b'", id="quoted on lines"),
+        pytest.param("      level: 2", "      level: 2 #\u00e9", id="non-ASCII comment"),
+        pytest.param("      level: 2", "      level:\t2", id="tab"),
+        pytest.param("      level: 2", "      level: 2#x", id="hash in a word"),
+        pytest.param("      level: 2", "      level:2", id="no space"),
+        pytest.param("    ansible_user:", "    ansible_group_priority:", id="priority"),
+        pytest.param("    vars: {http_port: 80}", "    vars: text", id="vars a string"),
+        pytest.param("      hosts:\n        web01:\n", "      hosts: web01\n", id="hosts a string"),
+        pytest.param("        empty:", "        empty: {}", id="group on its line"),
+        pytest.param("        empty:", "        all:", id="all as a child"),
+        pytest.param("        empty:", "        db:", id="cycle"),
+        pytest.param("other_top:", "ungrouped:\n  children:\n    g9:\nother_top:", id="ungrouped"),
+        pytest.param("other_top:", "plugin:", id="plugin"),
+        pytest.param("other_top:", "_meta:", id="meta"),
+        pytest.param("other_top:", "...\nother_top:", id="document end"),
+        pytest.param("other_top:", "---\nother_top:", id="second document"),
+        pytest.param("other_top:", "%YAML 1.1\nother_top:", id="directive"),
+        pytest.param("\nall:\n", "\n all:\n", id="indented root"),
+        pytest.param("    web:", "   web:", id="indentation of no mapping"),
+        pytest.param("    web:", "    web: ", id="trailing space"),  # read: still certain
+    ],
+)
+def test_lines_not_certain_are_left_to_the_next_reader(tmp_path: Path, old: str, new: str) -> None:
+    assert old in BLOCK_STYLE
+    path = str(_write(tmp_path, BLOCK_STYLE.replace(old, new, 1)))
+    names = scan_names([path])
+    if new.endswith(": "):
+        assert names == _loaded([path]) != None  # noqa: E711
+    else:
+        assert names is None
+
+
+# Generated block-style inventories of the kind the lines settle: every one the
+# loader accepts must be read from its lines, with the loader's names.
+_LINE_GROUP = st.sampled_from(["all", "ungrouped", "web", "db", "eu", "g_1", "x.y"])
+_LINE_HOST = st.sampled_from(["web01", "db01", "h1", "web-02", "10.0.0.1", "a.example.com"])
+_LINE_VALUE = st.sampled_from(
+    [
+        "text",
+        "two words",
+        "/usr/bin/python3",
+        "22",
+        "0777",
+        "1.5",
+        "10.0.0.1",
+        "true",
+        "No",
+        "null",
+        "~",
+        "'quoted: # x'",
+        '"{{ x }}"',
+        "''",
+        "[a, 1, 'b, c']",
+        "{}",
+        "[]",
+        "{a: 1, b: text}",
+        "user@host",
+    ]
+)
+_LINE_VALUES: st.SearchStrategy[Any] = st.recursive(
+    _LINE_VALUE,
+    lambda inner: st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3),
+    max_leaves=8,
+)
+_LINE_VARS = st.dictionaries(
+    st.sampled_from(["ansible_host", "ansible_port", "x", "nested"]), _LINE_VALUES, max_size=3
+)
+_LINE_HOST_VARS = st.one_of(
+    st.none(),
+    st.sampled_from(["~", "null", "{}", "{ansible_host: 10.0.0.1, ansible_port: 22}"]),
+    _LINE_VARS,
+)
+
+
+def _line_group(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.none(),
+        st.just("~"),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "hosts": st.one_of(
+                    st.none(), st.just("~"), st.dictionaries(_LINE_HOST, _LINE_HOST_VARS)
+                ),
+                "children": st.dictionaries(_LINE_GROUP, children, max_size=3),
+                "vars": st.one_of(st.none(), st.just("{x: 1}"), _LINE_VARS),
+                "other": _LINE_VALUES,
+            },
+        ),
+    )
+
+
+_LINE_INVENTORY = st.dictionaries(
+    _LINE_GROUP, st.recursive(st.none(), _line_group, max_leaves=8), min_size=1, max_size=4
+)
+
+
+def _render_block(data: dict[str, Any], indent: int, step: int, comments: bool) -> list[str]:
+    lines = []
+    for key, value in data.items():
+        note = "  # note" if comments else ""
+        if isinstance(value, dict):
+            lines.append(" " * indent + f"{key}:{note}")
+            if comments:
+                lines += ["", " " * (indent + 1) + "# inside"]
+            lines += _render_block(value, indent + step, step, comments)
+        else:
+            lines.append(" " * indent + f"{key}:{'' if value is None else ' ' + value}{note}")
+    return lines
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    inventory=_LINE_INVENTORY,
+    more=st.one_of(st.none(), _LINE_INVENTORY),
+    step=st.sampled_from([1, 2, 4]),
+    comments=st.booleans(),
+    marker=st.booleans(),
+)
+def test_generated_block_style_inventories_are_read_from_their_lines(
+    tmp_path_factory: pytest.TempPathFactory,
+    inventory: dict[str, Any],
+    more: dict[str, Any] | None,
+    step: int,
+    comments: bool,
+    marker: bool,
+) -> None:
+    where = tmp_path_factory.mktemp("lines")
+    sources = []
+    for index, data in enumerate([inventory] if more is None else [inventory, more]):
+        path = where / f"inv{index}.yaml"
+        text = "\n".join(_render_block(data, 0, step, comments)) + "\n"
+        path.write_text("---\n" + text if marker else text)
+        sources.append(str(path))
+    names = scan_names(sources)
+    expected = _loaded(sources)
+    if expected is not None and not load_inventory(sources).groups["ungrouped"].children:
+        assert names == expected  # read from the lines, not left to the next reader
+    else:
+        assert names is None  # refused by the loader, or 'ungrouped' with children
