@@ -159,8 +159,9 @@ _KEY = (
 #: One line's quoted string: no escapes to read, no line breaks to fold.
 _QUOTED = r"'[ -&(-~]*'|\"[ !#-\[\]-~]*\""
 #: A plain scalar that constructs whatever it resolves to: letters first (a string, a
-#: boolean, a null; never a number, a date, a merge key), or digits and dots.
-_PLAIN = r"[A-Za-z_/][A-Za-z0-9_./=+@-]*(?: [A-Za-z0-9_./=+@-]+)*|[0-9]+(?:\.[0-9]+)*"
+#: boolean, a null; never a number, a date, a merge key), or digits and dots (not so
+#: many digits that int() refuses them: sys.get_int_max_str_digits()).
+_PLAIN = r"[A-Za-z_/][A-Za-z0-9_./=+@-]*(?: [A-Za-z0-9_./=+@-]+)*|[0-9]{1,20}(?:\.[0-9]{1,20})*"
 _SCALAR = f"{_QUOTED}|{_PLAIN}"
 _FLOW_MAP = rf"\{{ *(?:(?:{_KEY}): +(?:{_SCALAR})(?: *, *(?:{_KEY}): +(?:{_SCALAR}))*)? *\}}"
 _FLOW_SEQ = rf"\[ *(?:(?:{_SCALAR})(?: *, *(?:{_SCALAR}))*)? *\]"

@@ -431,6 +431,7 @@ def test_a_block_style_inventory_is_read_from_its_lines(tmp_path: Path) -> None:
         pytest.param("      level: 2", "      level: 2024-13-45", id="bad date"),
         pytest.param("      level: 2", "      level: 0x_", id="bad number"),
         pytest.param("      level: 2", "      level: -1", id="sign"),
+        pytest.param("      level: 2", "      level: " + "1" * 5000, id="too many digits"),
         pytest.param("      level: 2", "      level: two\n        words", id="continued"),
         pytest.param("      level: 2", "      level: {a: 1,\n        b: 2}", id="flow on lines"),
         pytest.param("      level: 2", "      level: {a: {b: 1}}", id="nested flow"),
