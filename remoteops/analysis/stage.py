@@ -19,6 +19,16 @@ is rebuilt and every task that was in flight is run again, alone, one
 analyzer at a time, so only the input that kills a worker twice is reported
 as an error. ``cancel()`` (Ctrl-C) and ``close()`` terminate and reap the
 workers, and the forkserver when no stage is left.
+
+Given a Dask ``distributed`` client (``cluster=``, ``--cluster``), the same
+tasks go to the cluster's workers instead of the pool: a worker on another
+machine cannot read this machine's files, so each task carries its bytes (a
+file is read in its byte ranges of at most ``chunk_size``, and a task of
+whole-document analyzers carries the whole document, as a pool worker would
+read it); two tasks per worker thread are in flight, and at most
+``CLUSTER_INFLIGHT_BYTES`` of them (one task at least), so memory stays
+bounded. ``cancel()`` cancels the tasks in flight. Results are reduced here,
+as with the pool, so they are the same.
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from remoteops.analysis import prefilter
 from remoteops.analysis.builtins import BUILTINS
@@ -50,16 +60,33 @@ from remoteops.analysis.worker import Task, init_worker, run_task, worker_ready
 from remoteops.logconfig import LogSettings
 from remoteops.results import HostResult
 
-__all__ = ["AnalysisStage", "default_workers"]
+if TYPE_CHECKING:
+    from distributed import Client
+    from distributed import Future as _ClusterFuture
+
+    ClusterFuture = _ClusterFuture[list[tuple[int, bool, Any]]]
+
+__all__ = ["CLUSTER_INFLIGHT_BYTES", "AnalysisStage", "default_workers"]
 
 logger = logging.getLogger(__name__)
 
 INLINE_MAX: Final = 64 * 1024
 CHUNK_SIZE: Final = 16 * 1024 * 1024
 _DONE: Final = object()
+# The bytes of documents in flight to a cluster at most (one task whatever its size).
+CLUSTER_INFLIGHT_BYTES: Final = 256 * 1024 * 1024
+# A task carrying more than this sends its document to a worker ahead of the task
+# (Client.scatter), not inside the task through the scheduler.
+_SCATTER_OVER: Final = 1024 * 1024
+# Seconds to fetch a finished task's result from its worker (a few KiB).
+_RESULT_TIMEOUT: Final = 60.0
 _CRASHED: Final = (
     "the analysis worker process died on this input (killed, out of memory or a crash "
     "in native code); the other inputs were analysed"
+)
+_CRASHED_ON_CLUSTER: Final = (
+    "the cluster's workers died on this input (killed, out of memory or a crash in native "
+    "code, on every worker that tried it); the other inputs were analysed"
 )
 
 _forkserver_users = 0
@@ -232,6 +259,8 @@ class AnalysisStage:
     ``specs`` are ``AnalyzerSpec``s or ``"NAME[:ARGS]"`` strings (checked now:
     ``UsageError`` for bad ones). ``workers``: processes in the pool (default:
     one per CPU); ``0`` runs the analyzers in this process, in a thread.
+    ``cluster``: a Dask ``distributed.Client`` whose workers run the tasks
+    instead (``workers`` is then unused); the caller closes it.
 
     ```python
     with AnalysisStage(["group:normalize", "grep:ERROR"]) as stage:
@@ -251,6 +280,7 @@ class AnalysisStage:
         inline_max: int = INLINE_MAX,
         chunk_size: int = CHUNK_SIZE,
         log_settings: LogSettings | None = None,
+        cluster: Client | None = None,
     ) -> None:
         self.specs = [parse_spec(s) if isinstance(s, str) else s for s in specs]
         self._configs = [check_spec(s) for s in self.specs]
@@ -277,8 +307,18 @@ class AnalysisStage:
         self._pool_ready = threading.Event()
         self._finished = False
         self.on_document_done: Callable[[Document], None] | None = None
+        self._cluster = cluster
 
     # ------------------------------------------------------------------ public
+
+    def on_cluster(self, client: Client | None) -> AnalysisStage:
+        """Run the analyzers on ``client``'s workers (None: locally); before ``start()``.
+
+        Returns the stage, for ``with stage.on_cluster(client):``.
+        """
+        assert self._feeder is None, "on_cluster() after start()"
+        self._cluster = client
+        return self
 
     def __enter__(self) -> AnalysisStage:
         self.start()
@@ -493,7 +533,9 @@ class AnalysisStage:
 
     def _feed(self) -> None:
         try:
-            if self.workers == 0:
+            if self._cluster is not None:
+                self._feed_cluster(self._cluster)
+            elif self.workers == 0:
                 self._feed_inline()
             else:
                 self._feed_pool()
@@ -590,6 +632,75 @@ class AnalysisStage:
                     self._drop_pool()
             elif not input_open and not pending and not retry:
                 return
+
+    def _feed_cluster(self, client: Client) -> None:
+        """Send the tasks to the cluster's workers; see the module's docstring."""
+        limit = 2 * max(1, sum(client.nthreads().values()))
+        finished: queue.Queue[ClusterFuture] = queue.Queue()
+        pending: deque[Task] = deque()
+        inflight: dict[ClusterFuture, tuple[Task, int]] = {}
+        inflight_bytes = 0
+        input_open = True
+        try:
+            while not self._cancelled.is_set():
+                while pending and len(inflight) < limit and not self._cancelled.is_set():
+                    size = _task_bytes(pending[0])
+                    if inflight and inflight_bytes + size > CLUSTER_INFLIGHT_BYTES:
+                        break
+                    task = pending.popleft()
+                    future = self._submit_to_cluster(client, task)
+                    if future is not None:
+                        inflight[future] = (task, size)
+                        inflight_bytes += size
+                        future.add_done_callback(finished.put)
+                if input_open and not pending and len(inflight) < limit:
+                    input_open = self._take_input(pending, 0.05 if inflight else 0.2)
+                    if pending:
+                        continue
+                if inflight:
+                    try:
+                        future = finished.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    task, size = inflight.pop(future)
+                    inflight_bytes -= size
+                    self._collect(future, task)
+                elif not input_open and not pending:
+                    return
+        finally:
+            if inflight:  # cancelled, or an internal error: nothing is left running
+                with contextlib.suppress(Exception):
+                    client.cancel(list(inflight))
+
+    def _submit_to_cluster(self, client: Client, task: Task) -> ClusterFuture | None:
+        """Submit ``task`` with its document's bytes in it (None: the file could not
+        be read, recorded as the analyzers' error, as a worker would report it)."""
+        doc = task.doc
+        if doc.data is None and doc.path is not None:
+            try:
+                data = doc.read()
+            except OSError as exc:
+                self._record_error(list(task.items), doc, f"{type(exc).__name__}: {exc}")
+                return None
+            task = replace(task, doc=replace(doc, data=data, path=None, start=0, end=None))
+        if len(task.doc.data or b"") > _SCATTER_OVER:
+            [carried] = client.scatter([task], hash=False)
+            return client.submit(run_task, carried, pure=False)
+        return client.submit(run_task, task, pure=False)
+
+    def _collect(self, future: ClusterFuture, task: Task) -> None:
+        """Record the outcome of a cluster task: its result, or its error for its analyzers."""
+        try:
+            outcome = future.result(timeout=_RESULT_TIMEOUT)
+        except Exception as exc:
+            if type(exc).__name__ == "KilledWorker":
+                error = _CRASHED_ON_CLUSTER
+            else:
+                error = f"{type(exc).__name__}: {exc}"
+            logger.debug("Host %r: cluster task failed: %r", task.doc.host, exc)
+            self._record_error(list(task.items), task.doc, error)
+            return
+        self._record(task, outcome)
 
     def _start_pool(self) -> None:
         """Start the pool's workers in a thread of their own (see below)."""

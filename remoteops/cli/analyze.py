@@ -6,6 +6,7 @@ docs/exit-codes.md (:mod:`remoteops.cli.findings`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -15,12 +16,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from remoteops.cli.findings import analysis_exit_code, analysis_summary, counted, emit_analysis
+from remoteops.cli.options import ClusterOpt, ClusterTimeoutOpt
 from remoteops.cli.runtime import Interrupts, go_quiet, settle_heap
 from remoteops.errors import UsageError
 from remoteops.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
+
+    from distributed import Client
 
     from remoteops.analysis import AnalysisReport, AnalysisStage
     from remoteops.results import HostResult
@@ -48,6 +52,25 @@ def open_stage(
     if workers is not None and workers < 0:
         raise UsageError("--workers must be 0 (analyse in this process) or more")
     return AnalysisStage(parsed, workers=workers)
+
+
+@contextlib.contextmanager
+def cluster_client(address: str | None, timeout: float) -> Iterator[Client | None]:
+    """A client of the ``--cluster`` scheduler (None without one), closed at the end.
+
+    A bad address, ``distributed`` missing, or a scheduler that does not answer
+    within ``timeout`` is one ``UsageError`` line, exit 2 (remoteops.cluster).
+    """
+    if address is None:
+        yield None
+        return
+    from remoteops import cluster
+
+    client = cluster.connect(address, timeout=timeout)
+    try:
+        yield client
+    finally:
+        cluster.close(client)
 
 
 def feed(
@@ -113,9 +136,14 @@ def analyze_cmd(
     workers: Annotated[
         int | None,
         typer.Option(
-            "-w", "--workers", help="Analysis processes (default: one per CPU; 0: this process)."
+            "-w",
+            "--workers",
+            help="Analysis processes (default: one per CPU; 0: this process; unused with "
+            "--cluster).",
         ),
     ] = None,
+    cluster: ClusterOpt = None,
+    cluster_timeout: ClusterTimeoutOpt = 10.0,
     quiet: Annotated[
         bool,
         typer.Option(
@@ -136,14 +164,18 @@ def analyze_cmd(
     boundaries, so every CPU shares them. Exit 0; 2 for bad arguments; 5 when an
     analyzer failed on some input, or with --fail-on-findings when there are
     findings; 130 on Ctrl-C. A summary on stderr says why the exit code is not 0.
+    With --cluster the analyzers run on a Dask cluster's workers, the same tasks
+    carrying their bytes; the results are the same.
 
     Example: remoteops analyze logscan:top=20 ./logs --json
     """
     from remoteops.analysis.sources import iter_source, source_kind
     from remoteops.argcheck import check_stat
+    from remoteops.cluster import check_timeout
     from remoteops.logconfig import release_stderr
 
     go_quiet(quiet)
+    check_timeout(cluster_timeout)  # with or without --cluster (it may come from a config)
     for source in sources:
         check_stat(source, "SOURCE")  # a name too long, not a directory, ...
         source_kind(source)  # a missing SOURCE is a usage error before any work starts
@@ -152,7 +184,11 @@ def analyze_cmd(
     start = time.monotonic()
     hosts: set[str] = set()
     settle_heap()
-    with stage, Interrupts(stage.cancel, stopping="the analysis") as interrupts:
+    with (
+        cluster_client(cluster, cluster_timeout) as client,
+        stage.on_cluster(client),
+        Interrupts(stage.cancel, stopping="the analysis") as interrupts,
+    ):
         for source in sources:
             for result, paths, name in iter_source(source):
                 if interrupts.code is not None:

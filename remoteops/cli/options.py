@@ -29,6 +29,8 @@ __all__ = [
     "AskPassOpt",
     "BecomePasswordFileOpt",
     "BecomeUserOpt",
+    "ClusterOpt",
+    "ClusterTimeoutOpt",
     "ConnectTimeoutOpt",
     "FailOnFindingsOpt",
     "ForksOpt",
@@ -279,6 +281,29 @@ AnalyzeOpt = Annotated[
 RulesOpt = Annotated[
     Path | None,
     typer.Option("--rules", help="YAML file of analysis rules ('- threshold: df.use% > 90')."),
+]
+
+# A Dask distributed cluster (remoteops.cluster; docs/cluster.md).
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        metavar="ADDRESS",
+        envvar="REMOTEOPS_CLUSTER",
+        help="Run the analyzers on this Dask scheduler's workers (tcp://HOST:8786, "
+        "tls://...) instead of local processes; needs pip install 'remoteops[dask]'. "
+        "Each task carries its document's bytes; no secret travels (docs/cluster.md).",
+    ),
+]
+
+ClusterTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--cluster-timeout",
+        metavar="SECONDS",
+        help="Give up on a --cluster scheduler that does not answer (or has no worker) "
+        "within this many seconds, exit 2.",
+    ),
 ]
 
 FailOnFindingsOpt = Annotated[

@@ -54,7 +54,7 @@ NOT_PATHS = {
     "pattern", "command", "limit", "user", "host_key_policy", "become_user", "env",
     "analyze", "more", "start_at", "mode", "analyzer", "name", "group", "topic", "shell",
     "run", "run_a", "run_b", "job", "status", "since", "max_age", "max_size",
-    "profile", "words",
+    "profile", "words", "cluster",
 }  # fmt: skip
 
 # What each path option accepts: for each case, refused (exit 2) or valid.

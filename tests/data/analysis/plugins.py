@@ -39,3 +39,12 @@ def modules(doc: Any, args: str) -> dict[str, Any]:
     import sys
 
     return {"imported": sorted(name for name in args.split(",") if name in sys.modules)}
+
+
+def announce(doc: Any, args: str) -> dict[str, Any]:
+    """``DIR:SECONDS``: create DIR/HOST (the task started), then sleep (for Ctrl-C tests)."""
+    where, _, seconds = args.rpartition(":")
+    with open(os.path.join(where, doc.host), "w"):
+        pass
+    time.sleep(float(seconds or 60))
+    return {"slept": True}
