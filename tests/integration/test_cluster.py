@@ -199,6 +199,14 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path: Path) -> None
         f"remoteops: error: --cluster {address}: no Dask scheduler answered within 1 s; "
         "start one ('dask scheduler') or check the address"
     ]
+    # The config file's keys are the options' names: the same answer from there.
+    config = tmp_path / "config.toml"
+    config.write_text(f'cluster = "{address}"\ncluster-timeout = 1\n')
+    config.chmod(0o600)
+    env = dict(os.environ, REMOTEOPS_CONFIG=str(config))
+    from_config = cli("analyze", "count:ERROR", str(logs.parent), env=env)
+    assert from_config.returncode == 2
+    assert from_config.stderr == result.stderr
     bad = cli("analyze", "count:ERROR", str(logs.parent), "--cluster", "udp://127.0.0.1:1")
     assert bad.returncode == 2
     assert len(bad.stderr.splitlines()) == 1
