@@ -64,7 +64,32 @@ def require_distributed() -> ModuleType:
         import distributed
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
+    _log_to_file_only()
     return distributed
+
+
+def _log_to_file_only() -> None:
+    """Dask's own log lines go to remoteops' log file, not to stderr.
+
+    ``distributed`` gives its loggers (and tornado's, bokeh's) a stderr handler
+    of their own; remoteops says what went wrong in its own one line, and the
+    details go to the log.
+    """
+    names = [
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if name.split(".")[0] in ("distributed", "dask", "tornado", "bokeh")
+    ]
+    for name in names:
+        dask_logger = logging.getLogger(name)
+        for handler in list(dask_logger.handlers):
+            dask_logger.removeHandler(handler)
+        dask_logger.propagate = False
+        for handler in logging.getLogger("remoteops").handlers:
+            if getattr(handler, "baseFilename", None):
+                dask_logger.addHandler(handler)
+        if not dask_logger.handlers:
+            dask_logger.addHandler(logging.NullHandler())
 
 
 def check_address(address: str) -> str:

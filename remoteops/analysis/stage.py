@@ -308,6 +308,8 @@ class AnalysisStage:
         self._finished = False
         self.on_document_done: Callable[[Document], None] | None = None
         self._cluster = cluster
+        # Why the cluster's scheduler was lost during the analysis (then stopped), or None.
+        self.cluster_lost: str | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -661,6 +663,7 @@ class AnalysisStage:
                     try:
                         future = finished.get(timeout=0.1)
                     except queue.Empty:
+                        self._check_scheduler(client)
                         continue
                     task, size = inflight.pop(future)
                     inflight_bytes -= size
@@ -688,11 +691,24 @@ class AnalysisStage:
             return client.submit(run_task, carried, pure=False)
         return client.submit(run_task, task, pure=False)
 
+    def _check_scheduler(self, client: Client) -> bool:
+        """Whether ``client`` still has its scheduler; if not, stop as Ctrl-C would
+        (what was analysed is kept) and say why in ``cluster_lost``."""
+        if client.status in ("running", "newly-created"):
+            return True
+        if self.cluster_lost is None:
+            self.cluster_lost = "the scheduler went away during the analysis"
+            logger.info("cluster: %s (client %s)", self.cluster_lost, client.status)
+        self._cancelled.set()
+        return False
+
     def _collect(self, future: ClusterFuture, task: Task) -> None:
         """Record the outcome of a cluster task: its result, or its error for its analyzers."""
         try:
             outcome = future.result(timeout=_RESULT_TIMEOUT)
         except Exception as exc:
+            if self._cluster is not None and not self._check_scheduler(self._cluster):
+                return  # not analysed, as after Ctrl-C: not an error of this input
             if type(exc).__name__ == "KilledWorker":
                 error = _CRASHED_ON_CLUSTER
             else:

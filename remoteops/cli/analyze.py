@@ -199,6 +199,9 @@ def analyze_cmd(
     code = interrupts.code or analysis_exit_code(
         ExitCode.OK, report, fail_on_findings=fail_on_findings
     )
+    lost = None if interrupts.code or stage.cluster_lost is None else stage.cluster_lost
+    if lost is not None:
+        code = ExitCode.USAGE
     release_stderr(show=code != ExitCode.OK)
     emit_analysis(report, as_json=as_json, tables=not quiet)
     if as_json:
@@ -212,7 +215,11 @@ def analyze_cmd(
             "exit_code": code,
         }
         sys.stdout.write(json.dumps(summary, separators=(", ", ": ")) + "\n")
-    if code != ExitCode.OK:
+    if lost is not None:
+        sys.stderr.write(
+            f"remoteops: error: --cluster {cluster}: {lost}; the results above are partial\n"
+        )
+    elif code != ExitCode.OK:
         suffix, lines = analysis_summary(report, fail_on_findings=fail_on_findings)
         if interrupts.code is not None:
             suffix += "; interrupted"

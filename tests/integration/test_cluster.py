@@ -7,6 +7,7 @@ compares ``remoteops analyze --cluster`` with the local process pool.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -67,13 +68,13 @@ def _start(command: list[str], out: Any, cwd: Path) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address of a scheduler on 127.0.0.1 with two workers; all stopped at the end."""
-    work = tmp_path_factory.mktemp("dask")
-    started = time.monotonic()
+@contextlib.contextmanager
+def _dask_cluster(work: Path, workers: int) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A scheduler on 127.0.0.1 and ``workers`` workers: its address and the processes
+    (the scheduler first); all stopped by PID at the end."""
     procs: list[subprocess.Popen[bytes]] = []
     common = ["--no-dashboard", "--host", "127.0.0.1"]
+    work.mkdir(exist_ok=True)
     try:
         log = work / "scheduler.log"
         with open(log, "wb") as out:
@@ -81,7 +82,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             procs.append(_start(command, out, work))
         address = _wait_for(log, r"Scheduler at:\s+(tcp://127\.0\.0\.1:\d+)", procs[0], 60)
         logs = []
-        for n in range(WORKERS):
+        for n in range(workers):
             logs.append(work / f"worker{n}.log")
             with open(logs[-1], "wb") as out:
                 command = [str(DASK), "worker", address, "--nthreads", "1", "--no-nanny"]
@@ -89,11 +90,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 procs.append(_start(command, out, work))
         for n, path in enumerate(logs):
             _wait_for(path, r"(Registered to)", procs[n + 1], 60)
-        print(f"\ncluster of {WORKERS} workers up in {time.monotonic() - started:.2f} s")
-        yield address
+        yield address, procs
     finally:
         for proc in reversed(procs):  # workers first, then the scheduler
             _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a scheduler on 127.0.0.1 with two workers, for the module."""
+    started = time.monotonic()
+    with _dask_cluster(tmp_path_factory.mktemp("dask"), WORKERS) as (address, _procs):
+        print(f"\ncluster of {WORKERS} workers up in {time.monotonic() - started:.2f} s")
+        yield address
 
 
 def _logs(root: Path) -> Path:
@@ -273,3 +282,48 @@ def test_ctrl_c_during_a_cluster_analysis_stops_it(cluster: str, tmp_path: Path)
     assert summary["exit_code"] == 130
     time.sleep(4)  # the two running tasks end; the cancelled ones never start
     assert len(os.listdir(marks)) == WORKERS
+
+
+def test_a_scheduler_that_goes_away_is_one_line_exit_2_and_partial_results(
+    tmp_path: Path,
+) -> None:
+    logs = tmp_path / "logs"
+    for host in ("web1", "web2", "web3", "web4"):
+        (logs / host).mkdir(parents=True)
+        (logs / host / "app.log").write_text("ERROR one\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with _dask_cluster(tmp_path / "dask", 1) as (address, procs):
+        # One worker, one task at a time, a second apart: web1 is done before the
+        # scheduler goes away, web2 is running then.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "remoteops", "--no-log-file", "analyze",
+             f"plugins:announce:{marks}:1", "-a", "count:ERROR", str(logs), "--cluster", address,
+             "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin_env(),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(os.listdir(marks)) < 2:
+                time.sleep(0.05)
+            assert len(os.listdir(marks)) == 2
+            _stop(procs[0])
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            # A worker without its scheduler keeps trying to reach it, deaf to TERM.
+            procs[1].kill()
+            procs[1].wait(15)
+    assert proc.returncode == 2, err
+    assert err.splitlines() == [
+        f"remoteops: error: --cluster {address}: the scheduler went away during the "
+        "analysis; the results above are partial"
+    ]
+    announce, count, summary = (json.loads(line) for line in out.splitlines())
+    assert summary["exit_code"] == 2
+    assert announce["interrupted"]
+    assert count["interrupted"]
+    assert [row["host"] for row in announce["rows"]] == ["web1"]
+    assert announce["errors"] == count["errors"] == []
