@@ -195,6 +195,31 @@ def _construct_undefined(loader: _SafeLoader, node: yaml.Node) -> Any:
     raise _Refused(f"{loader.where(node)}: {what}: {tag!r}; use plain YAML values")
 
 
+def _readable(kind: str, construct: Callable[..., Any]) -> Callable[[_SafeLoader, yaml.Node], Any]:
+    """``construct`` (PyYAML's), with a value it cannot build refused naming FILE:LINE
+    (``2024-13-45`` looks like a date and is none; an integer past Python's digit limit)."""
+
+    def build(loader: _SafeLoader, node: yaml.Node) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, OverflowError) as exc:
+            value = str(node.value)
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            why = str(exc).split(":")[0]  # not Python's advice on sys.set_int_max_str_digits
+            raise _Refused(
+                f"{loader.where(node)}: {shown!r} is not a valid {kind} ({why}); "
+                "quote it to keep it as text"
+            ) from None
+
+    return build
+
+
+_SafeLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", _readable("date", yaml.SafeLoader.construct_yaml_timestamp)
+)
+_SafeLoader.add_constructor(
+    "tag:yaml.org,2002:int", _readable("integer", yaml.SafeLoader.construct_yaml_int)
+)
 _SafeLoader.add_constructor("!vault", _construct_vault)
 _SafeLoader.add_constructor("!unsafe", _construct_unsafe)
 _SafeLoader.add_constructor(None, _construct_undefined)
