@@ -611,7 +611,9 @@ class _Builder:
         for host in self.hosts.values():
             own = set(self._host_groups(host.name))
             if "ungrouped" in own:
-                if own - {"all", "ungrouped"}:
+                # Only a host put in 'ungrouped' itself leaves it (Group.remove_host does
+                # nothing for a host that is there through a child group of 'ungrouped').
+                if own - {"all", "ungrouped"} and host.name in ungrouped.host_set:
                     ungrouped.hosts.remove(host.name)
                     ungrouped.host_set.discard(host.name)
                     host.groups.remove("ungrouped")

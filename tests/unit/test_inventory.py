@@ -213,6 +213,38 @@ def test_duplicate_key_names_file_and_line(tmp_path: Path) -> None:
         load_inventory([path])
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2024-13-45", r"hosts.yml:4: '2024-13-45' is not a valid date \(month must be in 1..12\)"),
+        ("9" * 5000, r"hosts.yml:4: '9{40}\.\.\.' is not a valid integer \(Exceeds the limit"),
+    ],
+    ids=["impossible date", "integer past the digit limit"],
+)
+def test_a_value_yaml_cannot_build_is_one_error_naming_file_and_line(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    path = _write(tmp_path, f"all:\n  hosts:\n    a:\n      x: {value}\n")
+    with pytest.raises(InventoryError, match=message + r".*; quote it to keep it as text$"):
+        load_inventory([path])
+    quoted = _write(tmp_path, f"all:\n  hosts:\n    a:\n      x: '{value}'\n", "quoted.yml")
+    assert load_inventory([quoted]).hosts["a"].vars["x"] == value
+
+
+def test_a_child_group_of_ungrouped_keeps_its_hosts(tmp_path: Path) -> None:
+    """As ansible-core's reconcile: only a host put in 'ungrouped' itself leaves it when
+    it is in another group; one there through a child group of 'ungrouped' stays."""
+    path = _write(
+        tmp_path,
+        "all:\n  children:\n    ungrouped:\n      children:\n        web:\n"
+        "          hosts:\n            web01:\n      hosts:\n        lone:\n",
+    )
+    inv = load_inventory([path])
+    assert list(inv.groups["ungrouped"].hosts) == ["lone"]
+    assert list(inv.groups["web"].hosts) == ["web01"]
+    assert list(inv.groups["ungrouped"].children) == ["web"]
+
+
 def test_python_tag_is_rejected(tmp_path: Path) -> None:
     path = _write(tmp_path, "web:\n  vars:\n    x: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(InventoryError, match=r"hosts.yml:3: Python tags are refused"):
