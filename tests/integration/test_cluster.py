@@ -294,11 +294,12 @@ def test_a_scheduler_that_goes_away_is_one_line_exit_2_and_partial_results(
     marks = tmp_path / "marks"
     marks.mkdir()
     with _dask_cluster(tmp_path / "dask", 1) as (address, procs):
-        # One worker, one task at a time, a second apart: web1 is done before the
-        # scheduler goes away, web2 is running then.
+        # One worker, one task at a time, 3 s each: web1 is done when web2 starts, and
+        # its result has 1.5 s to reach the client before the scheduler goes away,
+        # with web2 still running then.
         proc = subprocess.Popen(
             [sys.executable, "-m", "remoteops", "--no-log-file", "analyze",
-             f"plugins:announce:{marks}:1", "-a", "count:ERROR", str(logs), "--cluster", address,
+             f"plugins:announce:{marks}:3", "-a", "count:ERROR", str(logs), "--cluster", address,
              "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin_env(),
         )  # fmt: skip
@@ -307,6 +308,7 @@ def test_a_scheduler_that_goes_away_is_one_line_exit_2_and_partial_results(
             while time.monotonic() < deadline and len(os.listdir(marks)) < 2:
                 time.sleep(0.05)
             assert len(os.listdir(marks)) == 2
+            time.sleep(1.5)
             _stop(procs[0])
             out, err = proc.communicate(timeout=60)
         finally:
