@@ -132,25 +132,14 @@ class Session:
     def _send_signal(self, channel: paramiko.Channel, name: str) -> None:
         # RFC 4254 6.9 "signal": OpenSSH's sshd delivers it to the command's
         # process group. paramiko has no public call for it.
-        message = Message()
-        message.add_byte(cMSG_CHANNEL_REQUEST)
-        message.add_int(channel.remote_chanid)
-        message.add_string("signal")
-        message.add_boolean(False)
-        message.add_string(name)
+        message = _channel_request(channel, "signal", False, name)
         with contextlib.suppress(Exception):
             _private(self.transport)._send_user_message(message)
 
     def _set_env(self, channel: paramiko.Channel, env: Mapping[str, str]) -> None:
         """Send each variable with want-reply so a refusal is seen, never dropped."""
         for name, value in env.items():
-            message = Message()
-            message.add_byte(cMSG_CHANNEL_REQUEST)
-            message.add_int(channel.remote_chanid)
-            message.add_string("env")
-            message.add_boolean(True)
-            message.add_string(name)
-            message.add_string(value)
+            message = _channel_request(channel, "env", True, name, value)
             _private(channel)._event_pending()
             _private(self.transport)._send_user_message(message)
             try:
@@ -207,12 +196,7 @@ class Session:
         100 ms link, per host). A refusal closes the channel, which
         ``_collect`` reports.
         """
-        message = Message()
-        message.add_byte(cMSG_CHANNEL_REQUEST)
-        message.add_int(channel.remote_chanid)
-        message.add_string("exec")
-        message.add_boolean(True)
-        message.add_string(command)
+        message = _channel_request(channel, "exec", True, command)
         _private(channel)._event_pending()
         _private(self.transport)._send_user_message(message)
 
@@ -225,12 +209,7 @@ class Session:
         opcode 53 is ECHO, each value a uint32, the list ends with opcode 0.
         """
         modes = b"" if echo else bytes([53]) + (0).to_bytes(4, "big") + bytes([0])
-        message = Message()
-        message.add_byte(cMSG_CHANNEL_REQUEST)
-        message.add_int(channel.remote_chanid)
-        message.add_string("pty-req")
-        message.add_boolean(True)
-        message.add_string("dumb")
+        message = _channel_request(channel, "pty-req", True, "dumb")  # then its sizes, modes
         message.add_int(200)
         message.add_int(50)
         message.add_int(0)
@@ -477,3 +456,16 @@ class Session:
             self._send_signal(channel, "KILL")
         with contextlib.suppress(Exception):
             channel.close()
+
+
+def _channel_request(channel: paramiko.Channel, kind: str, want_reply: bool, *args: str) -> Message:
+    """An RFC 4254 channel request (``exec``, ``env``, ``signal``, ...) on ``channel``,
+    its string ``args`` added."""
+    message = Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string(kind)
+    message.add_boolean(want_reply)
+    for arg in args:
+        message.add_string(arg)
+    return message

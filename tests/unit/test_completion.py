@@ -53,6 +53,24 @@ def _bash_script() -> str:
     return run_cli("completion", "bash").stdout
 
 
+def _answer_and_imports(tmp_path: Path, line: str) -> tuple[list[str], set[str]]:
+    """The completions of ``line``'s last word as bash asks for them, and every module
+    the answering process imported (``-X importtime``)."""
+    words = line.split(" ")
+    done = _request(
+        tmp_path,
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "remoteops",
+        _REMOTEOPS_COMPLETE="complete_bash",
+        COMP_WORDS="\n".join(words),
+        COMP_CWORD=str(len(words) - 1),
+    )
+    return done.stdout.split(), {row.split("|")[-1].strip() for row in done.stderr.splitlines()}
+
+
 def _bash_complete(tmp_path: Path, line: str, **env: str) -> list[str]:
     """What bash offers on Tab at the end of ``line`` (COMPREPLY, one entry a line)."""
     script = _bash_script()
@@ -175,20 +193,8 @@ def test_a_10000_host_inventory_is_answered_from_the_cache(tmp_path: Path) -> No
     big.write_text("\n".join(lines) + "\n")
     line = f"remoteops run -i {big} h0999"
     assert _bash_complete(tmp_path, line) == ["h09990", *[f"h0999{i}" for i in range(1, 10)]]
-    words = line.split(" ")
-    done = _request(
-        tmp_path,
-        sys.executable,
-        "-X",
-        "importtime",
-        "-m",
-        "remoteops",
-        _REMOTEOPS_COMPLETE="complete_bash",
-        COMP_WORDS="\n".join(words),
-        COMP_CWORD=str(len(words) - 1),
-    )
-    assert done.stdout.split() == ["h09990", *[f"h0999{i}" for i in range(1, 10)]]
-    imported = {row.split("|")[-1].strip() for row in done.stderr.splitlines()}
+    answer, imported = _answer_and_imports(tmp_path, line)
+    assert answer == ["h09990", *[f"h0999{i}" for i in range(1, 10)]]
     assert "remoteops.namecache" in imported
     assert not {"remoteops.inventory", "yaml", "pydantic"} & imported
     assert not {"remoteops.report", "hashlib"} & imported
@@ -203,20 +209,8 @@ def test_the_tab_after_the_inventory_changed_sees_it(tmp_path: Path, inventory: 
     inventory.write_text(INVENTORY.replace("web02:", "web02:\n        web03:"))
     assert _bash_complete(tmp_path, line) == ["web", "web01", "web02", "web03"]
     inventory.write_text(INVENTORY.replace("web01", "webXY"))  # the same size
-    words = line.split(" ")
-    done = _request(
-        tmp_path,
-        sys.executable,
-        "-X",
-        "importtime",
-        "-m",
-        "remoteops",
-        _REMOTEOPS_COMPLETE="complete_bash",
-        COMP_WORDS="\n".join(words),
-        COMP_CWORD=str(len(words) - 1),
-    )
-    assert done.stdout.split() == ["web", "webXY", "web02"]  # no stale answer
-    imported = {row.split("|")[-1].strip() for row in done.stderr.splitlines()}
+    answer, imported = _answer_and_imports(tmp_path, line)
+    assert answer == ["web", "webXY", "web02"]  # no stale answer
     assert "remoteops.inventory_lines" in imported
     assert not {"yaml", "remoteops.inventory_names", "remoteops.inventory"} & imported
     assert _bash_complete(tmp_path, line) == ["web", "webXY", "web02"]  # from the cache
