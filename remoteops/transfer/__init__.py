@@ -58,7 +58,9 @@ The package, by concern (lower modules never import higher ones):
   deadline and cleanup;
 * ``files``: the files in flight, and get's ``O_NOFOLLOW`` local tree;
 * ``streams``: the fast paths (listings, tar and cat streams, with ``bulk``);
-* ``put``, ``get``: the two operations, choosing a path per host.
+* ``put``, ``get``: the two operations, choosing a path per host;
+* ``staging``: files over a cluster: put's sources packed for the workers,
+  get's files streamed back to the client's ``LOCAL_DIR/<host>/``.
 """
 
 from __future__ import annotations

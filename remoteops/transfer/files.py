@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,17 @@ class _LocalTree:
         """Close every descriptor."""
         self.close_dirs()
         os.close(self._root_fd)
+
+
+def _open_temp(tree: _LocalTree, parts: tuple[str, ...]) -> tuple[str, int]:
+    """A new temporary file beside ``LOCAL_DIR/<host>/PARTS``: (its name, a descriptor).
+
+    ``.NAME.remoteops-<random>.part``, created exclusively (``O_EXCL``,
+    ``O_NOFOLLOW``, mode 0600) in the directory ``tree`` opened for it.
+    """
+    temp = f".{parts[-1]}.remoteops-{secrets.token_hex(4)}.part"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return temp, os.open(temp, flags, 0o600, dir_fd=tree.dir_fd(parts[:-1]))
 
 
 @dataclass(slots=True)

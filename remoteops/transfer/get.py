@@ -17,7 +17,6 @@ import fnmatch
 import hashlib
 import os
 import posixpath
-import secrets
 import stat
 import threading
 from collections import deque
@@ -46,7 +45,13 @@ from remoteops import bulk
 from remoteops.become import Remote
 from remoteops.errors import InterruptedHostError, TransferError
 from remoteops.results import HostResult
-from remoteops.transfer.files import _GetItem, _LocalTree, _RemoteFile, _verify_received
+from remoteops.transfer.files import (
+    _GetItem,
+    _LocalTree,
+    _open_temp,
+    _RemoteFile,
+    _verify_received,
+)
 from remoteops.transfer.hostwork import HostTransfer, _Stats
 from remoteops.transfer.model import (
     _BATCH,
@@ -525,13 +530,7 @@ def _get_batch(
                     if not opts.verify:
                         item.hasher = None
                 else:
-                    item.temp = f".{item.name}.remoteops-{secrets.token_hex(4)}.part"
-                    item.fd = os.open(
-                        item.temp,
-                        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        0o600,
-                        dir_fd=fd,
-                    )
+                    item.temp, item.fd = _open_temp(tree, item.parts)
             except OSError as exc:
                 item.error = f"local {tree.root.joinpath(*item.parts)}: {exc.strerror}"
                 continue

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import posixpath
-import secrets
 import shlex
 import stat
 import tarfile
@@ -43,6 +42,7 @@ from remoteops.transfer.files import (
     _get_commit,
     _GetItem,
     _LocalTree,
+    _open_temp,
     _PutItem,
     _RemoteFile,
     _stamp_source_times,
@@ -915,14 +915,7 @@ def _receive_member(
     """Write one member's bytes to a new temporary file next to the item."""
     shown = tree.root.joinpath(*item.parts)
     try:
-        fd_dir = tree.dir_fd(item.parts[:-1])
-        temp = f".{item.name}.remoteops-{secrets.token_hex(4)}.part"
-        fd = os.open(
-            temp,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=fd_dir,
-        )
+        temp, fd = _open_temp(tree, item.parts)
     except TransferError as exc:
         item.error = exc.message
         return
