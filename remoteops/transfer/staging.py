@@ -55,7 +55,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -392,12 +392,17 @@ class Receiver:
     """Writes what ``outgoing`` sent into ``local_dir/<host>/`` as a local ``get`` would.
 
     ``preserve``: give each file the atime it had on the worker (``get -p``);
-    otherwise the time of writing, as a local get does.
+    otherwise the time of writing, as a local get does. ``hosts``: the only
+    host names accepted (those the client sent to the worker); a message for
+    another host is refused whole.
     """
 
-    def __init__(self, local_dir: Path, *, preserve: bool = False) -> None:
+    def __init__(
+        self, local_dir: Path, *, preserve: bool = False, hosts: Collection[str] | None = None
+    ) -> None:
         self.local_dir = local_dir
         self.preserve = preserve
+        self.hosts = None if hosts is None else frozenset(hosts)
         self._hosts: dict[str, _HostStream] = {}
 
     def receive(self, message: Message) -> list[TransferError]:
@@ -405,6 +410,13 @@ class Receiver:
         host = message.host
         stream = self._hosts.get(host)
         if stream is None:
+            if self.hosts is not None and host not in self.hosts:
+                return [
+                    TransferError(
+                        host,
+                        f"local {self.local_dir}: refused files of a host this get did not ask for",
+                    )
+                ]
             try:
                 stream = _HostStream(_LocalTree(self.local_dir, host))
             except TransferError as exc:

@@ -240,3 +240,12 @@ def test_a_bad_host_name_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "up").exists()
     with pytest.raises(TransferError):
         list(outgoing(tmp_path, "../up"))
+
+
+def test_files_of_a_host_not_asked_for_are_refused(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path / "client", hosts=[HOST])
+    errors = receiver.receive(Message("db1", _whole("f")))
+    assert [e.host for e in errors] == ["db1"]
+    assert "did not ask for" in errors[0].message
+    assert receiver.receive(Message(HOST, _whole("f"))) == []
+    assert [p.name for p in (tmp_path / "client").iterdir()] == [HOST]
