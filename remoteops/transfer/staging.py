@@ -297,7 +297,7 @@ def outgoing(local_dir: Path, host: str, *, chunk: int = GET_CHUNK) -> Iterator[
             parts.append(DirPart(relative))
         else:
             try:
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError as exc:
                 raise TransferError(host, f"local {full}: {exc.strerror}") from None
             try:
