@@ -35,13 +35,14 @@ from remoteops.errors import RemoteOpsError, UsageError
 from remoteops.execution import host_result
 from remoteops.playbook.model import Play, Playbook, Step
 from remoteops.playbook.recap import HostCounts, PlaybookResult, fold_hosts
+from remoteops.playbook.remote import GetWork, PingWork, PutWork, RunWork, StepWork, run_step
 from remoteops.playbook.template import Template
 from remoteops.results import HostResult
+from remoteops.shards import operate
 from remoteops.wording import plural, span
 
 if TYPE_CHECKING:
-    from remoteops.execution import Executor, Lease
-    from remoteops.session import Session
+    from remoteops.execution import Executor
     from remoteops.target import Target
     from remoteops.transfer import SourceSet, TransferOptions
 
@@ -115,7 +116,7 @@ class _HostState:
 class _Work:
     """A prepared step for one host: ``remote`` runs on its session, else ``local`` already ran."""
 
-    remote: Callable[[Session], HostResult] | None = None
+    remote: StepWork | None = None
     local: HostResult | None = None
     plan: str | None = None  # --check: what would be done instead
     analyze: bool = False  # an analyze step: run once for all its hosts
@@ -336,7 +337,7 @@ class PlaybookRunner:
     def _run_step(self, play: Play, step: Step, hosts: list[str]) -> list[StepOutcome]:
         self.reporter.step_started(step, hosts)
         outcomes: list[StepOutcome] = []
-        remote: dict[str, Callable[[Session], HostResult]] = {}  # by target name
+        remote: dict[str, StepWork] = {}  # by target name
         plans: dict[str, list[str]] = {}
         to_analyze: list[str] = []
         for host in hosts:
@@ -362,13 +363,13 @@ class PlaybookRunner:
                 outcomes.append(self._finish(play, step, host, result))
         if remote:
             hosts_of = {self.states[h].target.name: h for h in hosts}
-
-            def on_host(lease: Lease) -> HostResult:
-                return remote[lease.target.name](lease.session)
-
             # The whole batch runs the step, even once the executor is drained.
             targets = [self.states[hosts_of[name]].target for name in remote]
-            for result in self.executor.fan_out(on_host, targets, despite_drain=True):
+            for result in operate(
+                self.executor,
+                lambda executor, line, _progress: run_step(executor, remote, targets, line),
+                on_line=self.reporter.line,
+            ):
                 outcomes.append(self._finish(play, step, hosts_of[result.host], result))
         self.reporter.step_finished(step, outcomes)
         return outcomes
@@ -514,7 +515,7 @@ class PlaybookRunner:
     def _prepare_action(
         self, play: Play, step: Step, host: str, context: Mapping[str, Any]
     ) -> _Work:
-        from remoteops.operations import CommandSpec, ping_on, run_on
+        from remoteops.operations import CommandSpec
 
         target = self.states[host].target
         args = step.args
@@ -530,10 +531,7 @@ class PlaybookRunner:
                 return _Work(plan=f"analyze {args['src']} (depends on --check results)")
             return _Work(analyze=True)
         if step.action == "ping":
-            watchdog = self.executor.watchdog
-            return _Work(
-                remote=lambda session: ping_on(session, watchdog=watchdog, timeout=timeout)
-            )
+            return _Work(remote=PingWork(timeout))
         if step.action in ("run", "script"):
             if step.action == "run":
                 command = args["command"].render(context)
@@ -559,17 +557,7 @@ class PlaybookRunner:
                 sudo = " (with sudo)" if become or target.become else ""
                 return _Work(plan=f"run{sudo}: {shown}")
 
-            def run(session: Session) -> HostResult:
-                return run_on(
-                    session,
-                    spec,
-                    cancel=self.executor.cancel_event,
-                    timeout=self.executor.timeouts.command if timeout is None else timeout,
-                    timeout_name="--timeout" if timeout is None else "the step's timeout",
-                    on_line=self.reporter.line,
-                )
-
-            return _Work(remote=run)
+            return _Work(remote=RunWork(spec, timeout))
         if step.action == "put":
             return self._prepare_put(play, step, target, context, timeout, runs_in_check)
         return self._prepare_get(play, step, target, context, timeout, runs_in_check)
@@ -607,7 +595,7 @@ class PlaybookRunner:
         timeout: float | None,
         runs: bool,
     ) -> _Work:
-        from remoteops.transfer import Put, SourceSet
+        from remoteops.transfer import SourceSet
 
         args = step.args
         sources = tuple(str(self._local_path(t.render(context))) for t in args["src"])
@@ -627,8 +615,7 @@ class PlaybookRunner:
                 plan=f"put{sudo} {', '.join(sources)} -> {dest} ({plural(files, 'file')}, "
                 f"{plural(source_set.total_bytes, 'byte')})"
             )
-        put = Put(self.executor, source_set, dest, options=options, timeout=timeout)
-        return _Work(remote=put.on)
+        return _Work(remote=PutWork(source_set, dest, options, timeout))
 
     def _prepare_get(
         self,
@@ -639,8 +626,6 @@ class PlaybookRunner:
         timeout: float | None,
         runs: bool,
     ) -> _Work:
-        from remoteops.transfer import Get
-
         args = step.args
         remotes = [t.render(context) for t in args["src"]]
         local_dir = Path(args["dest"].render(context))
@@ -659,14 +644,7 @@ class PlaybookRunner:
             sudo = " (with sudo)" if options.run_as(target) else ""
             return _Work(plan=f"get{sudo} {', '.join(remotes)} -> {local_dir}/<host>/")
 
-        fetch = Get(self.executor, remotes, local_dir, options=options, timeout=timeout)
-
-        def get(session: Session) -> HostResult:
-            result = fetch.on(session)
-            dest = str(local_dir / session.target.name)
-            return dataclasses.replace(result, extra={**result.extra, "dest": dest})
-
-        return _Work(remote=get)
+        return _Work(remote=GetWork(tuple(remotes), local_dir, options, timeout))
 
     def _check_local(self, step: Step, target: Target, context: Mapping[str, Any]) -> HostResult:
         msg_template: Template | None = step.args.get("msg")
