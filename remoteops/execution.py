@@ -26,7 +26,11 @@ thousands of hosts holds no more connections than it works on at once.
 The failure guard: a host that is not started (cancel, drain) ends
 ``skipped``; a ``HostError`` becomes that host's result (its status and
 message); anything else an "internal error" result. A failing host never
-stops the run.
+stops the run. When the work's first channel never opened (the server did
+not answer, refused, or had closed the connection: ``NOTHING_RAN_ERRORS``),
+nothing ran on the host: the host gets the operation's ``unreachable``
+result, except that a pooled connection found closed is replaced by a new
+one and the work runs on it.
 
 Cancellation: ``cancel()`` (the CLI calls it on the first Ctrl-C or SIGTERM)
 stops hosts from starting (``skipped``) and stops running commands
@@ -71,9 +75,11 @@ from remoteops.operations.ping import ping_on
 from remoteops.outdir import start_run
 from remoteops.results import HostResult, RunResult
 from remoteops.session import (
+    NOTHING_RAN_ERRORS,
     Credentials,
     LineSink,
     Session,
+    SessionClosedError,
     SessionSettings,
     Watchdog,
     connect,
@@ -148,6 +154,11 @@ class Lease:
     def target(self) -> Target:
         """The host."""
         return self.session.target
+
+    @property
+    def reused(self) -> bool:
+        """True when the session is the pool's, opened by an earlier operation."""
+        return self.connect_s == 0.0
 
     def discard(self) -> None:
         """Close the connection when this work ends; the next operation connects afresh."""
@@ -433,12 +444,25 @@ class Executor:
         start = time.monotonic()
         lease: Lease | None = None
         try:
-            try:
-                session, connect_s = self._lease(target)
-            except HostError as exc:
-                return unreachable(target, exc, start)
-            lease = Lease(session, start, connect_s, self.cancel_event)
-            return work(lease)
+            for _ in range(2):  # a pooled connection found closed is replaced, once
+                try:
+                    session, connect_s = self._lease(target)
+                except HostError as exc:
+                    return unreachable(target, exc, start)
+                lease = Lease(session, start, connect_s, self.cancel_event)
+                opened = session.channels_opened
+                try:
+                    return work(lease)
+                except NOTHING_RAN_ERRORS as exc:
+                    if session.channels_opened != opened:
+                        raise  # an earlier channel of this work ran something
+                    lease.discard()
+                    if not (lease.reused and isinstance(exc, SessionClosedError)):
+                        return unreachable(target, exc, start)
+                    logger.info("Host %r: %s (pooled); reconnecting", target.name, exc)
+                    self._give_back(lease)
+                    lease = None
+            raise AssertionError("a replaced connection is not replaced again")
         except HostError as exc:
             if lease is not None:
                 lease.discard()

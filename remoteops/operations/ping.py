@@ -9,11 +9,14 @@ playbook's ``ping`` step calls it on the pooled session of each host.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
-from remoteops.errors import ConnectError
+import paramiko
+
+from remoteops.errors import CommandTimeoutError
 from remoteops.results import HostResult
-from remoteops.session import Session, Watchdog
+from remoteops.session import Session, SessionClosedError, Watchdog
 
 __all__ = ["ping_on"]
 
@@ -33,25 +36,42 @@ def ping_on(
     The first round trip can wait behind the server's own post-auth messages
     (hostkeys-00@openssh.com), hence the best of three. All of them must end
     within ``timeout`` (default: the target's connect timeout), else the
-    connection is closed and ConnectError raised. ``connect_s`` (how long
+    connection is closed and CommandTimeoutError raised; a connection that
+    ends first raises SessionClosedError. ``connect_s`` (how long
     connecting took) adds ``connect_ms``; ``start`` (``time.monotonic()``) is
     where the result's duration counts from.
     """
     target = session.target
     start = time.monotonic() if start is None else start
+    expired = threading.Event()
 
     def on_deadline() -> None:
+        expired.set()
         with contextlib.suppress(Exception):
             session.transport.close()
 
     rtt = float("inf")
-    with watchdog.deadline(timeout or target.connect_timeout, on_deadline):
+    limit = timeout or target.connect_timeout
+    # A connection that ends (or is closed at the deadline) is told below.
+    with (
+        contextlib.suppress(paramiko.SSHException, EOFError, OSError),
+        watchdog.deadline(limit, on_deadline),
+    ):
         for _ in range(ROUNDS):
             sent = time.monotonic()
             session.transport.global_request("keepalive@openssh.com", wait=True)
             rtt = min(rtt, time.monotonic() - sent)
+    if expired.is_set():
+        raise CommandTimeoutError(
+            target.name,
+            f"no answer to {ROUNDS} keepalives within {limit:g}s; the connection was closed",
+        )
     if not session.transport.is_active():
-        raise ConnectError(target.name, "no answer to a keepalive; the connection was closed")
+        raise SessionClosedError(
+            target.name,
+            f"the connection to {target.address}:{target.port} was closed before it "
+            "answered a keepalive",
+        )
     extra: dict[str, object] = {"rtt_ms": round(rtt * 1000, 2)}
     if connect_s is not None:
         extra["connect_ms"] = round(connect_s * 1000, 1)

@@ -5,7 +5,8 @@ The package, by concern:
 - ``watchdog``: the one thread that enforces per-host deadlines;
 - ``credentials``: keys, passphrases, the ssh-agent and passwords of a run;
 - ``errors``: paramiko and socket errors mapped to remoteops' ``HostError``
-  classes (the only place that maps paramiko's errors);
+  classes (the only place that maps paramiko's errors), among them a
+  session channel that never opened (``NOTHING_RAN_ERRORS``: nothing ran);
 - ``transport``: paramiko's Transport and authentication as remoteops runs
   them, and the private paramiko calls (checked at import by
   ``remoteops.fastpaths``);
@@ -30,7 +31,13 @@ from remoteops.session.channel import (
 )
 from remoteops.session.connection import SessionSettings, connect, host_key_policy_for
 from remoteops.session.credentials import Credentials
-from remoteops.session.errors import map_errors
+from remoteops.session.errors import (
+    NOTHING_RAN_ERRORS,
+    ChannelRefusedError,
+    ChannelTimeoutError,
+    SessionClosedError,
+    map_errors,
+)
 from remoteops.session.session import (
     DEFAULT_KEEPALIVE_COUNT,
     DEFAULT_KEEPALIVE_INTERVAL,
@@ -42,12 +49,16 @@ __all__ = [
     "DEFAULT_KEEPALIVE_COUNT",
     "DEFAULT_KEEPALIVE_INTERVAL",
     "DEFAULT_MAX_OUTPUT",
+    "NOTHING_RAN_ERRORS",
+    "ChannelRefusedError",
+    "ChannelTimeoutError",
     "CommandOutput",
     "Credentials",
     "ExecResult",
     "LineSink",
     "PromptAnswer",
     "Session",
+    "SessionClosedError",
     "SessionSettings",
     "Watchdog",
     "connect",

@@ -21,7 +21,63 @@ from remoteops.errors import (
 )
 from remoteops.target import Target
 
-__all__ = ["map_errors"]
+__all__ = [
+    "NOTHING_RAN_ERRORS",
+    "ChannelRefusedError",
+    "ChannelTimeoutError",
+    "SessionClosedError",
+    "channel_open_error",
+    "map_errors",
+]
+
+
+class ChannelTimeoutError(CommandTimeoutError):
+    """The server did not answer a request to open a session channel in time:
+    nothing ran on the host through that channel."""
+
+
+class ChannelRefusedError(ConnectError):
+    """The server refused to open a session channel (OpenSSH's ``MaxSessions``,
+    a ``no-pty``-style restriction): nothing ran on the host through it."""
+
+
+class SessionClosedError(ConnectError):
+    """The connection ended after authentication, before a session channel (or a
+    keepalive's reply) came: the server closed it, or a pooled connection died
+    between operations."""
+
+
+NOTHING_RAN_ERRORS = (ChannelTimeoutError, ChannelRefusedError, SessionClosedError)
+"""The errors of a channel that never opened: nothing ran through it. On the
+first channel of an operation, nothing of the operation ran on the host."""
+
+
+def channel_open_error(target: Target, exc: BaseException, *, timeout: float) -> HostError:
+    """The HostError for paramiko's failure to open a session channel (``open_session``).
+
+    paramiko raises ``SSHException("Timeout opening channel.")`` when the
+    server does not answer within ``timeout``, ``ChannelException`` when it
+    refuses, and ``SSHException("SSH session not active")`` (or the
+    connection's own error: EOF, a reset) when the connection ended first.
+    """
+    where = f"{target.address}:{target.port}"
+    if isinstance(exc, paramiko.ChannelException):
+        return ChannelRefusedError(
+            target.name,
+            f"{where} refused to open a session channel ({exc.text}, code {exc.code}); "
+            "nothing ran: check sshd's MaxSessions and the account's restrictions",
+        )
+    if str(exc) == "Timeout opening channel." or isinstance(exc, TimeoutError):
+        return ChannelTimeoutError(
+            target.name,
+            f"the server did not open a session channel within {timeout:g}s "
+            "(--connect-timeout); nothing ran: the host may be overloaded",
+        )
+    return SessionClosedError(
+        target.name,
+        f"the connection to {where} was closed before a session channel opened "
+        "(after authentication); nothing ran",
+    )
 
 
 @contextlib.contextmanager

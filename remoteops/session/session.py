@@ -29,6 +29,7 @@ from remoteops.session.channel import (
     _Liveness,
     send_input,
 )
+from remoteops.session.errors import channel_open_error
 from remoteops.session.transport import _EXIT_SIGNAL, _private, _wait_for
 from remoteops.session.watchdog import Watchdog
 from remoteops.target import Target
@@ -43,11 +44,10 @@ __all__ = ["DEFAULT_KEEPALIVE_COUNT", "DEFAULT_KEEPALIVE_INTERVAL", "Session"]
 
 
 _DISCONNECT_BY_APPLICATION = 11
-# Larger than paramiko's 2 MiB default so many SFTP requests can be in flight.
-_SFTP_WINDOW = 8 * 1024 * 1024
 # Channel packets of 256 KiB instead of paramiko's 32 KiB: paramiko's cost is
 # per packet, so bulk data moves about twice as fast (measured on loopback).
 _SFTP_PACKET = 256 * 1024
+# Larger than paramiko's 2 MiB default so many SFTP requests can be in flight.
 _EXEC_WINDOW = 8 * 1024 * 1024
 _READ = 32768
 # The stop helper TERMs, waits up to 1 s, KILLs and waits up to 1 s more; this
@@ -78,6 +78,8 @@ class Session:
         self._jump = jump
         self.server_version = transport.remote_version
         self._sftp: paramiko.SFTPClient | None = None
+        self.channels_opened = 0
+        """How many channels were opened on this connection (none: nothing ran through it)."""
 
     def close(self) -> None:
         """Say goodbye to the server, then close the transport and its socket.
@@ -113,14 +115,24 @@ class Session:
     def sftp(self) -> paramiko.SFTPClient:
         """This session's SFTP client, opened on first use and reused (one per session)."""
         if self._sftp is None:
-            self._sftp = paramiko.SFTPClient.from_transport(
-                self.transport, window_size=_SFTP_WINDOW, max_packet_size=_SFTP_PACKET
-            )
-            if self._sftp is None:
-                raise ConnectError(
-                    self.target.name,
-                    f"{self.target.address}:{self.target.port} offers no SFTP subsystem",
-                )
+            # As SFTPClient.from_transport, on a channel opened within the
+            # connect deadline (paramiko's default wait is an hour).
+            channel = self.open_channel()
+            try:
+                try:
+                    channel.invoke_subsystem("sftp")
+                except paramiko.SSHException as exc:
+                    if not self.transport.is_active():
+                        raise
+                    raise ConnectError(
+                        self.target.name,
+                        f"{self.target.address}:{self.target.port} offers no SFTP subsystem",
+                    ) from exc
+                self._sftp = paramiko.SFTPClient(channel)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    channel.close()
+                raise
         return self._sftp
 
     def __enter__(self) -> Session:
@@ -152,12 +164,21 @@ class Session:
                 ) from None
 
     def open_channel(self) -> paramiko.Channel:
-        """A new session channel with large windows and packets (bulk data), nothing started."""
-        return self.transport.open_session(
-            window_size=_EXEC_WINDOW,
-            max_packet_size=_SFTP_PACKET,
-            timeout=self.target.connect_timeout,
-        )
+        """A new session channel with large windows and packets (bulk data), nothing started.
+
+        The server has ``--connect-timeout`` to open it. Raises a HostError of
+        ``NOTHING_RAN_ERRORS`` when it does not (timeout), refuses, or the
+        connection ends first; ``channels_opened`` counts the channels opened.
+        """
+        timeout = self.target.connect_timeout
+        try:
+            channel = self.transport.open_session(
+                window_size=_EXEC_WINDOW, max_packet_size=_SFTP_PACKET, timeout=timeout
+            )
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise channel_open_error(self.target, exc, timeout=timeout) from exc
+        self.channels_opened += 1
+        return channel
 
     def open_stream(
         self, command: str, *, stdin: bool = False, first: bytes = b""

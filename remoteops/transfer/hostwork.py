@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from remoteops.become import Become, Remote, SudoSession
 from remoteops.errors import CommandTimeoutError, HostError, InterruptedHostError, TransferError
 from remoteops.results import HostResult
-from remoteops.session import Session, map_errors
+from remoteops.session import NOTHING_RAN_ERRORS, Session, map_errors
 from remoteops.transfer.model import ProgressSink, TransferOptions
 
 if TYPE_CHECKING:
@@ -167,6 +167,7 @@ class HostTransfer:
                 session.transport.close()
 
         error: HostError | None = None
+        opened = session.channels_opened
         try:
             with (
                 executor.watchdog.deadline(self.timeout, on_deadline),
@@ -181,6 +182,11 @@ class HostTransfer:
                     target.name,
                     f"{where}transfer did not finish within {self.timeout:g}s (--timeout)",
                 )
+            elif isinstance(exc, NOTHING_RAN_ERRORS) and session.channels_opened == opened:
+                # Its first channel never opened: nothing was transferred, the
+                # engine reconnects (a pooled connection found closed) or
+                # reports the host as not reached.
+                raise
             elif not isinstance(exc, TransferError | InterruptedHostError):
                 error = TransferError(target.name, f"{where}connection lost mid-transfer ({exc})")
         finally:
