@@ -162,7 +162,10 @@ ConnectTimeoutOpt = Annotated[
     float | None,
     typer.Option(
         "--connect-timeout",
-        help="Per-host deadline to resolve, connect and log in, seconds (10).",
+        help=(
+            "Per-host deadline to resolve, connect and log in, and for the server to "
+            "open each session channel, seconds (10)."
+        ),
     ),
 ]
 
