@@ -457,9 +457,14 @@ class Executor:
                     if session.channels_opened != opened:
                         raise  # an earlier channel of this work ran something
                     lease.discard()
-                    if not (lease.reused and isinstance(exc, SessionClosedError)):
+                    closed = lease.reused and isinstance(exc, SessionClosedError)
+                    if not closed or self.cancel_event.is_set():
                         return unreachable(target, exc, start)
-                    logger.info("Host %r: %s (pooled); reconnecting", target.name, exc)
+                    logger.info(
+                        "Host %r: the pooled connection was closed (%s); reconnecting",
+                        target.name,
+                        exc,
+                    )
                     self._give_back(lease)
                     lease = None
             raise AssertionError("a replaced connection is not replaced again")

@@ -117,6 +117,9 @@ class HostTransfer:
     if the old one is gone. The session stays open for the next operation,
     unless the transfer failed under it: then its connection is closed (its
     SFTP channel may hold requests nobody reads), and the pool reconnects.
+    When its first channel never opens (``NOTHING_RAN_ERRORS``), nothing was
+    transferred: the error is raised for the engine (``Executor.fan_out``) to
+    reconnect or to report the host as not reached.
     """
 
     def __init__(
