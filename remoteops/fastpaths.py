@@ -165,6 +165,7 @@ _USES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("Transport", ("initial_kex_done", "auth_handler"), True, "pipelined publickey authentication"),
     # session.transport._Transport: a debug message not escaped for a logger that drops it.
     ("Transport", ("_parse_debug",), True, "SSH_MSG_DEBUG unformatted unless logged"),
+    ("Transport", ("_active_check_timeout",), False, "the transport thread's socket poll"),
     # session.transport._Transport: algorithm lists handed out as they are when none is disabled.
     (
         "Transport",
