@@ -732,7 +732,36 @@ class HostKeyStore:
             raise HostKeyError(host, f"Host {host!r}: cannot record a certificate; add its key")
         line_name = hash_hostname(name) if hash_name else name
         line = f"{line_name} {key_type} {base64.b64encode(blob).decode()}\n".encode()
+        if not self._record(host, port, name, key, line, if_unknown=if_unknown):
+            return False
+        logger.info(
+            "Host %r: added %s key %s to %s",
+            host,
+            key_type,
+            fingerprint_sha256(blob),
+            os.path.realpath(self.write_file),
+        )
+        return True
 
+    def _decide(
+        self, files: Sequence[KnownHostsFile], host: str, port: int, name: str, key: paramiko.PKey
+    ) -> bool:
+        """Under accept-new: True to record ``key``, False when it is known already;
+        a HostKeyError when it must be refused (changed, revoked, another type known)."""
+        result = _examine(files, name, key)
+        if result.status is not HostKeyStatus.UNKNOWN or result.other_types:
+            if result.status is HostKeyStatus.KNOWN:
+                return False
+            raise _refusal(host, port, result, self.write_file)
+        return True
+
+    def _record(
+        self, host: str, port: int, name: str, key: paramiko.PKey, line: bytes, *, if_unknown: bool
+    ) -> bool:
+        """Append ``line`` to the write file under its lock; False when nothing was written
+        (the key is there already)."""
+        assert self.write_file is not None
+        blob = key.asbytes()
         real = os.path.realpath(self.write_file)
         directory = os.path.dirname(real)
         if not os.path.isdir(directory):
@@ -751,19 +780,13 @@ class HostKeyStore:
                 current = parse_known_hosts(data, source=real)
             if if_unknown:
                 others = [load_known_hosts(p) for p in self.files if os.path.realpath(p) != real]
-                result = _examine([current, *others], name, key)
-                if result.status is not HostKeyStatus.UNKNOWN or result.other_types:
-                    if result.status is HostKeyStatus.KNOWN:
-                        return False
-                    raise _refusal(host, port, result, self.write_file)
+                if not self._decide([current, *others], host, port, name, key):
+                    return False
             elif any(e.key_blob == blob for e in current.lookup(name)):
                 return False
             updated = current.appended(line)
             _write_keeping_owner(real, data, updated.data, st)
             _remember(real, updated)
-        logger.info(
-            "Host %r: added %s key %s to %s", host, key_type, fingerprint_sha256(blob), real
-        )
         return True
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "AskPassOpt",
     "BecomePasswordFileOpt",
     "BecomeUserOpt",
+    "ClusterHostsOpt",
     "ClusterOpt",
     "ClusterTimeoutOpt",
     "ConnectTimeoutOpt",
@@ -299,6 +300,20 @@ ClusterOpt = Annotated[
     ),
 ]
 
+# ``--cluster`` on the commands that talk to hosts (remoteops.clusterrun).
+ClusterHostsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        metavar="ADDRESS",
+        envvar="REMOTEOPS_CLUSTER",
+        help="Shard the hosts over this Dask scheduler's workers (tcp://HOST:8786, "
+        "tls://...), each running its share; results come back as hosts finish. Needs pip "
+        "install 'remoteops[dask]'. No key, passphrase or password is sent: the workers "
+        "use key files at the same paths (docs/cluster.md).",
+    ),
+]
+
 ClusterTimeoutOpt = Annotated[
     float,
     typer.Option(
@@ -335,6 +350,8 @@ class Targeting:
     ask_pass: bool
     retry_file: Path | None = None
     procs: str | None = "1"
+    cluster: str | None = None
+    cluster_timeout: float = 10.0
 
     def fleet_options(self, **more: Any) -> FleetOptions:
         """The library's options for these (``more``: the command's timeouts)."""
@@ -448,6 +465,16 @@ def resolve(
     from remoteops.shards import parse_procs, shard
 
     procs = parse_procs(opts.procs)
+    from remoteops.cluster import check_address, check_timeout
+
+    check_timeout(opts.cluster_timeout)  # with or without --cluster (it may come from a config)
+    if opts.cluster is not None:
+        from remoteops.clusterrun import refuse_secrets
+
+        check_address(opts.cluster)
+        refuse_secrets(
+            [], ask_pass=opts.ask_pass, passphrase_file=opts.key_passphrase_file is not None
+        )
     check_connection_options(
         inventory=opts.inventory,
         key=opts.key,
@@ -477,7 +504,15 @@ def resolve(
         ),
         passphrase_prompt=_passphrase_prompt if sys.stdin.isatty() else None,
     )
-    targets, executor = fleet.targets, shard(fleet.executor, procs)
+    targets = fleet.targets
+    executor: Any
+    if opts.cluster is not None:
+        from remoteops.clusterrun import cluster_executor, refuse_secrets
+
+        refuse_secrets(targets, ask_pass=False, passphrase_file=False)
+        executor = cluster_executor(fleet.executor, opts.cluster, opts.cluster_timeout)
+    else:
+        executor = shard(fleet.executor, procs)
     # A closed output pipe (`| head`): start no more hosts; those started finish.
     watch().on_close(lambda _name: executor.drain(watch().reason or "output closed"))
     return targets, executor

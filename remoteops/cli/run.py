@@ -15,6 +15,8 @@ from remoteops.cli.options import (
     AskPassOpt,
     BecomePasswordFileOpt,
     BecomeUserOpt,
+    ClusterHostsOpt,
+    ClusterTimeoutOpt,
     ConnectTimeoutOpt,
     FailOnFindingsOpt,
     ForksOpt,
@@ -49,6 +51,7 @@ from remoteops.cli.record import recording
 from remoteops.cli.runtime import (
     HostProgress,
     StderrBytes,
+    cluster_outcome,
     drive,
     finish,
     go_quiet,
@@ -85,6 +88,8 @@ def run_cmd(
     limit: LimitOpt = None,
     forks: ForksOpt = None,
     procs: ProcsOpt = None,
+    cluster: ClusterHostsOpt = None,
+    cluster_timeout: ClusterTimeoutOpt = 10.0,
     user: UserOpt = None,
     key: KeyOpt = None,
     port: PortOpt = None,
@@ -193,6 +198,12 @@ def run_cmd(
         raise UsageError("no command given: remoteops run PATTERN -- COMMAND")
     if max_output < 0:
         raise UsageError("--max-output must be 0 or more")
+    if cluster is not None and become_password_file is not None:
+        raise UsageError(
+            "--cluster: a sudo password (--become-password-file) would have to be sent to "
+            "the workers, and secrets never are; use passwordless sudo there, or run without "
+            "--cluster"
+        )
     if pty and stdin_file is not None and become and become_password_file is not None:
         raise UsageError(
             "--stdin with --pty and a sudo password: on a terminal sudo discards input typed "
@@ -272,6 +283,7 @@ def run_cmd(
             on_result=record.shown(show),
             progress=progress,
         )
+        cluster_outcome(executor, run)
         if gather_output and not as_json:
             shown = [r for r in run.values() if not (quiet and r.is_ok)]
             sys.stdout.write(render_gathered(shown, color=use_color(sys.stdout)))
@@ -295,6 +307,8 @@ def ping_cmd(
     limit: LimitOpt = None,
     forks: ForksOpt = None,
     procs: ProcsOpt = None,
+    cluster: ClusterHostsOpt = None,
+    cluster_timeout: ClusterTimeoutOpt = 10.0,
     user: UserOpt = None,
     key: KeyOpt = None,
     port: PortOpt = None,
@@ -349,6 +363,7 @@ def ping_cmd(
 
     with executor:
         run = drive(executor.ping(), cancel=executor.cancel, on_result=record.shown(show))
+        cluster_outcome(executor, run)
     finish(
         run,
         as_json=as_json,

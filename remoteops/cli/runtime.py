@@ -34,6 +34,7 @@ __all__ = [
     "Interrupts",
     "ProgressDisplay",
     "StderrBytes",
+    "cluster_outcome",
     "drive",
     "finish",
     "go_quiet",
@@ -334,6 +335,20 @@ def drive(
     run.duration_s = time.monotonic() - start
     run.interrupted_by = interrupts.code
     return run
+
+
+def cluster_outcome(executor: Any, run: Any) -> None:
+    """After a ``--cluster`` run whose scheduler went away: one line saying so, and exit
+    code 2 (the results shown are kept; docs/exit-codes.md)."""
+    lost = getattr(executor, "lost", None)
+    if lost is None:
+        return
+    if run.interrupted_by is None:
+        run.interrupted_by = ExitCode.USAGE
+    sys.stderr.write(
+        f"remoteops: error: --cluster {executor.address}: {lost}; the results above are partial\n"
+    )
+    sys.stderr.flush()
 
 
 def _write_retry_file(path: Path, hosts: list[str]) -> None:

@@ -69,9 +69,13 @@ def _start(command: list[str], out: Any, cwd: Path) -> subprocess.Popen[bytes]:
 
 
 @contextlib.contextmanager
-def _dask_cluster(work: Path, workers: int) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+def _dask_cluster(
+    work: Path, workers: int, *, hide: Path | None = None
+) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     """A scheduler on 127.0.0.1 and ``workers`` workers: its address and the processes
-    (the scheduler first); all stopped by PID at the end."""
+    (the scheduler first); all stopped by PID at the end. ``hide``: a directory the
+    last worker sees empty (an empty file system mounted over it, in a mount
+    namespace of its own)."""
     procs: list[subprocess.Popen[bytes]] = []
     common = ["--no-dashboard", "--host", "127.0.0.1"]
     work.mkdir(exist_ok=True)
@@ -87,6 +91,10 @@ def _dask_cluster(work: Path, workers: int) -> Iterator[tuple[str, list[subproce
             with open(logs[-1], "wb") as out:
                 command = [str(DASK), "worker", address, "--nthreads", "1", "--no-nanny"]
                 command += ["--local-directory", str(work / f"w{n}"), *common]
+                if hide is not None and n == workers - 1:
+                    mount = 'mount -t tmpfs tmpfs "$0" && exec "$@"'
+                    command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               mount, str(hide), *command]  # fmt: skip
                 procs.append(_start(command, out, work))
         for n, path in enumerate(logs):
             _wait_for(path, r"(Registered to)", procs[n + 1], 60)

@@ -44,8 +44,8 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _big_inventory(lab: Lab, tmp_path: Path) -> Path:
-    """HOSTS inventory hosts over the lab's sshds, each KIND in turn."""
+def _big_inventory(lab: Lab, tmp_path: Path, count: int = HOSTS) -> Path:
+    """``count`` inventory hosts over the lab's sshds, each KIND in turn."""
     lines = lab.known_hosts.read_text().splitlines()
     # The hostkey hosts' known_hosts gives their server another lab host's key.
     victim = lab.hosts[LAB_HOST["hostkey"]]
@@ -54,7 +54,7 @@ def _big_inventory(lab: Lab, tmp_path: Path) -> Path:
     bad.write_text(f"[{victim.address}]:{victim.port} {other_key}\n")
     closed = _closed_port()
     hosts: dict[str, dict[str, Any]] = {}
-    for index in range(HOSTS):
+    for index in range(count):
         kind = KINDS[index % len(KINDS)]
         lab_host = lab.hosts[LAB_HOST.get(kind, index % 2)]
         entry: dict[str, Any] = {"ansible_host": lab_host.address, "ansible_port": lab_host.port}
