@@ -191,6 +191,28 @@ def test_secrets_are_refused_up_front(lab: Lab, cluster: Cluster, tmp_path: Path
         assert what in line, line
         assert "secrets never are" in line, line
         assert "hunter2" not in proc.stdout + proc.stderr
+    # A password in the inventory is not sent either.
+    inventory = tmp_path / "hosts.yml"
+    host = lab.hosts[0]
+    inventory.write_text(
+        f"all:\n  hosts:\n    {host.name}:\n      ansible_host: {host.address}\n"
+        f"      ansible_port: {host.port}\n      ansible_password: hunter2\n"
+    )
+    proc = run_cli("ping", "all", "-i", str(inventory), "--cluster", cluster.address)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"remoteops: error: --cluster: host {host.name}: an SSH password (ansible_password) "
+        "would have to be sent to the workers, and secrets never are; give the workers key "
+        "files at the same paths (or an agent), or run without --cluster"
+    ]
+    # Nor is --out-dir on a cluster yet: the files would be on the workers.
+    proc = run_cli(
+        "run", "all", "-i", str(lab.inventory), "--cluster", cluster.address, "--out-dir",
+        str(tmp_path / "out"), "--", "true",
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "--out-dir with --cluster is not supported yet" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(lab: Lab) -> None:
