@@ -19,7 +19,8 @@ Messages (each a tuple; pickled in batches of up to :data:`_BATCH` into
   :data:`remoteops.shards.Operation`), ``("drain", reason)``, ``("cancel",)``,
   ``("close",)``;
 * shard to client, on the run's queue ``NAME-out`` (at most :data:`_QUEUE_MAX`
-  batches waiting: a slow client holds the workers back, memory stays bounded):
+  batches of about 1 MiB at most waiting: a slow client holds the workers back,
+  memory stays bounded):
   ``("result", i, seq, HostResult)`` as each host finishes, ``("line", i,
   host, stream, data)``, ``("progress", i, host, nbytes, files)``, ``("log",
   i, LogRecord)``, ``("hostkey", i, files, write_file, host, port, name,
@@ -85,7 +86,8 @@ logger = logging.getLogger(__name__)
 
 _TURN_S = 0.25  # each wait of the client, and of a shard's control thread
 _QUEUE_MAX = 256  # batches waiting in the run's queue
-_BATCH = 64  # messages per batch
+_BATCH = 64  # messages per batch at most
+_BATCH_BYTES = 1 << 20  # a batch is sent once it carries this many bytes of output
 _OUTBOX_MAX = 1024  # messages a shard holds before its hosts' threads wait
 _STOP_WAIT_S = 30.0  # how long the client waits for cancelled shards to report
 _IDLE_S = 3600.0  # a shard sent no operation for this long ends (its client is gone)
@@ -348,6 +350,11 @@ class ClusterExecutor:
                 del shard.unfinished[name]
                 yield host_result(target, "failed", error=error)
 
+        for shard in self._shards:  # a later operation: what is gone stays gone
+            if self.lost is not None:
+                yield from lose(shard, f"the cluster's scheduler {self.address} went away")
+            elif shard.gone:
+                yield from lose(shard, f"cluster worker {shard.worker} died")
         while any(s.busy for s in self._shards):
             if self._cancelled.is_set() and not self._cancel_sent:
                 self._cancel_sent = True
@@ -572,8 +579,9 @@ class _Outbox:
         while not ending:
             first = self._pending.get()
             batch = [] if first is None else [first]
+            size = 0 if first is None else _size(first)
             ending = first is None
-            while not ending and len(batch) < _BATCH:
+            while not ending and len(batch) < _BATCH and size < _BATCH_BYTES:
                 try:
                     item = self._pending.get_nowait()
                 except queue.Empty:
@@ -582,6 +590,7 @@ class _Outbox:
                     ending = True
                 else:
                     batch.append(item)
+                    size += _size(item)
             if batch and not self._put(pickle.dumps(batch)):
                 self.broken.set()
                 return
@@ -598,6 +607,14 @@ class _Outbox:
                 logger.debug("cluster shard: cannot reach the client's queue: %r", exc)
                 return False
         return False
+
+
+def _size(message: tuple[Any, ...]) -> int:
+    """Roughly how many bytes ``message`` carries (a result's output, a line's data)."""
+    body = message[-1]
+    if isinstance(body, bytes):
+        return len(body)
+    return len(getattr(body, "stdout", b"")) + len(getattr(body, "stderr", b"")) + 256
 
 
 class _Forward(logging.Handler):

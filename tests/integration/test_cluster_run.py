@@ -250,6 +250,25 @@ def test_ctrl_c_stops_the_remote_commands(lab: Lab, cluster: Cluster) -> None:
         assert _wait_for(lambda: not _running(token), 10), _running(token)
 
 
+def test_shards_whose_client_is_killed_stop_their_remote_commands(
+    lab: Lab, cluster: Cluster
+) -> None:
+    token = _token()
+    argv = ["run", "all", "-i", str(lab.inventory), "--cluster", cluster.address]
+    with _cleanup([token]):
+        proc = _start([*argv, "--", f"sleep 600.{token}"])
+        try:
+            assert _wait_for(lambda: len(_running(token)) >= len(lab.hosts), 30), _running(token)
+            proc.kill()  # SIGKILL: the client can tell nobody
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        # The scheduler releases its task; each shard sees that and stops its commands.
+        assert _wait_for(lambda: not _running(token), timeout=20), _running(token)
+
+
 def test_a_worker_then_the_scheduler_dying_mid_run(
     lab: Lab, remote_dir: str, tmp_path: Path
 ) -> None:
