@@ -175,6 +175,22 @@ def _addresses(cluster: Cluster) -> list[str]:
         client.close()
 
 
+def test_operations_in_a_row_reuse_the_workers_sessions(lab: Lab, cluster: Cluster) -> None:
+    """A playbook's steps: operations one after another on one ClusterExecutor run on
+    the same shards and their sessions (the second one connects to no host)."""
+    from remoteops.clusterrun import cluster_executor
+    from remoteops.fleet import FleetOptions, resolve_fleet
+
+    fleet = resolve_fleet("all", FleetOptions(inventory=(str(lab.inventory),)))
+    with cluster_executor(fleet.executor, cluster.address, 10) as executor:
+        first = {r.host: r for r in executor.ping()}
+        second = {r.host: r for r in executor.ping()}
+    assert sorted(first) == sorted(second) == sorted(h.name for h in lab.hosts)
+    assert all(r.is_ok for r in [*first.values(), *second.values()]), first | second
+    assert all(r.extra["connect_ms"] > 0 for r in first.values()), first
+    assert all(r.extra["connect_ms"] == 0 for r in second.values()), second
+
+
 def test_secrets_are_refused_up_front(lab: Lab, cluster: Cluster, tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("hunter2\n")
@@ -215,7 +231,7 @@ def test_secrets_are_refused_up_front(lab: Lab, cluster: Cluster, tmp_path: Path
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unreachable_scheduler_is_one_line_and_exit_2(lab: Lab) -> None:
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(lab: Lab, tmp_path: Path) -> None:
     address = f"tcp://127.0.0.1:{_free_port()}"
     proc = run_cli(
         "run", "all", "-i", str(lab.inventory), "--cluster", address, "--cluster-timeout", "1",
@@ -227,6 +243,17 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(lab: Lab) -> None:
         f"remoteops: error: --cluster {address}: no Dask scheduler answered within 1 s; "
         "start one ('dask scheduler') or check the address"
     ]
+    # From the config file (its keys are the options' names) and the environment alike.
+    config = tmp_path / "config.toml"
+    config.write_text(f'cluster = "{address}"\ncluster-timeout = 1\n')
+    config.chmod(0o600)
+    for env in (
+        dict(os.environ, REMOTEOPS_CONFIG=str(config)),
+        dict(os.environ, REMOTEOPS_CLUSTER=address),
+    ):
+        ping = run_cli("ping", "all", "-i", str(lab.inventory), "--cluster-timeout", "1", env=env)
+        assert ping.returncode == 2
+        assert ping.stderr == proc.stderr
 
 
 def test_ctrl_c_stops_the_remote_commands(lab: Lab, cluster: Cluster) -> None:
