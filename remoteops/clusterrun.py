@@ -539,7 +539,12 @@ class _WorkerCredentials(Credentials):
 
     def _load(self, path: str) -> paramiko.PKey | None:
         key = super()._load(path)
-        if key is None and path in self._expected and path not in self._errors:
+        if path in self._needs_passphrase:
+            self._errors[path] = (
+                f"{path} is encrypted, and passphrases are never sent to the workers; give "
+                "the worker an ssh-agent holding the key"
+            )
+        elif key is None and path in self._expected and path not in self._errors:
             self._errors[path] = (
                 f"no key file at {path}; install it there (keys are never sent to the "
                 "workers) or give the worker an ssh-agent holding it"
