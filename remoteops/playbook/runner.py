@@ -43,6 +43,7 @@ from remoteops.wording import plural, span
 
 if TYPE_CHECKING:
     from remoteops.execution import Executor
+    from remoteops.session import LineSink
     from remoteops.target import Target
     from remoteops.transfer import SourceSet, TransferOptions
 
@@ -365,14 +366,19 @@ class PlaybookRunner:
             hosts_of = {self.states[h].target.name: h for h in hosts}
             # The whole batch runs the step, even once the executor is drained.
             targets = [self.states[hosts_of[name]].target for name in remote]
-            for result in operate(
-                self.executor,
-                lambda executor, line, _progress: run_step(executor, remote, targets, line),
-                on_line=self.reporter.line,
-            ):
+            for result in self._remote(remote, targets):
                 outcomes.append(self._finish(play, step, hosts_of[result.host], result))
         self.reporter.step_finished(step, outcomes)
         return outcomes
+
+    def _remote(self, works: dict[str, StepWork], targets: list[Target]) -> Iterator[HostResult]:
+        """Each host's result of ``works`` (by target name), run by the engine."""
+
+        def op(executor: Executor, line: LineSink | None, _: object) -> Iterator[HostResult]:
+            results = run_step(executor, works, targets, line)
+            return (r for r in results if isinstance(r, HostResult))  # no files travel here
+
+        return operate(self.executor, op, on_line=self.reporter.line)
 
     def _finish(
         self,
