@@ -24,7 +24,9 @@ Messages (each a tuple; pickled in batches of up to :data:`_BATCH` into
   ``("result", i, seq, HostResult)`` as each host finishes, ``("line", i,
   host, stream, data)``, ``("progress", i, host, nbytes, files)``, ``("log",
   i, LogRecord)``, ``("hostkey", i, files, write_file, host, port, name,
-  key_type, blob)`` (a key recorded under accept-new), ``("done", i, seq)``
+  key_type, blob)`` (a key recorded under accept-new), ``("data", i, seq,
+  item)`` (anything else the operation yields: a get's files, before the
+  host's result), ``("done", i, seq)``
   when an operation ends, ``("failed", i, seq, why)`` when it raised.
 
 What travels: the operation, the share's targets (without their inventory
@@ -61,13 +63,13 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from remoteops.errors import UsageError
 from remoteops.hostkeys import HostKeyStore, KnownHostsFile, parse_known_hosts
 from remoteops.session import Credentials
-from remoteops.shards import Operation, ProgressSink, split
+from remoteops.shards import ProgressSink, split
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -92,6 +94,10 @@ _OUTBOX_MAX = 1024  # messages a shard holds before its hosts' threads wait
 _STOP_WAIT_S = 30.0  # how long the client waits for cancelled shards to report
 _IDLE_S = 3600.0  # a shard sent no operation for this long ends (its client is gone)
 _HOST_IN_LOG = re.compile(r"Host '([^']*)'")
+
+ClusterOperation = Callable[["Executor", "LineSink | None", "ProgressSink | None"], Iterable[Any]]
+"""A shard's operation: as :data:`remoteops.shards.Operation`, and it may also yield
+data for the client (``transfer.staging.Message``: a get's files) among the results."""
 
 # (realpath, bytes or None when missing) of each known_hosts file, by the path targets name
 KnownHostsData = dict[str, tuple[str, bytes | None]]
@@ -162,6 +168,7 @@ class ClusterExecutor:
         self._cancelled = threading.Event()
         self._cancel_sent = False
         self._closed = False
+        self._hold = False
 
     def __enter__(self) -> ClusterExecutor:
         return self
@@ -173,6 +180,27 @@ class ClusterExecutor:
     def forks(self) -> int:
         """How many hosts are worked on at once, over all the shards."""
         return self.executor.forks
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set by ``cancel()`` (a playbook stops between steps on it)."""
+        return self.executor.cancel_event
+
+    @property
+    def drain_event(self) -> threading.Event:
+        """Set by ``drain()``."""
+        return self.executor.drain_event
+
+    @property
+    def drain_reason(self) -> str:
+        """Why ``drain()`` was called."""
+        return self.executor.drain_reason
+
+    def hold_sessions(self, count: int) -> None:
+        """Keep every host's connection between operations (a playbook's steps): each
+        shard keeps one per host of its share. Called before the first operation."""
+        del count
+        self._hold = True
 
     def cancel(self) -> None:
         """Stop every shard: no host starts, running commands are stopped (signal-safe:
@@ -242,13 +270,18 @@ class ClusterExecutor:
 
     def operate(
         self,
-        op: Operation,
+        op: ClusterOperation,
         *,
         on_line: LineSink | None = None,
         progress: ProgressSink | None = None,
+        on_data: Callable[[Any], None] | None = None,
     ) -> Iterator[HostResult]:
         """Send ``op`` to every shard (starting them the first time) and yield each
-        host's result as its shard reports it."""
+        host's result as its shard reports it.
+
+        Anything else ``op`` yields on a worker (a ``get``'s files, as
+        ``transfer.staging.Message`` values) is given to ``on_data`` on the client,
+        in the order sent: a host's files before its result."""
         import cloudpickle  # type: ignore[import-untyped]
 
         blob = cloudpickle.dumps(op)
@@ -261,7 +294,7 @@ class ClusterExecutor:
             if not shard.gone and self.lost is None:
                 shard.busy = True
                 self._send(shard, ("op", seq, blob, on_line is not None, progress is not None))
-        return self._collect(seq, on_line, progress)
+        return self._collect(seq, on_line, progress, on_data)
 
     def _share(self, shard: _Shard) -> list[Target]:
         return self.targets[shard.index :: len(self._shards)]
@@ -297,6 +330,7 @@ class ClusterExecutor:
                 limits,
                 known,
                 keys,
+                self._hold,
                 key=f"{self._name}-shard-{index}",
                 workers=[shard.worker],
                 allow_other_workers=False,
@@ -305,7 +339,11 @@ class ClusterExecutor:
             )
 
     def _collect(
-        self, seq: int, on_line: LineSink | None, progress: ProgressSink | None
+        self,
+        seq: int,
+        on_line: LineSink | None,
+        progress: ProgressSink | None,
+        on_data: Callable[[Any], None] | None,
     ) -> Iterator[HostResult]:
         from remoteops.execution import host_result
 
@@ -325,6 +363,8 @@ class ClusterExecutor:
                 on_line(*message[2:])
             elif kind == "progress" and progress is not None:
                 progress(*message[2:])
+            elif kind == "data" and message[2] == seq and on_data is not None:
+                on_data(message[3])
             elif kind == "log":
                 record: logging.LogRecord = message[2]
                 logging.getLogger(record.name).handle(record)
@@ -619,6 +659,9 @@ def _size(message: tuple[Any, ...]) -> int:
     body = message[-1]
     if isinstance(body, bytes):
         return len(body)
+    carried = getattr(body, "data_bytes", None)  # a get's files
+    if isinstance(carried, int):
+        return carried + 256
     return len(getattr(body, "stdout", b"")) + len(getattr(body, "stderr", b"")) + 256
 
 
@@ -655,9 +698,11 @@ def _shard_task(
     limits: Limits,
     known: KnownHostsData,
     keys: tuple[str, ...],
+    hold: bool = False,
 ) -> str:
     """A shard, on its worker: run each operation the client sends on ``share`` until
-    told to close. Returns how it ended."""
+    told to close (``hold``: keeping a connection to each of its hosts between
+    operations, as a playbook does). Returns how it ended."""
     from distributed import Queue, get_client, get_worker, secede
     from distributed.worker import thread_state  # type: ignore[attr-defined]
 
@@ -691,6 +736,8 @@ def _shard_task(
         timeouts=timeouts,
         limits=limits,
     )
+    if hold:
+        executor.hold_sessions(len(share))
     ops: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
     ended = threading.Event()
 
@@ -758,7 +805,7 @@ def _run_op(
     executor: Executor,
     outbox: _Outbox,
     seq: int,
-    op: Operation,
+    op: ClusterOperation,
     *,
     lines: bool,
     progress: bool,
@@ -772,10 +819,10 @@ def _run_op(
         outbox.send("progress", host, nbytes, files)
 
     try:
-        for result in op(
-            executor, line_sink if lines else None, progress_sink if progress else None
-        ):
-            outbox.send("result", seq, result)
+        from remoteops.results import HostResult
+
+        for item in op(executor, line_sink if lines else None, progress_sink if progress else None):
+            outbox.send("result" if isinstance(item, HostResult) else "data", seq, item)
     except Exception as exc:
         logger.debug("cluster shard: operation %d failed", seq, exc_info=True)
         outbox.send("failed", seq, f"{type(exc).__name__}: {exc}")

@@ -61,6 +61,7 @@ __all__ = [
     "UserOpt",
     "become_password",
     "check_connection_options",
+    "refuse_cluster_become",
     "resolve",
     "targeting",
 ]
@@ -379,6 +380,17 @@ def targeting(params: dict[str, Any]) -> Targeting:
     """The shared targeting options out of a command's parameters (give it ``locals()``)."""
     fields = dataclasses.fields(Targeting)
     return Targeting(**{f.name: params[f.name] for f in fields if f.name in params})
+
+
+def refuse_cluster_become(cluster: str | None, become_password_file: Path | None) -> None:
+    """``--cluster`` with ``--become-password-file``: one usage line (a sudo password
+    would have to be sent to the workers, and secrets never are)."""
+    if cluster is not None and become_password_file is not None:
+        raise UsageError(
+            "--cluster: a sudo password (--become-password-file) would have to be sent to "
+            "the workers, and secrets never are; use passwordless sudo there, or run without "
+            "--cluster"
+        )
 
 
 def become_password(path: Path | None) -> str | None:

@@ -19,6 +19,8 @@ import typer
 
 from remoteops.cli.options import (
     AskPassOpt,
+    ClusterHostsOpt,
+    ClusterTimeoutOpt,
     ConnectTimeoutOpt,
     ForksOpt,
     InventoryOpt,
@@ -42,11 +44,12 @@ from remoteops.cli.options import (
     TimeoutOpt,
     UserOpt,
     check_connection_options,
+    refuse_cluster_become,
     resolve,
     targeting,
 )
 from remoteops.cli.record import RunRecord, recording
-from remoteops.cli.runtime import Interrupts, finish, go_quiet, settle_heap
+from remoteops.cli.runtime import Interrupts, cluster_outcome, finish, go_quiet, settle_heap
 from remoteops.errors import UsageError
 from remoteops.printable import printable
 
@@ -290,6 +293,8 @@ def play_cmd(
             help="play runs in one process (each step waits for every host): only 1 or auto.",
         ),
     ] = None,
+    cluster: ClusterHostsOpt = None,
+    cluster_timeout: ClusterTimeoutOpt = 10.0,
     user: UserOpt = None,
     key: KeyOpt = None,
     port: PortOpt = None,
@@ -403,6 +408,7 @@ def play_cmd(
         extra_vars=extra,
         start_at=first,
     )
+    refuse_cluster_become(cluster, become_password_file)
     become_password = (
         read_secret_file(become_password_file, "--become-password-file")
         if become_password_file
@@ -439,6 +445,7 @@ def play_cmd(
     with interrupts:
         result = runner.run()
     result.interrupted_by = interrupts.code
+    cluster_outcome(executor, result)
     if not (as_json or quiet):  # with -q the summary names the failed hosts
         recap = render_recap(result)
         if recap:

@@ -44,6 +44,7 @@ from remoteops.cli.options import (
     TimeoutOpt,
     UserOpt,
     become_password,
+    refuse_cluster_become,
     resolve,
     targeting,
 )
@@ -203,12 +204,7 @@ def run_cmd(
             "--out-dir with --cluster is not supported yet (the files would be written on "
             "the workers); drop one of them"
         )
-    if cluster is not None and become_password_file is not None:
-        raise UsageError(
-            "--cluster: a sudo password (--become-password-file) would have to be sent to "
-            "the workers, and secrets never are; use passwordless sudo there, or run without "
-            "--cluster"
-        )
+    refuse_cluster_become(cluster, become_password_file)
     if pty and stdin_file is not None and become and become_password_file is not None:
         raise UsageError(
             "--stdin with --pty and a sudo password: on a terminal sudo discards input typed "

@@ -21,6 +21,8 @@ from remoteops.cli.options import (
     AskPassOpt,
     BecomePasswordFileOpt,
     BecomeUserOpt,
+    ClusterHostsOpt,
+    ClusterTimeoutOpt,
     ConnectTimeoutOpt,
     FailOnFindingsOpt,
     ForksOpt,
@@ -47,12 +49,14 @@ from remoteops.cli.options import (
     SshConfigOpt,
     UserOpt,
     become_password,
+    refuse_cluster_become,
     resolve,
     targeting,
 )
 from remoteops.cli.record import RunRecord, recording
 from remoteops.cli.runtime import (
     ProgressDisplay,
+    cluster_outcome,
     drive,
     finish,
     go_quiet,
@@ -62,6 +66,8 @@ from remoteops.errors import UsageError
 from remoteops.results import HostResult
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from remoteops.transfer import TransferOptions
 
 __all__ = ["get_cmd", "put_cmd", "report_host"]
@@ -265,6 +271,7 @@ def _run_transfer(
     record.start([t.name for t in targets])
     with executor:
         run = drive(results, cancel=cancel, on_result=record.shown(show), progress=progress)
+        cluster_outcome(executor, run)
 
     finish(
         run,
@@ -286,6 +293,8 @@ def put_cmd(
     limit: LimitOpt = None,
     forks: ForksOpt = None,
     procs: ProcsOpt = None,
+    cluster: ClusterHostsOpt = None,
+    cluster_timeout: ClusterTimeoutOpt = 10.0,
     user: UserOpt = None,
     key: KeyOpt = None,
     port: PortOpt = None,
@@ -348,6 +357,7 @@ def put_cmd(
     if not dest:
         raise UsageError("put: DEST is empty")
     file_mode = _parse_mode(mode)
+    refuse_cluster_become(cluster, become_password_file)
     options = _options(locals())
     opts = targeting(locals())
     record = recording("put", pattern, locals())
@@ -358,11 +368,20 @@ def put_cmd(
     progress = _TransferProgress(
         len(targets), source_set.total_bytes * len(targets), enabled=not quiet
     )
-    results = operate(
-        executor,
-        lambda one, _lines, moved: put(one, source_set, dest, options=options, progress=moved),
-        progress=progress.moved,
-    )
+    if cluster is not None:
+        from remoteops.transfer.clustered import ClusterPut
+        from remoteops.transfer.staging import pack
+
+        # The sources travel once per worker; each worker's shard sends them on.
+        results = executor.operate(
+            ClusterPut(pack(source_set), dest, options), progress=progress.moved
+        )
+    else:
+        results = operate(
+            executor,
+            lambda one, _lines, moved: put(one, source_set, dest, options=options, progress=moved),
+            progress=progress.moved,
+        )
     _run_transfer(
         targets,
         executor,
@@ -383,6 +402,8 @@ def get_cmd(
     limit: LimitOpt = None,
     forks: ForksOpt = None,
     procs: ProcsOpt = None,
+    cluster: ClusterHostsOpt = None,
+    cluster_timeout: ClusterTimeoutOpt = 10.0,
     user: UserOpt = None,
     key: KeyOpt = None,
     port: PortOpt = None,
@@ -446,6 +467,7 @@ def get_cmd(
         raise UsageError("get: an empty REMOTE path was given")
     local_dir = Path(local)
     check_output_dir(local_dir, "LOCAL_DIR", create=False)
+    refuse_cluster_become(cluster, become_password_file)
     options = _options(locals())
     stage = open_stage(analyze, rules)
     opts = targeting(locals())
@@ -455,11 +477,16 @@ def get_cmd(
     file_names_for_hosts((t.name for t in targets), local_dir, "LOCAL_DIR")
     check_output_dir(local_dir, "LOCAL_DIR", create=True)
     progress = _TransferProgress(len(targets), None, enabled=not quiet)
-    results = operate(
-        executor,
-        lambda one, _lines, moved: get(one, remotes, local_dir, options=options, progress=moved),
-        progress=progress.moved,
-    )
+    if cluster is not None:
+        results = _get_on_cluster(executor, targets, remotes, local_dir, options, progress)
+    else:
+        results = operate(
+            executor,
+            lambda one, _lines, moved: get(
+                one, remotes, local_dir, options=options, progress=moved
+            ),
+            progress=progress.moved,
+        )
 
     def files_of(result: HostResult) -> dict[str, Path]:
         return downloaded_files(local_dir / result.host, result)
@@ -478,3 +505,26 @@ def get_cmd(
             fail_on_findings=fail_on_findings,
             verb="fetched",
         )
+
+
+def _get_on_cluster(
+    executor: Any,
+    targets: list[Any],
+    remotes: list[str],
+    local_dir: Path,
+    options: TransferOptions,
+    progress: _TransferProgress,
+) -> Iterator[HostResult]:
+    """``get`` over a cluster: each worker downloads into a private directory and sends
+    each host's files back, written here under LOCAL_DIR/<host>/ with a local get's
+    checks before that host's result is shown."""
+    from remoteops.transfer.clustered import ClientFiles, ClusterGet
+
+    files = ClientFiles(local_dir, [t.name for t in targets], preserve=options.preserve)
+    try:
+        for result in executor.operate(
+            ClusterGet(tuple(remotes), options), progress=progress.moved, on_data=files.receive
+        ):
+            yield files.settle(result)
+    finally:
+        files.close()

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from remoteops.operations import CommandSpec
     from remoteops.results import HostResult
     from remoteops.session import LineSink, Session
-    from remoteops.target import Target
     from remoteops.transfer import SourceSet, TransferOptions
     from remoteops.transfer.staging import Message
 
@@ -156,11 +155,10 @@ def for_cluster(works: Mapping[str, StepWork]) -> dict[str, StepWork]:
 def run_step(
     executor: Executor,
     works: Mapping[str, StepWork],
-    targets: Sequence[Target],
     on_line: LineSink | None,
 ) -> Iterator[HostResult | Message]:
-    """Run each host's ``works`` entry (by target name) on ``executor``, the hosts of
-    ``targets`` it has; yield each result as it finishes.
+    """Run each host's ``works`` entry (by target name) on ``executor``'s hosts that
+    have one, in the executor's order; yield each result as it finishes.
 
     The whole batch runs the step even once the executor is drained (a
     playbook's batch in flight runs to its end); ``cancel()`` still stops it.
@@ -189,7 +187,7 @@ def run_step(
         by_name: dict[str, OnSession] = {}
         mine = {t.name for t in executor.targets}
         for name, work in works.items():
-            if name not in mine:
+            if name not in mine:  # another shard's host
                 continue
             key = id(work)
             if key not in bound:
@@ -208,7 +206,7 @@ def run_step(
             if key in dirs:
                 shipped[name] = dirs[key]
             by_name[name] = bound[key]
-        chosen = [t for t in targets if t.name in by_name]
+        chosen = [t for t in executor.targets if t.name in by_name]
 
         def on_host(lease: Lease) -> HostResult:
             return by_name[lease.target.name](lease.session)

@@ -23,6 +23,7 @@ with the executor at the end.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,13 +36,22 @@ from remoteops.errors import RemoteOpsError, UsageError
 from remoteops.execution import host_result
 from remoteops.playbook.model import Play, Playbook, Step
 from remoteops.playbook.recap import HostCounts, PlaybookResult, fold_hosts
-from remoteops.playbook.remote import GetWork, PingWork, PutWork, RunWork, StepWork, run_step
+from remoteops.playbook.remote import (
+    GetWork,
+    PingWork,
+    PutWork,
+    RunWork,
+    StepWork,
+    for_cluster,
+    run_step,
+)
 from remoteops.playbook.template import Template
 from remoteops.results import HostResult
 from remoteops.shards import operate
 from remoteops.wording import plural, span
 
 if TYPE_CHECKING:
+    from remoteops.clusterrun import ClusterExecutor
     from remoteops.execution import Executor
     from remoteops.session import LineSink
     from remoteops.target import Target
@@ -51,6 +61,8 @@ __all__ = ["Answer", "PlaybookRunner", "Reporter", "StepOutcome"]
 
 Answer = Literal["yes", "no", "all", "quit"]
 """What ``--step`` asks before a step: run it, skip it, run all the rest, stop."""
+
+logger = logging.getLogger(__name__)
 
 _LOCAL_ACTIONS = ("fail", "assert", "analyze")
 
@@ -149,7 +161,7 @@ class PlaybookRunner:
         self,
         playbook: Playbook,
         *,
-        executor: Executor,
+        executor: Executor | ClusterExecutor,
         targets: Mapping[str, Target],
         play_hosts: Mapping[int, Sequence[str]],
         groups: Mapping[str, Sequence[str]],
@@ -365,20 +377,62 @@ class PlaybookRunner:
         if remote:
             hosts_of = {self.states[h].target.name: h for h in hosts}
             # The whole batch runs the step, even once the executor is drained.
-            targets = [self.states[hosts_of[name]].target for name in remote]
-            for result in self._remote(remote, targets):
+            for result in self._remote(remote):
                 outcomes.append(self._finish(play, step, hosts_of[result.host], result))
         self.reporter.step_finished(step, outcomes)
         return outcomes
 
-    def _remote(self, works: dict[str, StepWork], targets: list[Target]) -> Iterator[HostResult]:
-        """Each host's result of ``works`` (by target name), run by the engine."""
+    def _remote(self, works: dict[str, StepWork]) -> Iterator[HostResult]:
+        """Each host's result of ``works`` (by target name), run by the engine: this
+        process's, or a cluster's shards (``--cluster``), to which a put's sources
+        travel packed and from which a get's files come back before each result."""
+        from remoteops.clusterrun import ClusterExecutor
 
-        def op(executor: Executor, line: LineSink | None, _: object) -> Iterator[HostResult]:
-            results = run_step(executor, works, targets, line)
-            return (r for r in results if isinstance(r, HostResult))  # no files travel here
+        executor = self.executor
+        if not isinstance(executor, ClusterExecutor):
 
-        return operate(self.executor, op, on_line=self.reporter.line)
+            def op(one: Executor, line: LineSink | None, _: object) -> Iterator[HostResult]:
+                results = run_step(one, works, line)
+                return (r for r in results if isinstance(r, HostResult))  # no files travel
+
+            yield from operate(executor, op, on_line=self.reporter.line)
+            return
+        from remoteops.transfer.clustered import ClientFiles
+
+        sent = for_cluster(works)
+        receivers: dict[Path, ClientFiles] = {}
+        files_of: dict[str, ClientFiles] = {}
+        for name, work in sent.items():
+            if isinstance(work, GetWork):
+                if work.local_dir not in receivers:
+                    hosts = [
+                        n
+                        for n, w in sent.items()
+                        if getattr(w, "local_dir", None) == work.local_dir
+                    ]
+                    receivers[work.local_dir] = ClientFiles(
+                        work.local_dir, hosts, preserve=work.options.preserve
+                    )
+                files_of[name] = receivers[work.local_dir]
+
+        def on_data(message: Any) -> None:
+            files = files_of.get(getattr(message, "host", ""))
+            if files is None:
+                logger.warning("a cluster worker sent files of a host that fetched none; ignored")
+            else:
+                files.receive(message)
+
+        try:
+            for result in executor.operate(
+                lambda one, line, _progress: run_step(one, sent, line),
+                on_line=self.reporter.line,
+                on_data=on_data,
+            ):
+                files = files_of.get(result.host)
+                yield files.settle(result) if files is not None else result
+        finally:
+            for files in receivers.values():
+                files.close()
 
     def _finish(
         self,
@@ -604,7 +658,12 @@ class PlaybookRunner:
         from remoteops.transfer import SourceSet
 
         args = step.args
-        sources = tuple(str(self._local_path(t.render(context))) for t in args["src"])
+        rendered = [t.render(context) for t in args["src"]]
+        # DIR/ sends DIR's contents, as on the command line: keep the slash Path drops.
+        sources = tuple(
+            str(self._local_path(r)) + ("/" if r.endswith("/") and r.strip("/") else "")
+            for r in rendered
+        )
         dest = args["dest"].render(context)
         options = self._transfer_options(play, step, context)
         key = (sources, args.get("mode"), options.checksum or options.verify)

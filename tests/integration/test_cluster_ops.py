@@ -113,7 +113,7 @@ def test_a_playbook_step_on_a_worker_ships_get_files_and_unpacks_put_sources(
     assert len({id(w.sources) for w in puts.values() if isinstance(w, PutWork)}) == 1  # packed once
     sent = pickle.loads(pickle.dumps(puts))
     put_results = _collect(
-        run_step(executor, sent, executor.targets, None),
+        run_step(executor, sent, None),
         ClientFiles(tmp_path, names, preserve=False),
     )
     assert {h: (r.status, r.extra["files"]) for h, r in put_results.items()} == {
@@ -124,7 +124,7 @@ def test_a_playbook_step_on_a_worker_ships_get_files_and_unpacks_put_sources(
     gets = for_cluster({n: GetWork((f"{remote_dir}/p",), dest, options, None) for n in names})
     works = {**gets, names[0]: RunWork(remoteops.CommandSpec(command="true"), None)}
     results = _collect(
-        run_step(executor, pickle.loads(pickle.dumps(works)), executor.targets, None),
+        run_step(executor, pickle.loads(pickle.dumps(works)), None),
         ClientFiles(dest, names, preserve=False),
     )
     assert {h: r.status for h, r in results.items()} == dict.fromkeys(names, "ok")

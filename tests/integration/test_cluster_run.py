@@ -7,10 +7,12 @@ files are compared with the same command run locally.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from tests.readme import README
 
 pytestmark = pytest.mark.integration
 
+PLAYBOOKS = Path(__file__).parent.parent.parent / "playbooks"
 HOSTS = 2 * len(KINDS)  # every kind of host, on each worker
 TIMEOUT_S = 2
 
@@ -319,7 +322,7 @@ def test_a_worker_then_the_scheduler_dying_mid_run(
             assert proc.stdout is not None
             seen = [json.loads(proc.stdout.readline())["host"] for _ in quick]
             assert sorted(seen) == sorted(quick)
-            assert _wait_for(lambda: len(_running(token)) >= len(waiting), 20), _running(token)
+            assert _wait_for(lambda: _sleeping(token) >= len(waiting), 20), _running(token)
             os.kill(by_address[first].pid, signal.SIGKILL)
             out, err = _finish(proc)
         finally:
@@ -341,7 +344,7 @@ def test_a_worker_then_the_scheduler_dying_mid_run(
             assert proc.stdout is not None
             seen = [json.loads(proc.stdout.readline())["host"] for _ in quick]
             assert sorted(seen) == sorted(quick)
-            assert _wait_for(lambda: len(_running(token)) >= 2 * len(waiting), 20)
+            assert _wait_for(lambda: _sleeping(token) >= 2 * len(waiting), 20)
             _stop(procs[0])
             out, err = _finish(proc)
         finally:
@@ -367,6 +370,16 @@ def test_a_worker_then_the_scheduler_dying_mid_run(
     assert summary["exit_code"] == 2
 
 
+def _sleeping(token: str) -> int:
+    """How many hosts are in the command's ``sleep`` (its shell holds the token too, and
+    is there before the host's ``echo ran``: counting it would race)."""
+    count = 0
+    for pid in _running(token):
+        with contextlib.suppress(OSError):
+            count += Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\0")
+    return count
+
+
 def _json(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -385,3 +398,102 @@ def test_the_readme_run_command_on_a_cluster(lab: Lab, cluster: Cluster) -> None
         h.name for h in lab.hosts
     )
     assert "load average" in proc.stdout
+
+
+def _tree_of(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every regular file below ``root``: mode, mtime (s) and content."""
+    return {
+        p.relative_to(root).as_posix(): (
+            p.stat().st_mode & 0o7777,
+            int(p.stat().st_mtime),
+            p.read_bytes(),
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def _host_records(stdout: str, where: str) -> list[dict[str, Any]]:
+    """The JSON host records without durations, the run's own directory names made equal."""
+    objs = [json.loads(line) for line in stdout.replace(where, "WHERE").splitlines()]
+    for obj in objs:
+        obj.pop("duration_s", None)
+    return sorted(
+        (o for o in objs if o["type"] == "host"), key=lambda o: json.dumps(o, sort_keys=True)
+    )
+
+
+def test_put_and_get_of_a_tree_on_the_cluster_are_a_local_put_and_get(
+    lab: Lab, cluster: Cluster, remote_dir: str, tmp_path: Path
+) -> None:
+    names = [h.name for h in lab.hosts[:4]]
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "top.txt").write_text("top\n")
+    (src / "a" / "secret").write_bytes(b"s" * 70_000)
+    (src / "a" / "secret").chmod(0o600)
+    (src / "a" / "b" / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    common = ["-i", str(lab.inventory), "-l", ",".join(names), "--json"]
+    sharded = f"--cluster {cluster.address}: {len(names)} hosts over 2 workers"
+    records: dict[str, Any] = {}
+    for where in ("local", "cluster"):
+        more = ["--cluster", cluster.address] if where == "cluster" else []
+        dest = f"{remote_dir}/{where}/"
+        sent = run_cli("-v", "put", "all", *common, *more, str(src), dest, timeout=120)
+        assert (sharded in sent.stderr) == (where == "cluster"), sent.stderr
+        again = run_cli("put", "all", *common, *more, str(src), dest, timeout=120)
+        local = tmp_path / f"got-{where}"
+        local.mkdir()
+        got = run_cli(
+            "get", "all", *common, *more, f"{remote_dir}/{where}", str(local), timeout=120
+        )
+        for proc in (sent, again, got):
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert "Traceback" not in proc.stderr
+        records[where] = [_host_records(p.stdout, where) for p in (sent, again, got)]
+        for host in names:
+            assert _tree_of(lab.host_path(host, f"{remote_dir}/{where}/src")) == _tree_of(src)
+            fetched = local / host / remote_dir.lstrip("/") / where / "src"
+            assert _tree_of(fetched) == _tree_of(src)
+        assert not list(local.rglob("*.part"))
+    assert records["cluster"] == records["local"]
+    put_first, put_again, _get = records["cluster"]
+    assert {(r["files"], r["unchanged"]) for r in put_first} == {(3, 0)}
+    assert {(r["files"], r["unchanged"]) for r in put_again} == {(0, 3)}  # mtimes kept
+
+
+def test_an_example_playbook_on_the_cluster_gives_the_local_records(
+    lab: Lab, cluster: Cluster, remote_dir: str, tmp_path: Path
+) -> None:
+    # collect-logs: run, get (files back to the client), analyze; and a put step
+    # whose sources travel packed, then read back.
+    names = [h.name for h in lab.hosts[:4]]
+    results = {}
+    for where in ("local", "cluster"):
+        cwd = tmp_path / where
+        shutil.copytree(PLAYBOOKS, cwd / "playbooks")
+        (cwd / "conf").mkdir()
+        (cwd / "conf" / "app.conf").write_text("workers=4\n")
+        (cwd / "put.yml").write_text(
+            "- hosts: all\n  steps:\n"
+            f"    - put: {{src: conf/, dest: {remote_dir}/{where}/}}\n"
+            f"    - run: cat {remote_dir}/{where}/app.conf\n      register: conf\n"
+            "    - assert:\n        that: [conf.stdout.strip() == 'workers=4']\n"
+        )
+        more = ["--cluster", cluster.address] if where == "cluster" else []
+        outs = []
+        for book in ("playbooks/collect-logs.yml", "put.yml"):
+            proc = run_cli(
+                "-v", "play", book, "-i", str(lab.inventory), "-l", ",".join(names), "--json",
+                *more, cwd=cwd, timeout=120,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            sharded = f"--cluster {cluster.address}: {len(names)} hosts over 2 workers"
+            assert (sharded in proc.stderr) == (where == "cluster"), proc.stderr
+            assert "Traceback" not in proc.stderr
+            outs.append(_host_records(proc.stdout, where))
+        results[where] = outs
+        for host in names:
+            log = cwd / "collected" / host / "srv/app/log/app.log"
+            assert log.read_bytes() == lab.host_path(host, "/srv/app/log/app.log").read_bytes()
+    assert results["cluster"] == results["local"]
