@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -93,6 +94,16 @@ _BATCH_BYTES = 1 << 20  # a batch is sent once it carries this many bytes of out
 _OUTBOX_MAX = 1024  # messages a shard holds before its hosts' threads wait
 _STOP_WAIT_S = 30.0  # how long the client waits for cancelled shards to report
 _IDLE_S = 3600.0  # a shard sent no operation for this long ends (its client is gone)
+# A shard runs with the cyclic collector off and collects itself every this many
+# hosts. With it on, a Dask worker on CPython 3.11 before 3.11.9 deadlocks: its
+# profiler calls sys._current_frames() every 10 ms, which holds the runtime's
+# thread list lock; a collection triggered inside it runs weakref callbacks,
+# which may hand the GIL to one of the shard's many threads as it ends, and
+# that thread waits for the list lock while holding the GIL (CPython
+# gh-106883; seen here: every thread of both workers stopped, and the scheduler
+# dropped them 5 minutes later). Without automatic collections nothing runs
+# inside that call; the collections here happen in the shard's own thread.
+_COLLECT_EVERY = 200
 _HOST_IN_LOG = re.compile(r"Host '([^']*)'")
 
 ClusterOperation = Callable[["Executor", "LineSink | None", "ProgressSink | None"], Iterable[Any]]
@@ -180,6 +191,11 @@ class ClusterExecutor:
     def forks(self) -> int:
         """How many hosts are worked on at once, over all the shards."""
         return self.executor.forks
+
+    @property
+    def client(self) -> Client:
+        """The cluster's client (``run --analyze`` sends its analysis tasks through it)."""
+        return self._client
 
     @property
     def cancel_event(self) -> threading.Event:
@@ -777,6 +793,8 @@ def _shard_task(
     listener = threading.Thread(target=listen, name=f"shard {index} control", daemon=True)
     listener.start()
     how = "closed"
+    collecting = gc.isenabled()
+    gc.disable()  # see _COLLECT_EVERY: collected by _run_op instead
     try:
         with executor:
             while True:
@@ -791,6 +809,8 @@ def _shard_task(
                 op = pickle.loads(blob)  # noqa: S301 (the client's, as Dask's tasks are)
                 _run_op(executor, outbox, seq, op, lines=lines, progress=progress)
     finally:
+        if collecting:
+            gc.enable()
         ended.set()
         remoteops_logger.removeHandler(forward)
         outbox.close()
@@ -821,8 +841,13 @@ def _run_op(
     try:
         from remoteops.results import HostResult
 
+        done = 0
         for item in op(executor, line_sink if lines else None, progress_sink if progress else None):
             outbox.send("result" if isinstance(item, HostResult) else "data", seq, item)
+            if isinstance(item, HostResult):
+                done += 1
+                if done % _COLLECT_EVERY == 0:
+                    gc.collect()
     except Exception as exc:
         logger.debug("cluster shard: operation %d failed", seq, exc_info=True)
         outbox.send("failed", seq, f"{type(exc).__name__}: {exc}")
