@@ -637,7 +637,9 @@ class AnalysisStage:
 
     def _feed_cluster(self, client: Client) -> None:
         """Send the tasks to the cluster's workers; see the module's docstring."""
-        limit = 2 * max(1, sum(client.nthreads().values()))
+        threads = sum(client.nthreads().values())
+        logger.info("analysis: tasks go to the cluster's workers (%d threads)", threads)
+        limit = 2 * max(1, threads)
         finished: queue.Queue[ClusterFuture] = queue.Queue()
         pending: deque[Task] = deque()
         inflight: dict[ClusterFuture, tuple[Task, int]] = {}

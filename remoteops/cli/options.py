@@ -279,7 +279,8 @@ AnalyzeOpt = Annotated[
         "--analyze",
         "-a",
         help="Analyse results locally as hosts finish, in a process pool: NAME[:ARGS] "
-        "(group, grep, count, extract, threshold, drift, logscan, module:function). Repeatable.",
+        "(group, grep, count, extract, threshold, drift, logscan, module:function). Repeatable. "
+        "With run --cluster, on the cluster's workers.",
     ),
 ]
 

@@ -277,6 +277,8 @@ def run_cmd(
         path = result.extra.get("_stdout_file")
         return {"stdout": path} if isinstance(path, Path) and path.is_file() else None
 
+    if stage is not None and cluster is not None:
+        stage.on_cluster(executor.client)  # the analysis runs on the same workers
     with executor, stage if stage is not None else contextlib.nullcontext():
         run = drive(
             feed(stage, results, out_file) if stage else results,

@@ -497,3 +497,23 @@ def test_an_example_playbook_on_the_cluster_gives_the_local_records(
             log = cwd / "collected" / host / "srv/app/log/app.log"
             assert log.read_bytes() == lab.host_path(host, "/srv/app/log/app.log").read_bytes()
     assert results["cluster"] == results["local"]
+
+
+def test_run_analyze_on_the_cluster_gives_the_local_analysis(lab: Lab, cluster: Cluster) -> None:
+    # The analyzers run as tasks on the cluster's workers, not in a local pool.
+    command = "cat /srv/app/log/app.log"
+    outs = {}
+    for where in ("local", "cluster"):
+        more = ["--cluster", cluster.address] if where == "cluster" else []
+        proc = run_cli(
+            "-v", "run", "all", "-i", str(lab.inventory), "--json", "-a", "logscan:top=5",
+            "-a", "count:ERROR", *more, "--", command, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        on_cluster = "analysis: tasks go to the cluster's workers" in proc.stderr
+        assert on_cluster == (where == "cluster"), proc.stderr
+        objs = [json.loads(line) for line in proc.stdout.splitlines()]
+        outs[where] = [o for o in objs if o["type"] == "analysis"]
+    assert outs["cluster"] == outs["local"]
+    assert [o["analyzer"] for o in outs["local"]] == ["logscan", "count"]
+    assert outs["local"][1]["total"] > 0
