@@ -78,7 +78,8 @@ if TYPE_CHECKING:
     import paramiko
     from distributed import Client, Future, Queue
 
-    from remoteops.execution import CommandSpec, Executor, Limits, Timeouts
+    from remoteops.execution import CommandSpec, Executor, Lease, Limits, Timeouts
+    from remoteops.outdir import OutDirSink
     from remoteops.results import HostResult
     from remoteops.session import LineSink, SessionSettings
     from remoteops.target import Target
@@ -273,12 +274,20 @@ class ClusterExecutor:
         on_line: LineSink | None = None,
         out_dir: Path | None = None,
     ) -> Iterator[HostResult]:
-        """As ``Executor.run_command`` (``out_dir``: not on a cluster yet)."""
-        if out_dir is not None:
-            raise UsageError("--out-dir with --cluster is not supported yet; drop one of them")
+        """As ``Executor.run_command``. With ``out_dir`` each host's exact output comes
+        back as it arrives and is written here (:class:`_OutDirFiles`)."""
         if spec.become_password is not None:
             raise UsageError("--cluster: a sudo password is never sent to the workers")
-        return self.operate(_RunCommand(spec), on_line=on_line)
+        if out_dir is None:
+            return self.operate(_RunCommand(spec), on_line=on_line)
+        from remoteops.outdir import start_run
+
+        start_run(out_dir)
+        files = _OutDirFiles(out_dir)
+        results = self.operate(
+            _RunCommand(spec, ship_output=True), on_line=on_line, on_data=files.receive
+        )
+        return (files.settle(result) for result in results)
 
     def ping(self) -> Iterator[HostResult]:
         """As ``Executor.ping``."""
@@ -530,11 +539,126 @@ class _RunCommand:
     """``run``'s operation (a class, so that it pickles by reference)."""
 
     spec: CommandSpec
+    ship_output: bool = False  # --out-dir: each host's output bytes to the client
 
     def __call__(
         self, executor: Executor, line: LineSink | None, _progress: ProgressSink | None
-    ) -> Iterator[HostResult]:
-        return executor.run_command(self.spec, on_line=line)
+    ) -> Iterator[HostResult | _Output]:
+        if not self.ship_output:
+            return executor.run_command(self.spec, on_line=line)
+        return self._shipping(executor, line)
+
+    def _shipping(
+        self, executor: Executor, line: LineSink | None
+    ) -> Iterator[HostResult | _Output]:
+        """Each host's output bytes as they arrive, then its result, in one stream.
+
+        The hosts' threads and the fan-out (in a thread of its own) feed one
+        bounded queue: when the client reads slowly, the hosts' commands wait
+        on their channels instead of the worker buffering their output.
+        """
+        from remoteops.operations import run_on
+
+        items: queue.Queue[HostResult | _Output | None] = queue.Queue(_OUTBOX_MAX)
+        spec = self.spec
+        failure: list[BaseException] = []
+
+        def put(item: HostResult | _Output | None) -> None:
+            while True:  # bounded by the run: cancelled, it stops waiting
+                try:
+                    items.put(item, timeout=_TURN_S)
+                    return
+                except queue.Full:
+                    if executor.cancel_event.is_set() and item is not None:
+                        return
+
+        def work(lease: Lease) -> HostResult:
+            host = lease.target.name
+            put(_Output(host, "start", b""))  # the command is about to run
+
+            def on_bytes(stream: str, data: bytes) -> None:
+                put(_Output(host, stream, bytes(data)))
+
+            return run_on(
+                lease.session,
+                spec,
+                cancel=executor.cancel_event,
+                timeout=executor.timeouts.command,
+                on_line=line,
+                start=lease.start,
+                on_bytes=on_bytes,
+            )
+
+        def pump() -> None:
+            try:
+                for result in executor.fan_out(work):
+                    put(result)  # after everything its host queued
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                put(None)
+
+        pumping = threading.Thread(target=pump, name="output pump", daemon=True)
+        pumping.start()
+        try:
+            while (item := items.get()) is not None:
+                yield item
+        finally:
+            if pumping.is_alive():  # the consumer stopped early: stop the hosts
+                executor.cancel()
+                deadline = time.monotonic() + _STOP_WAIT_S
+                while pumping.is_alive() and time.monotonic() < deadline:
+                    with contextlib.suppress(queue.Empty):
+                        items.get(timeout=_TURN_S)
+        if failure:
+            raise failure[0]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Output:
+    """``--out-dir`` on a cluster: a host's command is starting (``stream`` "start"), or
+    bytes of its stdout or stderr."""
+
+    host: str
+    stream: str
+    data: bytes
+
+    @property
+    def data_bytes(self) -> int:
+        return len(self.data)
+
+
+class _OutDirFiles:
+    """On the client: ``--out-dir`` files written from the output the shards send, as a
+    local run writes them (temporary names, renamed when the host's result comes;
+    DIR/<host>.exit; only for hosts whose command started)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self._out_dir = out_dir
+        self._sinks: dict[str, OutDirSink] = {}
+
+    def receive(self, item: object) -> None:
+        from remoteops.outdir import OutDirSink, continue_run
+
+        if not isinstance(item, _Output):
+            raise TypeError(f"not command output: {type(item).__name__}")
+        sink = self._sinks.get(item.host)
+        if item.stream == "start":
+            if sink is None:
+                continue_run(self._out_dir)
+                self._sinks[item.host] = OutDirSink(self._out_dir, item.host)
+        elif sink is not None and item.stream in ("stdout", "stderr"):
+            sink.write(item.stream, item.data)
+
+    def settle(self, result: HostResult) -> HostResult:
+        from remoteops.outdir import write_exit
+
+        sink = self._sinks.pop(result.host, None)
+        if sink is None:
+            return result
+        sink.close()
+        write_exit(self._out_dir, result.host, result.exit_code, result.status)
+        return dataclasses.replace(result, extra={**result.extra, "_stdout_file": sink.stdout_path})
 
 
 def _ping(

@@ -199,11 +199,6 @@ def run_cmd(
         raise UsageError("no command given: remoteops run PATTERN -- COMMAND")
     if max_output < 0:
         raise UsageError("--max-output must be 0 or more")
-    if cluster is not None and out_dir is not None:
-        raise UsageError(
-            "--out-dir with --cluster is not supported yet (the files would be written on "
-            "the workers); drop one of them"
-        )
     refuse_cluster_become(cluster, become_password_file)
     if pty and stdin_file is not None and become and become_password_file is not None:
         raise UsageError(

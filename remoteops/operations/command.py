@@ -14,7 +14,7 @@ import secrets
 import shlex
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,18 +91,23 @@ def run_on(
     on_line: LineSink | None = None,
     out_dir: Path | None = None,
     start: float | None = None,
+    on_bytes: Callable[[str, bytes], None] | None = None,
 ) -> HostResult:
     """Run ``spec`` over an open ``session`` (left open) and return the host's result.
 
     ``timeout`` is the command's deadline (``timeout_name`` names it in the
     message); ``cancel`` (Ctrl-C) stops the command on the host; ``start``
     (``time.monotonic()``) is where the result's duration counts from.
+    ``on_bytes(stream, data)`` gets the output's exact bytes as they arrive (with
+    ``out_dir``, its files get them instead).
     Raises HostError if the connection fails under the command.
     """
     target = session.target
     start = time.monotonic() if start is None else start
     command, stdin, answer = spec.remote_command(target)
     sink = OutDirSink(out_dir, target.name) if out_dir else None
+    if sink is not None:
+        on_bytes = sink.write
     try:
         result = session.exec(
             command,
@@ -112,7 +117,7 @@ def run_on(
             stdin=stdin,
             max_output=spec.max_output,
             on_line=on_line,
-            on_bytes=sink.write if sink else None,
+            on_bytes=on_bytes,
             cancel=cancel,
             run_as=spec.run_as(target),
             answer=answer,

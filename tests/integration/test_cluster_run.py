@@ -224,14 +224,6 @@ def test_secrets_are_refused_up_front(lab: Lab, cluster: Cluster, tmp_path: Path
         "would have to be sent to the workers, and secrets never are; give the workers key "
         "files at the same paths (or an agent), or run without --cluster"
     ]
-    # Nor is --out-dir on a cluster yet: the files would be on the workers.
-    proc = run_cli(
-        "run", "all", "-i", str(lab.inventory), "--cluster", cluster.address, "--out-dir",
-        str(tmp_path / "out"), "--", "true",
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    assert "--out-dir with --cluster is not supported yet" in proc.stderr
-    assert not (tmp_path / "out").exists()
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(lab: Lab, tmp_path: Path) -> None:
@@ -517,3 +509,42 @@ def test_run_analyze_on_the_cluster_gives_the_local_analysis(lab: Lab, cluster: 
     assert outs["cluster"] == outs["local"]
     assert [o["analyzer"] for o in outs["local"]] == ["logscan", "count"]
     assert outs["local"][1]["total"] > 0
+
+
+def test_out_dir_on_the_cluster_holds_the_local_files(
+    lab: Lab, cluster: Cluster, tmp_path: Path
+) -> None:
+    # Each host's exact output comes back from the workers and is written here.
+    inventory = _big_inventory(lab, tmp_path, HOSTS)
+    names = {kind: lab.hosts[LAB_HOST[kind]].name for kind in ("failed", "timeout")}
+    command = (
+        f"case $(hostname) in {names['failed']}) printf 'bad\\0' >&2; exit 3;; "
+        f"{names['timeout']}) echo partial; sleep 60;; esac; head -c 300000 /dev/zero | tr '\\0' x"
+    )
+    dirs = {}
+    for where in ("local", "cluster"):
+        more = ["--cluster", cluster.address] if where == "cluster" else []
+        out = tmp_path / f"out-{where}"
+        proc = run_cli(
+            "run", "all", "-i", str(inventory), "-t", str(TIMEOUT_S), "--out-dir", str(out),
+            "-a", "count:x", "--json", *more, "--", command, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 3, proc.stderr
+        assert "Traceback" not in proc.stderr
+        dirs[where] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        # The manifest lists names in the order hosts wrote them.
+        manifest = dirs[where][".remoteops-last-run"].splitlines()
+        dirs[where][".remoteops-last-run"] = b"\n".join(sorted(manifest))
+        analyses = [json.loads(line) for line in proc.stdout.splitlines()]
+        dirs[where]["analysis"] = json.dumps([a for a in analyses if a["type"] == "analysis"])
+    assert dirs["cluster"] == dirs["local"]
+    files = dirs["local"]
+
+    def of(suffix: str) -> set[bytes]:
+        return {data for name, data in files.items() if name.endswith(suffix)}
+
+    assert of("-ok.out") == {b"x" * 300_000}
+    assert of("-failed.err") == {b"bad\0"}
+    assert of("-timeout.exit") == {b"timeout\n"}
+    assert of("-unreachable.out") == set()  # no command ran there: no files
+    assert not any(name.endswith(".part") for name in files)
