@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     import paramiko
     from distributed import Client, Future, Queue
 
-    from remoteops.execution import CommandSpec, Executor, Lease, Limits, Timeouts
+    from remoteops.execution import CommandSpec, Executor, Limits, Timeouts
     from remoteops.outdir import OutDirSink
     from remoteops.results import HostResult
     from remoteops.session import LineSink, SessionSettings
@@ -557,8 +557,6 @@ class _RunCommand:
         bounded queue: when the client reads slowly, the hosts' commands wait
         on their channels instead of the worker buffering their output.
         """
-        from remoteops.operations import run_on
-
         items: queue.Queue[HostResult | _Output | None] = queue.Queue(_OUTBOX_MAX)
         spec = self.spec
         failure: list[BaseException] = []
@@ -572,26 +570,12 @@ class _RunCommand:
                     if executor.cancel_event.is_set() and item is not None:
                         return
 
-        def work(lease: Lease) -> HostResult:
-            host = lease.target.name
-            put(_Output(host, "start", b""))  # the command is about to run
-
-            def on_bytes(stream: str, data: bytes) -> None:
-                put(_Output(host, stream, bytes(data)))
-
-            return run_on(
-                lease.session,
-                spec,
-                cancel=executor.cancel_event,
-                timeout=executor.timeouts.command,
-                on_line=line,
-                start=lease.start,
-                on_bytes=on_bytes,
-            )
+        def on_bytes(host: str, stream: str, data: bytes) -> None:
+            put(_Output(host, stream, bytes(data)))
 
         def pump() -> None:
             try:
-                for result in executor.fan_out(work):
+                for result in executor.run_command(spec, on_line=line, on_bytes=on_bytes):
                     put(result)  # after everything its host queued
             except BaseException as exc:
                 failure.append(exc)

@@ -50,6 +50,7 @@ Closing it while an operation runs stops that operation first, as
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import random
@@ -556,18 +557,25 @@ class Executor:
         *,
         on_line: LineSink | None = None,
         out_dir: Path | None = None,
+        on_bytes: Callable[[str, str, bytes], None] | None = None,
     ) -> Iterator[HostResult]:
         """Run ``spec`` on every target; yield each host's result as it finishes.
 
         With ``out_dir``, what the previous run wrote there is removed first
         (:mod:`remoteops.outdir`; ``UsageError`` if it cannot be), before any
-        host is contacted.
+        host is contacted. ``on_bytes(host, stream, data)`` gets each host's exact
+        output as it arrives, and ``(host, "start", b"")`` as its command starts.
         """
         self._check_open()
         if out_dir is not None:
             start_run(out_dir)
 
         def work(lease: Lease) -> HostResult:
+            host_bytes = None
+            if on_bytes is not None:
+                host = lease.target.name
+                on_bytes(host, "start", b"")
+                host_bytes = functools.partial(on_bytes, host)
             return run_on(
                 lease.session,
                 spec,
@@ -576,6 +584,7 @@ class Executor:
                 on_line=on_line,
                 out_dir=out_dir,
                 start=lease.start,
+                on_bytes=host_bytes,
             )
 
         return self.fan_out(work)
