@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from remoteops.errors import UsageError
 from remoteops.hostkeys import HostKeyStore, KnownHostsFile, parse_known_hosts
 from remoteops.session import Credentials
-from remoteops.shards import ProgressSink, split
+from remoteops.shards import ProgressSink, StandIn, split
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -159,7 +159,7 @@ class _Shard:
     gone: bool = False
 
 
-class ClusterExecutor:
+class ClusterExecutor(StandIn):
     """An :class:`~remoteops.execution.Executor`'s run spread over a Dask cluster.
 
     It stands in for the executor the command line built (``run_command``,
@@ -168,8 +168,7 @@ class ClusterExecutor:
     """
 
     def __init__(self, executor: Executor, client: Client, address: str) -> None:
-        self.executor = executor
-        self.targets = executor.targets
+        super().__init__(executor)
         self.address = address
         self.lost: str | None = None
         self._client = client
@@ -182,36 +181,10 @@ class ClusterExecutor:
         self._closed = False
         self._hold = False
 
-    def __enter__(self) -> ClusterExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def forks(self) -> int:
-        """How many hosts are worked on at once, over all the shards."""
-        return self.executor.forks
-
     @property
     def client(self) -> Client:
         """The cluster's client (``run --analyze`` sends its analysis tasks through it)."""
         return self._client
-
-    @property
-    def cancel_event(self) -> threading.Event:
-        """Set by ``cancel()`` (a playbook stops between steps on it)."""
-        return self.executor.cancel_event
-
-    @property
-    def drain_event(self) -> threading.Event:
-        """Set by ``drain()``."""
-        return self.executor.drain_event
-
-    @property
-    def drain_reason(self) -> str:
-        """Why ``drain()`` was called."""
-        return self.executor.drain_reason
 
     def hold_sessions(self, count: int) -> None:
         """Keep every host's connection between operations (a playbook's steps): each

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Pipe, wait
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from remoteops.errors import UsageError
 
@@ -62,6 +62,7 @@ __all__ = [
     "Operation",
     "ProgressSink",
     "ShardedExecutor",
+    "StandIn",
     "choose_procs",
     "operate",
     "parse_procs",
@@ -184,7 +185,48 @@ class _Worker:
             self.how = f"exit code {os.WEXITSTATUS(status)}"
 
 
-class ShardedExecutor:
+class StandIn:
+    """What stands in for the :class:`~remoteops.execution.Executor` the command line
+    built, running its operations elsewhere (processes, a cluster): that executor
+    gives the targets and every setting, holds the run's Ctrl-C and drain events,
+    and never connects itself. A context manager; subclasses define ``close``."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.targets = executor.targets
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop what runs elsewhere, then close the executor."""
+        self.executor.close()
+
+    @property
+    def forks(self) -> int:
+        """How many hosts are worked on at once, over all the shards."""
+        return self.executor.forks
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set by ``cancel()`` (a playbook stops between steps on it)."""
+        return self.executor.cancel_event
+
+    @property
+    def drain_event(self) -> threading.Event:
+        """Set by ``drain()``."""
+        return self.executor.drain_event
+
+    @property
+    def drain_reason(self) -> str:
+        """Why ``drain()`` was called."""
+        return self.executor.drain_reason
+
+
+class ShardedExecutor(StandIn):
     """An :class:`~remoteops.execution.Executor`'s run spread over ``procs`` worker processes.
 
     It stands in for the executor the command line built (``run_command``,
@@ -193,21 +235,9 @@ class ShardedExecutor:
     """
 
     def __init__(self, executor: Executor, procs: int) -> None:
-        self.executor = executor
+        super().__init__(executor)
         self.procs = procs
-        self.targets = executor.targets
         self._workers: list[_Worker] = []
-
-    def __enter__(self) -> ShardedExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def forks(self) -> int:
-        """How many hosts are worked on at once, over all the shards."""
-        return self.executor.forks
 
     def cancel(self) -> None:
         """Stop every shard: no host starts, running commands are stopped (signal-safe)."""

@@ -26,7 +26,7 @@ import pytest
 from remoteops.lab import Lab
 from tests.helpers import run_cli
 from tests.integration.test_cluster import _dask_cluster, _free_port, _stop
-from tests.integration.test_procs import KINDS, LAB_HOST, _big_inventory, _records
+from tests.integration.test_procs import KINDS, _big_inventory, _records, kinds_command
 from tests.integration.test_stop import _cleanup, _host_lines, _running, _token, _wait_for
 from tests.readme import README
 
@@ -84,11 +84,7 @@ def test_run_and_ping_on_the_cluster_give_the_local_records(
     lab: Lab, cluster: Cluster, tmp_path: Path
 ) -> None:
     inventory = _big_inventory(lab, tmp_path, HOSTS)
-    names = {kind: lab.hosts[LAB_HOST[kind]].name for kind in ("failed", "timeout")}
-    command = (
-        f"case $(hostname) in {names['failed']}) echo bad >&2; exit 3;; "
-        f"{names['timeout']}) sleep 60;; esac; echo out-$(hostname)"
-    )
+    command = kinds_command(lab)
     runs = {}
     for where in ("local", "cluster"):
         retry = tmp_path / f"retry-{where}.txt"
@@ -516,10 +512,11 @@ def test_out_dir_on_the_cluster_holds_the_local_files(
 ) -> None:
     # Each host's exact output comes back from the workers and is written here.
     inventory = _big_inventory(lab, tmp_path, HOSTS)
-    names = {kind: lab.hosts[LAB_HOST[kind]].name for kind in ("failed", "timeout")}
-    command = (
-        f"case $(hostname) in {names['failed']}) printf 'bad\\0' >&2; exit 3;; "
-        f"{names['timeout']}) echo partial; sleep 60;; esac; head -c 300000 /dev/zero | tr '\\0' x"
+    command = kinds_command(
+        lab,
+        failed="printf 'bad\\0' >&2",
+        timeout="echo partial",
+        rest="head -c 300000 /dev/zero | tr '\\0' x",
     )
     dirs = {}
     for where in ("local", "cluster"):

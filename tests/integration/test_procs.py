@@ -94,13 +94,25 @@ def _records(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return hosts, summary
 
 
+def kinds_command(
+    lab: Lab,
+    *,
+    failed: str = "echo bad >&2",
+    timeout: str = "",
+    rest: str = "echo out-$(hostname)",
+) -> str:
+    """A command the inventory's kinds answer as named: the failed host runs ``failed``
+    and exits 3, the timeout host runs ``timeout`` and sleeps 60 s, the others ``rest``."""
+    names = {kind: lab.hosts[LAB_HOST[kind]].name for kind in ("failed", "timeout")}
+    return (
+        f"case $(hostname) in {names['failed']}) {failed}; exit 3;; "
+        f"{names['timeout']}) {timeout + '; ' if timeout else ''}sleep 60;; esac; {rest}"
+    )
+
+
 def test_procs_2_gives_the_records_of_procs_1_on_200_hosts(lab: Lab, tmp_path: Path) -> None:
     inventory = _big_inventory(lab, tmp_path)
-    names = {kind: lab.hosts[LAB_HOST[kind]].name for kind in ("failed", "timeout")}
-    command = (
-        f"case $(hostname) in {names['failed']}) echo bad >&2; exit 3;; "
-        f"{names['timeout']}) sleep 60;; esac; echo out-$(hostname)"
-    )
+    command = kinds_command(lab)
     runs = {}
     for procs in ("1", "2"):
         retry = tmp_path / f"retry-{procs}.txt"
